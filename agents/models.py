@@ -1,0 +1,155 @@
+"""Agents, their instances and interactive sessions.
+
+``agents`` and ``agent_instances`` are tables the runtime references but never published
+(CONTRACTS.md §1); their SQL is in the migrations so that a row with only the columns the
+runtime knows (id, name, agent_type, status, supervision_node_id / agent_id, status,
+last_heartbeat, host_name, port) is accepted: every other column has a database default.
+Sessions and their messages are the console's own (the runtime keeps them in memory).
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from django.contrib.postgres.fields import ArrayField
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models, transaction
+from django.db.models.functions import Now
+
+from agents.lifecycle import AgentState, check_transition
+
+DEFAULT_MODEL = "claude-3-5-sonnet-20241022"
+DEFAULT_TIMEOUT_SECONDS = 300
+DEFAULT_MEMORY_LIMIT_MB = 512
+
+
+class InstanceStatus(models.TextChoices):
+    STARTING = "starting", "starting"
+    RUNNING = "running", "running"
+    STOPPING = "stopping", "stopping"
+    STOPPED = "stopped", "stopped"
+    ERROR = "error", "error"
+    CRASHED = "crashed", "crashed"
+
+
+class Agent(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    name = models.TextField()
+    agent_type = models.TextField(default="claude", db_default="claude")
+    status = models.TextField(
+        choices=AgentState.choices, default=AgentState.CREATED, db_default=AgentState.CREATED.value
+    )
+    supervision_node = models.ForeignKey(
+        "supervision.SupervisionNode",
+        on_delete=models.DO_NOTHING,  # the database sets it to NULL
+        db_column="supervision_node_id",
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    # AgentConfig, with the runtime's defaults.
+    model = models.TextField(default=DEFAULT_MODEL, db_default=DEFAULT_MODEL)
+    max_turns = models.IntegerField(null=True, blank=True, validators=[MinValueValidator(1)])
+    allowed_tools = ArrayField(models.TextField(), null=True, blank=True, help_text="Empty: every tool.")
+    enable_mcp = models.BooleanField(default=True, db_default=True)
+    timeout_seconds = models.IntegerField(
+        default=DEFAULT_TIMEOUT_SECONDS, db_default=DEFAULT_TIMEOUT_SECONDS, validators=[MinValueValidator(1)]
+    )
+    memory_limit_mb = models.IntegerField(
+        null=True,
+        blank=True,
+        default=DEFAULT_MEMORY_LIMIT_MB,
+        db_default=DEFAULT_MEMORY_LIMIT_MB,
+        validators=[MinValueValidator(1)],
+    )
+    created_at = models.DateTimeField(db_default=Now(), editable=False)
+    updated_at = models.DateTimeField(db_default=Now(), editable=False)
+    state_changed_at = models.DateTimeField(db_default=Now(), editable=False)
+    last_heartbeat = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        db_table = "agents"
+        ordering = ["name"]
+        permissions = [("command_agent", "Can send commands to an agent")]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def transition_to(self, target: str) -> None:
+        """Move to ``target`` if the lifecycle allows it; raise IllegalTransition otherwise.
+
+        Reads the current state under a row lock so two movers cannot both pass the check.
+        """
+        with transaction.atomic():
+            current = Agent.objects.select_for_update().values_list("status", flat=True).get(pk=self.pk)
+            check_transition(current, target)
+            Agent.objects.filter(pk=self.pk).update(status=target, state_changed_at=Now(), updated_at=Now())
+        self.status = target
+
+
+class AgentInstance(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    agent = models.ForeignKey(Agent, on_delete=models.DO_NOTHING, db_column="agent_id", related_name="instances")
+    status = models.TextField(
+        choices=InstanceStatus.choices, default=InstanceStatus.STARTING, db_default=InstanceStatus.STARTING.value
+    )
+    last_heartbeat = models.DateTimeField(null=True, blank=True)
+    host_name = models.TextField(null=True, blank=True)
+    port = models.IntegerField(null=True, blank=True, validators=[MinValueValidator(0), MaxValueValidator(65535)])
+    started_at = models.DateTimeField(db_default=Now(), editable=False)
+
+    class Meta:
+        db_table = "agent_instances"
+        ordering = ["-started_at"]
+
+    def __str__(self) -> str:
+        where = f"{self.host_name}:{self.port}" if self.host_name else "unknown host"
+        return f"{self.agent_id} on {where} ({self.status})"
+
+
+class SessionState(models.TextChoices):
+    STARTING = "Starting", "Starting"
+    READY = "Ready", "Ready"
+    PROCESSING = "Processing", "Processing"
+    ERROR = "Error", "Error"
+    TERMINATED = "Terminated", "Terminated"
+
+
+class InteractiveSession(models.Model):
+    """One long-lived CLI process driven by an agent, with its conversation."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="sessions", null=True, blank=True)
+    state = models.CharField(max_length=16, choices=SessionState.choices, default=SessionState.STARTING)
+    error = models.TextField(blank=True, help_text="The text of an Error state.")
+    pid = models.PositiveIntegerField(null=True, blank=True, help_text="The CLI process id.")
+    model = models.TextField(default=DEFAULT_MODEL)
+    started_at = models.DateTimeField(auto_now_add=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-started_at"]
+        indexes = [models.Index(fields=["state", "-started_at"])]
+
+    def __str__(self) -> str:
+        return f"session {str(self.id)[:8]} ({self.state})"
+
+
+class MessageRole(models.TextChoices):
+    USER = "user", "user"
+    ASSISTANT = "assistant", "assistant"
+
+
+class SessionMessage(models.Model):
+    session = models.ForeignKey(InteractiveSession, on_delete=models.CASCADE, related_name="messages")
+    position = models.PositiveIntegerField(help_text="Order within the session, from 0.")
+    role = models.CharField(max_length=16, choices=MessageRole.choices)
+    content = models.TextField()
+    timestamp = models.DateTimeField()
+
+    class Meta:
+        ordering = ["session", "position"]
+        constraints = [models.UniqueConstraint(fields=["session", "position"], name="session_message_position_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.role}: {self.content[:60]}"

@@ -1,0 +1,3 @@
+"""WebSocket routes. The live pages add their consumers here."""
+
+websocket_urlpatterns: list = []
