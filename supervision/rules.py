@@ -54,7 +54,7 @@ def restart_delay_ms(policy: PolicyLike, attempt: int) -> int:
                 return maximum
     else:
         raise ValueError(f"Unknown backoff strategy {policy.backoff_strategy!r}")
-    return min(_round(delay), maximum)
+    return _round(min(delay, Decimal(maximum)))
 
 
 def _round(value: Decimal) -> int:

@@ -1,0 +1,24 @@
+"""Fixtures shared by the whole suite: real PostgreSQL and NATS, never mocks."""
+
+from __future__ import annotations
+
+import pytest
+
+from mistersmith.nats import nats_url as console_nats_url
+
+
+@pytest.fixture(scope="session")
+def nats_url() -> str:
+    """The NATS server of this run: NATS_URL, or the embedded one (started on demand)."""
+    return console_nats_url()
+
+
+@pytest.fixture
+def admin_user(django_user_model):
+    return django_user_model.objects.create_superuser("admin", "admin@example.com", "admin-pass-123")
+
+
+@pytest.fixture
+def admin_client(client, admin_user):
+    client.force_login(admin_user)
+    return client
