@@ -1,15 +1,26 @@
-"""Keep the Hive Mind models on their SQLite files and everything else off them."""
+"""Keep the Hive Mind models on their SQLite files and everything else off them.
+
+claude-flow writes two SQLite files: ``hive.db`` (swarms, agents, tasks, collective memory,
+consensus, sessions) and ``memory.db`` (the key/value ``memory_entries``). Each gets its own
+database alias, and this router is the one place that knows which model lives in which file.
+Nothing is ever migrated there: the files and their schema belong to claude-flow
+(see :mod:`hive.schema` for the tables created when a file is new).
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 HIVE_APP = "hive"
+HIVE_DB = "hive"
+MEMORY_DB = "hive_memory"
+HIVE_ALIASES = (HIVE_DB, MEMORY_DB)
 MEMORY_MODELS = {"memoryentry"}
 
 
 def hive_alias(model: Any) -> str:
-    return "hive_memory" if model._meta.model_name in MEMORY_MODELS else "hive"
+    """The alias of the file holding ``model``'s table (``memory.db`` for memory entries)."""
+    return MEMORY_DB if model._meta.model_name in MEMORY_MODELS else HIVE_DB
 
 
 class HiveRouter:
@@ -26,6 +37,6 @@ class HiveRouter:
 
     def allow_migrate(self, db: str, app_label: str, model_name: str | None = None, **hints: Any) -> bool:
         """Migrations run on PostgreSQL only; the hive files are claude-flow's, never migrated."""
-        if db in ("hive", "hive_memory"):
+        if db in HIVE_ALIASES:
             return False
         return app_label != HIVE_APP

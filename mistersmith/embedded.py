@@ -45,8 +45,12 @@ def postgres_settings(var_dir: Path) -> dict[str, Any]:
     pg_dir = var_dir / "pg"
     pg_dir.parent.mkdir(parents=True, exist_ok=True)
     server = pgserver.get_server(pg_dir, cleanup_mode="stop")
-    info = server.get_postmaster_info()
-    socket_dir = str(info.socket_dir)
+    socket_dir = str(server.get_postmaster_info().socket_dir)
+    if _apply_tuning(socket_dir):
+        # Settings such as shared_buffers need a restart: let go of the server, start it again.
+        server.cleanup()
+        server = pgserver.get_server(pg_dir, cleanup_mode="stop")
+        socket_dir = str(server.get_postmaster_info().socket_dir)
     _ensure_database(socket_dir, DATABASE_NAME)
     return {
         "ENGINE": "django.db.backends.postgresql",
@@ -56,6 +60,42 @@ def postgres_settings(var_dir: Path) -> dict[str, Any]:
         "HOST": socket_dir,
         "PORT": "",
     }
+
+
+# pgserver starts PostgreSQL with its stock settings (128 MB of shared buffers), which thrash on
+# a million-row failures table; these are modest for any machine that runs agent fleets.
+PG_TUNING = {
+    "shared_buffers": os.environ.get("MISTERSMITH_PG_SHARED_BUFFERS", "512MB"),
+    "max_wal_size": "4GB",
+    "checkpoint_timeout": "15min",
+    "work_mem": "16MB",
+    "maintenance_work_mem": "256MB",
+    "max_connections": "200",
+}
+
+
+def _apply_tuning(socket_dir: str) -> bool:
+    """Write PG_TUNING with ALTER SYSTEM; True when a restart is needed for it to take effect.
+
+    Values are compared in PostgreSQL's own display form ("512MB"), the form used above.
+    """
+    import psycopg
+    from psycopg import sql
+
+    with psycopg.connect(host=socket_dir, user="postgres", dbname="postgres", autocommit=True) as conn:
+        current = dict(conn.execute("SELECT name, current_setting(name) FROM pg_settings").fetchall())
+        stale = {name: value for name, value in PG_TUNING.items() if current.get(name) != value}
+        for name, value in stale.items():
+            conn.execute(sql.SQL("ALTER SYSTEM SET {} = {}").format(sql.Identifier(name), sql.Literal(value)))
+        needs_restart = bool(
+            stale
+            and conn.execute(
+                "SELECT count(*) FROM pg_settings WHERE context = 'postmaster' AND name = ANY(%s)", [list(stale)]
+            ).fetchone()[0]
+        )
+        if stale and not needs_restart:
+            conn.execute("SELECT pg_reload_conf()")
+    return needs_restart
 
 
 def postgres_url(db: dict[str, Any]) -> str:

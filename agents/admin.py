@@ -1,0 +1,128 @@
+"""Admin for agents, their instances and interactive sessions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin
+from django.db.models import Count
+
+from agents.lifecycle import IllegalTransition, check_transition
+from agents.models import Agent, AgentInstance, InteractiveSession, SessionMessage
+
+
+class AgentForm(forms.ModelForm):
+    """A status change in the admin obeys the lifecycle like any other move."""
+
+    class Meta:
+        model = Agent
+        fields = [
+            "name",
+            "agent_type",
+            "status",
+            "supervision_node",
+            "model",
+            "max_turns",
+            "allowed_tools",
+            "enable_mcp",
+            "timeout_seconds",
+            "memory_limit_mb",
+        ]
+
+    def clean_status(self) -> str:
+        target = self.cleaned_data["status"]
+        if self.instance.pk and "status" in self.changed_data:
+            current = Agent.objects.filter(pk=self.instance.pk).values_list("status", flat=True).first()
+            if current is not None:
+                try:
+                    check_transition(current, target)
+                except IllegalTransition as error:
+                    raise forms.ValidationError(str(error)) from error
+        return target
+
+
+class InstanceInline(admin.TabularInline):
+    model = AgentInstance
+    extra = 0
+    fields = ["status", "host_name", "port", "last_heartbeat", "started_at"]
+    readonly_fields = ["started_at"]
+    show_change_link = True
+
+
+class SessionInline(admin.TabularInline):
+    model = InteractiveSession
+    extra = 0
+    fields = ["state", "pid", "model", "started_at", "ended_at"]
+    readonly_fields = ["started_at"]
+    show_change_link = True
+
+
+@admin.register(Agent)
+class AgentAdmin(admin.ModelAdmin):
+    form = AgentForm
+    list_display = ["name", "agent_type", "status", "model", "supervision_node", "last_heartbeat", "state_changed_at"]
+    list_filter = ["status", "agent_type", "model", "enable_mcp"]
+    list_select_related = ["supervision_node"]
+    search_fields = ["name", "=id", "agent_type"]
+    autocomplete_fields = ["supervision_node"]
+    readonly_fields = ["id", "created_at", "updated_at", "state_changed_at", "last_heartbeat"]
+    fieldsets = [
+        (None, {"fields": ["name", "agent_type", "status", "supervision_node"]}),
+        (
+            "Configuration",
+            {"fields": ["model", "max_turns", "allowed_tools", "enable_mcp", "timeout_seconds", "memory_limit_mb"]},
+        ),
+        ("Record", {"fields": ["id", "created_at", "updated_at", "state_changed_at", "last_heartbeat"]}),
+    ]
+    inlines = [InstanceInline, SessionInline]
+
+
+@admin.register(AgentInstance)
+class AgentInstanceAdmin(admin.ModelAdmin):
+    list_display = ["id", "agent", "status", "host_name", "port", "last_heartbeat", "started_at"]
+    list_filter = ["status", ("last_heartbeat", admin.DateFieldListFilter)]
+    list_select_related = ["agent"]
+    search_fields = ["=id", "host_name", "agent__name"]
+    autocomplete_fields = ["agent"]
+    readonly_fields = ["started_at"]
+
+
+class MessageInline(admin.TabularInline):
+    model = SessionMessage
+    extra = 0
+    fields = ["position", "role", "content", "timestamp"]
+    ordering = ["position"]
+
+
+@admin.register(InteractiveSession)
+class InteractiveSessionAdmin(admin.ModelAdmin):
+    list_display = ["id", "agent", "state", "pid", "model", "started_at", "ended_at", "message_count"]
+    list_filter = ["state", "model", ("started_at", admin.DateFieldListFilter)]
+    list_select_related = ["agent"]
+    search_fields = ["=id", "agent__name", "=pid"]
+    autocomplete_fields = ["agent"]
+    date_hierarchy = "started_at"
+    readonly_fields = ["started_at"]
+    inlines = [MessageInline]
+
+    def get_queryset(self, request: Any):
+        return super().get_queryset(request).annotate(message_total=Count("messages"))
+
+    @admin.display(description="messages", ordering="message_total")
+    def message_count(self, session: InteractiveSession) -> int:
+        return session.message_total
+
+
+@admin.register(SessionMessage)
+class SessionMessageAdmin(admin.ModelAdmin):
+    list_display = ["session", "position", "role", "short_content", "timestamp"]
+    list_filter = ["role", ("timestamp", admin.DateFieldListFilter)]
+    list_select_related = ["session"]
+    search_fields = ["content", "=session__id"]
+    raw_id_fields = ["session"]
+    ordering = ["session", "position"]
+
+    @admin.display(description="content")
+    def short_content(self, message: SessionMessage) -> str:
+        return message.content if len(message.content) <= 80 else f"{message.content[:79]}…"

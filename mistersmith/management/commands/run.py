@@ -1,0 +1,76 @@
+"""manage.py run: everything `make run` promises, in one process.
+
+Embedded PostgreSQL and NATS (unless DATABASE_URL / NATS_URL are set), migrations, the admin
+user, a small demo on the first start of an empty database, then the ASGI server. Ctrl-C stops
+the server, and the embedded services stop with the process (mistersmith.embedded).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandParser
+
+from mistersmith import demo
+from mistersmith.nats import nats_url
+from supervision.models import SupervisionNode
+
+ADMIN_USERNAME = os.environ.get("DJANGO_SUPERUSER_USERNAME", "admin")
+
+
+def ensure_admin_user() -> str:
+    """Create the admin user once; return how to log in (the password is kept in var/)."""
+    password_file = settings.VAR_DIR / "admin_password"
+    user_model = get_user_model()
+    if user_model.objects.filter(username=ADMIN_USERNAME).exists():
+        if password_file.exists():
+            return f"{ADMIN_USERNAME} / {password_file.read_text().strip()}"
+        return f"{ADMIN_USERNAME} (existing user; password unchanged)"
+    password = os.environ.get("DJANGO_SUPERUSER_PASSWORD") or secrets.token_urlsafe(12)
+    user_model.objects.create_superuser(ADMIN_USERNAME, "", password)
+    if not os.environ.get("DJANGO_SUPERUSER_PASSWORD"):
+        password_file.write_text(password + "\n")
+        password_file.chmod(0o600)
+    return f"{ADMIN_USERNAME} / {password}"
+
+
+class Command(BaseCommand):
+    help = "Start the console: services, migrations, admin user, demo data, ASGI server."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
+        parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", 8000)))
+        parser.add_argument("--no-demo", action="store_true", help="do not seed demo data into an empty database")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        import uvicorn
+
+        nats = nats_url()
+        call_command("migrate", interactive=False, verbosity=0)
+        login = ensure_admin_user()
+        if (
+            not options["no_demo"]
+            and not os.environ.get("MISTERSMITH_NO_DEMO")
+            and not SupervisionNode.objects.exists()
+        ):
+            counts = demo.seed()
+            self.stdout.write(f"Seeded a demo installation: {counts['nodes']} nodes, {counts['failures']} failures.")
+        url = f"http://{options['host']}:{options['port']}/admin/"
+        database = settings.DATABASES["default"]
+        self.stdout.write(
+            self.style.SUCCESS(f"MisterSmith console: {url}\n  login: {login}")
+            + f"\n  PostgreSQL: {database['HOST'] or 'localhost'}/{database['NAME']}  NATS: {nats}"
+            + "\n  Ctrl-C stops it."
+        )
+        uvicorn.run(
+            "mistersmith.asgi:application",
+            host=options["host"],
+            port=options["port"],
+            lifespan="off",
+            log_level=os.environ.get("UVICORN_LOG_LEVEL", "warning"),
+        )

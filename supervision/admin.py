@@ -1,0 +1,205 @@
+"""Admin for the supervision tables: the runtime owns most values, admins own the policies."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.urls import reverse
+from django.utils.html import format_html, format_html_join
+
+from mistersmith.admin_scale import LargeTableAdmin
+from supervision.models import (
+    SupervisionChildState,
+    SupervisionFailure,
+    SupervisionNode,
+    SupervisionPolicy,
+    SupervisionRestart,
+)
+
+LATEST_ON_NODE_PAGE = 10
+
+
+def delays_table(policy: SupervisionPolicy) -> str:
+    """The restart delays a policy produces for attempts 1..8, as a small table."""
+    rows = format_html_join(
+        "", "<tr><td>{}</td><td>{} ms</td></tr>", ((n, d) for n, d in enumerate(policy.restart_delays(), start=1))
+    )
+    return format_html('<table class="restart-delays"><tr><th>Attempt</th><th>Delay</th></tr>{}</table>', rows)
+
+
+class PolicyDelayPreviewMixin:
+    @admin.display(description="Restart delays")
+    def restart_delays(self, policy: SupervisionPolicy | None) -> str:
+        return delays_table(policy or SupervisionPolicy())
+
+
+class PolicyInline(PolicyDelayPreviewMixin, admin.StackedInline):
+    model = SupervisionPolicy
+    fk_name = "node"
+    extra = 0
+    max_num = 1
+    can_delete = True
+    readonly_fields = ["restart_delays"]
+
+
+class ChildStateInline(admin.TabularInline):
+    model = SupervisionChildState
+    fk_name = "node"
+    extra = 0
+    fields = ["child_id", "child_node", "instance", "state", "last_heartbeat", "error_count", "restart_count"]
+    raw_id_fields = ["child_node", "instance"]
+    show_change_link = True
+
+
+class LatestForNodeInline(admin.TabularInline):
+    """The newest rows of a node's history, read-only: the full list is one link away."""
+
+    extra = 0
+    can_delete = False
+    show_change_link = True
+    order_field = ""
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        queryset = super().get_queryset(request)
+        node_pk = request.resolver_match.kwargs.get("object_id") if request.resolver_match else None
+        if not node_pk:
+            return queryset.none()
+        latest = queryset.filter(node_id=node_pk).order_by(f"-{self.order_field}").values_list("pk", flat=True)
+        return queryset.filter(pk__in=list(latest[:LATEST_ON_NODE_PAGE])).order_by(f"-{self.order_field}")
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class LatestFailuresInline(LatestForNodeInline):
+    model = SupervisionFailure
+    order_field = "occurred_at"
+    verbose_name_plural = f"latest failures (up to {LATEST_ON_NODE_PAGE})"
+    fields = ["occurred_at", "failure_reason", "failure_detail", "restart_attempted", "escalated_to_parent"]
+    readonly_fields = fields
+
+
+class LatestRestartsInline(LatestForNodeInline):
+    model = SupervisionRestart
+    fk_name = "node"
+    order_field = "started_at"
+    verbose_name_plural = f"latest restarts (up to {LATEST_ON_NODE_PAGE})"
+    fields = ["started_at", "restart_attempt_number", "restart_delay_ms", "completed_at", "success", "error_message"]
+    readonly_fields = fields
+
+
+@admin.register(SupervisionNode)
+class SupervisionNodeAdmin(admin.ModelAdmin):
+    list_display = ["node_id", "node_type", "node_type_detail", "status", "parent", "agent", "updated_at"]
+    list_filter = ["status", "node_type", ("updated_at", admin.DateFieldListFilter)]
+    list_select_related = ["parent", "agent"]
+    search_fields = ["node_id", "node_type_detail"]
+    autocomplete_fields = ["parent", "agent"]
+    readonly_fields = ["id", "created_at", "updated_at", "history_links"]
+    fieldsets = [
+        (None, {"fields": ["node_id", "node_type", "node_type_detail", "status", "parent", "agent"]}),
+        ("Runtime data", {"fields": ["configuration", "metadata", "terminated_at"]}),
+        ("Record", {"fields": ["id", "created_at", "updated_at", "history_links"]}),
+    ]
+    inlines = [PolicyInline, ChildStateInline, LatestFailuresInline, LatestRestartsInline]
+
+    @admin.display(description="History")
+    def history_links(self, node: SupervisionNode) -> str:
+        if not node.pk:
+            return "-"
+        failures = reverse("admin:supervision_supervisionfailure_changelist") + f"?node__id__exact={node.pk}"
+        restarts = reverse("admin:supervision_supervisionrestart_changelist") + f"?node__id__exact={node.pk}"
+        return format_html('<a href="{}">All failures</a> · <a href="{}">All restarts</a>', failures, restarts)
+
+
+@admin.register(SupervisionPolicy)
+class SupervisionPolicyAdmin(PolicyDelayPreviewMixin, admin.ModelAdmin):
+    list_display = [
+        "node",
+        "supervision_strategy",
+        "max_restarts",
+        "time_window_seconds",
+        "backoff_strategy",
+        "backoff_factor",
+        "min_restart_delay_ms",
+        "max_restart_delay_ms",
+        "escalate_on_limit",
+    ]
+    list_filter = ["supervision_strategy", "backoff_strategy", "escalate_on_limit"]
+    list_select_related = ["node"]
+    search_fields = ["node__node_id"]
+    autocomplete_fields = ["node"]
+    readonly_fields = ["restart_delays", "created_at", "updated_at"]
+
+
+class NodeLinkMixin:
+    @admin.display(description="node", ordering="node__node_id")
+    def node_link(self, obj: Any) -> str:
+        url = reverse("admin:supervision_supervisionnode_change", args=[obj.node_id])
+        return format_html('<a href="{}">{}</a>', url, obj.node.node_id)
+
+
+@admin.register(SupervisionFailure)
+class SupervisionFailureAdmin(NodeLinkMixin, LargeTableAdmin):
+    list_display = [
+        "occurred_at",
+        "node_link",
+        "failure_reason",
+        "short_detail",
+        "restart_attempted",
+        "escalated_to_parent",
+        "recovery_action",
+    ]
+    list_filter = [
+        "failure_reason",
+        "restart_attempted",
+        "escalated_to_parent",
+        ("occurred_at", admin.DateFieldListFilter),
+    ]
+    list_select_related = ["node"]
+    search_fields = ["=node__node_id", "failure_detail"]
+    date_hierarchy = "occurred_at"
+    raw_id_fields = ["node"]
+    readonly_fields = ["id"]
+    ordering = ["-occurred_at"]
+
+    @admin.display(description="detail")
+    def short_detail(self, failure: SupervisionFailure) -> str:
+        detail = failure.failure_detail
+        return detail if len(detail) <= 80 else f"{detail[:79]}…"
+
+
+@admin.register(SupervisionRestart)
+class SupervisionRestartAdmin(NodeLinkMixin, LargeTableAdmin):
+    list_display = [
+        "started_at",
+        "node_link",
+        "restart_attempt_number",
+        "restart_delay_ms",
+        "completed_at",
+        "success",
+        "error_message",
+    ]
+    list_filter = ["success", ("started_at", admin.DateFieldListFilter), ("completed_at", admin.EmptyFieldListFilter)]
+    list_select_related = ["node"]
+    search_fields = ["=node__node_id"]
+    date_hierarchy = "started_at"
+    raw_id_fields = ["node", "failure"]
+    readonly_fields = ["id"]
+    ordering = ["-started_at"]
+
+
+@admin.register(SupervisionChildState)
+class SupervisionChildStateAdmin(NodeLinkMixin, admin.ModelAdmin):
+    list_display = ["child_id", "node_link", "state", "last_heartbeat", "error_count", "restart_count", "updated_at"]
+    list_filter = ["state", ("last_heartbeat", admin.DateFieldListFilter)]
+    list_select_related = ["node"]
+    search_fields = ["child_id", "=node__node_id"]
+    raw_id_fields = ["node", "child_node", "instance"]
+    readonly_fields = ["id", "created_at", "updated_at"]
