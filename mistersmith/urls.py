@@ -14,3 +14,7 @@ urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("admin/", admin.site.urls),
 ]
+
+admin.site.site_header = "MisterSmith console"
+admin.site.site_title = "MisterSmith"
+admin.site.index_title = "Operations"

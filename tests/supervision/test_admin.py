@@ -1,0 +1,220 @@
+"""The supervision admin: every page answers, bad input becomes a form error, big lists stay cheap."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.admin.models import LogEntry
+from django.urls import reverse
+
+from agents.models import Agent
+from mistersmith import demo
+from supervision.models import SupervisionFailure, SupervisionNode, SupervisionPolicy, SupervisionRestart
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def installation():
+    demo.seed(prefix="adm", nodes=40, failures=400, hive=False)
+
+
+MODELS = ["supervisionnode", "supervisionpolicy", "supervisionfailure", "supervisionrestart", "supervisionchildstate"]
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_changelist_add_and_change_pages_answer(admin_client, installation, model):
+    changelist = admin_client.get(reverse(f"admin:supervision_{model}_changelist"))
+    assert changelist.status_code == 200
+    obj = changelist.context["cl"].result_list[0]
+    assert admin_client.get(reverse(f"admin:supervision_{model}_change", args=[obj.pk])).status_code == 200
+    assert admin_client.get(reverse(f"admin:supervision_{model}_add")).status_code == 200
+    assert admin_client.get(reverse(f"admin:supervision_{model}_delete", args=[obj.pk])).status_code == 200
+
+
+def test_changelists_filter_and_search(admin_client, installation):
+    url = reverse("admin:supervision_supervisionfailure_changelist")
+    response = admin_client.get(url, {"failure_reason__exact": "Crash"})
+    assert {f.failure_reason for f in response.context["cl"].result_list} == {"Crash"}
+    node = SupervisionNode.objects.get(node_id="adm-root")
+    response = admin_client.get(reverse("admin:supervision_supervisionnode_changelist"), {"q": "adm-root"})
+    assert list(response.context["cl"].result_list) == [node]
+
+
+def node_form(**overrides) -> dict:
+    data = {
+        "node_id": "form-node",
+        "node_type": "Service",
+        "node_type_detail": "db",
+        "status": "active",
+        "parent": "",
+        "agent": "",
+        "configuration": "{}",
+        "metadata": "{}",
+        "terminated_at_0": "",
+        "terminated_at_1": "",
+    }
+    for prefix in ("policy", "child_states", "failures", "restarts"):
+        data.update({f"{prefix}-TOTAL_FORMS": "0", f"{prefix}-INITIAL_FORMS": "0"})
+    data.update(overrides)
+    return data
+
+
+def post_node(client, data, node=None):
+    url = (
+        reverse("admin:supervision_supervisionnode_change", args=[node.pk])
+        if node
+        else reverse("admin:supervision_supervisionnode_add")
+    )
+    return client.post(url, data)
+
+
+def test_add_node_through_the_form_is_logged(admin_client, admin_user):
+    response = post_node(admin_client, node_form())
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    node = SupervisionNode.objects.get(node_id="form-node")
+    assert LogEntry.objects.filter(object_id=str(node.pk), user=admin_user).exists()
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field", "message"),
+    [
+        ({"node_type": "RootSupervisor", "node_type_detail": "x"}, "node_type_detail", "no type detail"),
+        ({"node_type_detail": ""}, "node_type_detail", "needs a type detail"),
+        ({"node_type": "Worker"}, "agent", "must be linked to an agent"),
+        ({"node_type": "Wizard"}, "node_type", "Select a valid choice"),
+        ({"configuration": "{broken"}, "configuration", "Enter a valid JSON"),
+        ({"status": "sleeping"}, "status", "Select a valid choice"),
+    ],
+)
+def test_bad_node_input_is_a_form_error_on_the_right_field(admin_client, overrides, field, message):
+    response = post_node(admin_client, node_form(**overrides))
+    assert response.status_code == 200
+    errors = response.context["adminform"].form.errors
+    assert message in " ".join(errors.get(field, [])), errors
+    assert not SupervisionNode.objects.filter(node_id="form-node").exists()
+
+
+def test_service_node_with_an_agent_is_refused(admin_client):
+    agent = Agent.objects.create(name="a")
+    response = post_node(admin_client, node_form(agent=str(agent.pk)))
+    assert "cannot be linked to an agent" in " ".join(response.context["adminform"].form.errors["agent"])
+
+
+def test_a_parent_cycle_is_refused(admin_client):
+    root = SupervisionNode.objects.create(node_id="cyc-a", node_type="Service", node_type_detail="x")
+    child = SupervisionNode.objects.create(node_id="cyc-b", node_type="Service", node_type_detail="x", parent=root)
+    grandchild = SupervisionNode.objects.create(
+        node_id="cyc-c", node_type="Service", node_type_detail="x", parent=child
+    )
+    response = post_node(admin_client, node_form(node_id="cyc-a", parent=str(grandchild.pk)), node=root)
+    assert response.status_code == 200
+    assert "cycle" in " ".join(response.context["adminform"].form.errors["parent"])
+    root.refresh_from_db()
+    assert root.parent_id is None
+
+
+def policy_form(node, **overrides) -> dict:
+    data = {
+        "node": str(node.pk),
+        "supervision_strategy": "OneForOne",
+        "max_restarts": "5",
+        "time_window_seconds": "60",
+        "backoff_strategy": "Exponential",
+        "backoff_factor": "2.00",
+        "min_restart_delay_ms": "100",
+        "max_restart_delay_ms": "30000",
+        "escalate_on_limit": "on",
+        "escalate_on_error_types": "",
+        "escalation_timeout_seconds": "10",
+    }
+    data.update(overrides)
+    return data
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        ({"max_restart_delay_ms": "50"}, "max_restart_delay_ms"),
+        ({"backoff_factor": "1.00"}, "backoff_factor"),
+        ({"max_restarts": "-1"}, "max_restarts"),
+        ({"time_window_seconds": "0"}, "time_window_seconds"),
+        ({"max_restarts": "ten"}, "max_restarts"),
+        ({"backoff_factor": "123.456"}, "backoff_factor"),
+        ({"escalate_on_error_types": "Crash,Gremlins"}, "escalate_on_error_types"),
+        ({"max_restarts": "99999999999"}, "max_restarts"),
+    ],
+)
+def test_bad_policy_input_is_a_form_error(admin_client, overrides, field):
+    node = SupervisionNode.objects.create(node_id="pol", node_type="RootSupervisor")
+    response = admin_client.post(reverse("admin:supervision_supervisionpolicy_add"), policy_form(node, **overrides))
+    assert response.status_code == 200
+    assert field in response.context["adminform"].form.errors
+    assert not SupervisionPolicy.objects.exists()
+
+
+def test_policy_edit_is_saved_and_logged(admin_client, admin_user):
+    node = SupervisionNode.objects.create(node_id="pol2", node_type="RootSupervisor")
+    response = admin_client.post(
+        reverse("admin:supervision_supervisionpolicy_add"), policy_form(node, backoff_strategy="Linear")
+    )
+    assert response.status_code == 302
+    policy = SupervisionPolicy.objects.get(node=node)
+    assert policy.restart_delays(3) == [1100, 2100, 3100]
+    assert LogEntry.objects.filter(object_id=str(policy.pk), user=admin_user).exists()
+
+
+def test_overlong_failure_detail_is_a_form_error(admin_client):
+    node = SupervisionNode.objects.create(node_id="f", node_type="RootSupervisor")
+    data = {
+        "node": str(node.pk),
+        "failure_reason": "Crash",
+        "failure_detail": "x" * 5001,
+        "context": "{}",
+        "occurred_at_0": "2026-01-01",
+        "occurred_at_1": "00:00:00",
+    }
+    response = admin_client.post(reverse("admin:supervision_supervisionfailure_add"), data)
+    assert response.status_code == 200
+    assert "failure_detail" in response.context["adminform"].form.errors
+    assert not SupervisionFailure.objects.exists()
+
+
+def test_restart_completion_pair_is_a_form_error(admin_client):
+    node = SupervisionNode.objects.create(node_id="r", node_type="RootSupervisor")
+    data = {
+        "node": str(node.pk),
+        "restart_attempt_number": "1",
+        "restart_delay_ms": "100",
+        "started_at_0": "2026-01-01",
+        "started_at_1": "00:00:00",
+        "success": "true",
+    }
+    response = admin_client.post(reverse("admin:supervision_supervisionrestart_add"), data)
+    assert response.status_code == 200
+    assert (
+        "success" in response.context["adminform"].form.errors
+        or "completed_at" in response.context["adminform"].form.errors
+    )
+    assert not SupervisionRestart.objects.exists()
+
+
+@pytest.mark.parametrize("params", [{}, {"failure_reason__exact": "Crash"}, {"occurred_at__year": "2026"}])
+def test_failures_changelist_query_count_does_not_grow_with_rows(
+    admin_client, django_assert_max_num_queries, params, settings
+):
+    settings.ADMIN_EXACT_COUNT_LIMIT = 100  # above it the count is the planner's estimate
+    demo.seed(prefix="qc", nodes=50, failures=3000, hive=False)
+    with django_assert_max_num_queries(10):
+        response = admin_client.get(reverse("admin:supervision_supervisionfailure_changelist"), params)
+    assert response.status_code == 200
+    cl = response.context["cl"]
+    assert cl.result_count > 100
+    assert len(cl.result_list) == 50
+
+
+def test_node_page_shows_only_the_latest_history(admin_client, installation):
+    node = SupervisionFailure.objects.values("node").order_by().annotate().first()["node"]
+    response = admin_client.get(reverse("admin:supervision_supervisionnode_change", args=[node]))
+    assert response.status_code == 200
+    formsets = {f.formset.prefix: f for f in response.context["inline_admin_formsets"]}
+    assert len(formsets["failures"].formset.forms) <= 10
