@@ -68,12 +68,20 @@ def parse_timestamp(value: Any) -> datetime.datetime | None:
 class TextTimestampField(models.DateTimeField):
     """A ``DATETIME`` text column: read leniently, written the way ``CURRENT_TIMESTAMP`` writes.
 
-    Reports itself to the backend as a text column so Django's strict converter is skipped;
-    forms, admin widgets and display still treat it as a datetime.
+    The column is selected as ``CAST(... AS TEXT)`` and reported to the backend as text: the
+    sqlite3 driver (``DATETIME`` declared type) and Django's converter would otherwise parse it
+    first, dropping numbers and raising on a well-formed but impossible date. Forms, admin
+    widgets and display still treat the field as a datetime.
     """
 
     def get_internal_type(self) -> str:
         return "TextField"
+
+    def select_format(self, compiler: Any, sql: str, params: Any) -> tuple[str, Any]:
+        sql, params = super().select_format(compiler, sql, params)
+        if compiler.connection.vendor == "sqlite":
+            sql = f"CAST({sql} AS TEXT)"
+        return sql, params
 
     def from_db_value(self, value: Any, expression: Any, connection: Any) -> datetime.datetime | None:
         return parse_timestamp(value)

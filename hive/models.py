@@ -237,6 +237,13 @@ class CollectiveMemory(HiveModel):
     def __str__(self) -> str:
         return self.key
 
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        """``size`` is the value's length in bytes, as claude-flow computes it."""
+        self.size = len((self.value or "").encode())
+        if kwargs.get("update_fields") is not None:
+            kwargs["update_fields"] = {*kwargs["update_fields"], "size"}
+        super().save(*args, **kwargs)
+
 
 class ConsensusDecision(HiveModel):
     """A decision the swarm voted on, with the votes and the algorithm that counted them."""

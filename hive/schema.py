@@ -227,7 +227,10 @@ def prepare_connection(connection: BaseDatabaseWrapper) -> list[str]:
         return []
     db = connection.connection
     if not connection.is_in_memory_db():
-        enable_wal(db)
+        try:
+            enable_wal(db)
+        except sqlite3.OperationalError as exc:  # e.g. another process holds the file: try next time
+            logger.warning("Hive database %r stays in its journal mode for now: %s", connection.alias, exc)
     return create_missing_tables(db, tables)
 
 

@@ -105,7 +105,7 @@ def postgres_url(db: dict[str, Any]) -> str:
     host = db.get("HOST") or "localhost"
     password = f":{quote(db['PASSWORD'], safe='')}" if db.get("PASSWORD") else ""
     if host.startswith("/"):
-        return f"postgresql://{db['USER']}{password}@/{db['NAME']}?host={quote(host, safe='')}"
+        return f"postgresql://{db['USER']}{password}@{quote(host, safe='')}/{db['NAME']}"
     port = f":{db['PORT']}" if db.get("PORT") else ""
     return f"postgresql://{db['USER']}{password}@{host}{port}/{db['NAME']}"
 

@@ -130,13 +130,13 @@ DATABASES = {
         "ENGINE": "django.db.backends.sqlite3",
         "NAME": HIVE_DB_PATH,
         "OPTIONS": {"timeout": 10},
-        "TEST": {"NAME": os.environ.get("HIVE_TEST_DB_PATH") or None},
+        "TEST": {"NAME": os.environ.get("HIVE_TEST_DB_PATH") or None, "MIGRATE": False},
     },
     "hive_memory": {
         "ENGINE": "django.db.backends.sqlite3",
         "NAME": HIVE_MEMORY_DB_PATH,
         "OPTIONS": {"timeout": 10},
-        "TEST": {"NAME": os.environ.get("HIVE_MEMORY_TEST_DB_PATH") or None},
+        "TEST": {"NAME": os.environ.get("HIVE_MEMORY_TEST_DB_PATH") or None, "MIGRATE": False},
     },
 }
 DATABASE_ROUTERS = ["hive.routers.HiveRouter"]

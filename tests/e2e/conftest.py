@@ -17,18 +17,16 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 
-# Playwright's sync API runs an event loop in the test's thread; the ORM calls made by the
-# test itself (fixtures creating rows) are still plain synchronous calls.
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-
 
 def chromium_path() -> str | None:
     path = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
     return path if Path(path).exists() else None
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
+    """One Chromium per test module: Playwright's sync API keeps an event loop running in this
+    thread while it lives, which would stop pytest-asyncio tests elsewhere from running."""
     path = chromium_path()
     if path is None:
         message = "Chromium is not installed (apt-get install -y chromium, or set CHROMIUM_PATH)"
@@ -37,10 +35,20 @@ def browser():
         pytest.skip(message)
     from playwright.sync_api import sync_playwright
 
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=path, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
+    # While Playwright's loop runs, the tests' own ORM calls (fixtures, database teardown) are
+    # still plain synchronous calls: tell Django so for as long as the browser lives.
+    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=path, args=CHROMIUM_ARGS)
+            yield browser
+            browser.close()
+    finally:
+        if previous is None:
+            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+        else:
+            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
 
 
 @pytest.fixture

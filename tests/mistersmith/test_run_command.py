@@ -1,0 +1,77 @@
+"""`make run`'s command end to end: services, migrations, admin login, the page, Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import psutil
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(condition, timeout: float, process: subprocess.Popen) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if process.poll() is not None:
+            raise AssertionError(f"run exited early:\n{process.stdout.read()}")
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out")
+        time.sleep(0.05)
+
+
+def login_page_answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as response:
+            return response.status == 200 and b"MisterSmith" in response.read()
+    except OSError:
+        return False
+
+
+@pytest.mark.slow
+def test_run_serves_the_login_and_ctrl_c_stops_what_it_started(tmp_path):
+    port = free_port()
+    env = {
+        **os.environ,
+        "MISTERSMITH_VAR_DIR": str(tmp_path / "var"),
+        "MISTERSMITH_NATS_PORT": str(free_port()),
+        "PORT": str(port),
+        "DJANGO_SUPERUSER_PASSWORD": "run-test-pass-1",
+        "PYTHONUNBUFFERED": "1",
+    }
+    if env.get("DATABASE_URL"):
+        # On a shared server the demo must not collide with another run's rows.
+        env["MISTERSMITH_NO_DEMO"] = "1"
+    process = subprocess.Popen(
+        [sys.executable, "manage.py", "run"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        wait_for(lambda: login_page_answers(f"http://127.0.0.1:{port}/admin/login/"), 120, process)
+        process.send_signal(signal.SIGINT)
+        output, _ = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, output
+    assert f"http://127.0.0.1:{port}/admin/" in output
+    assert "admin / run-test-pass-1" in output
+    started_here = [p for p in psutil.process_iter(["cmdline"]) if str(tmp_path) in " ".join(p.info["cmdline"] or [])]
+    assert started_here == [], "embedded services outlived Ctrl-C"
