@@ -9,10 +9,14 @@ import subprocess
 import sys
 import time
 import urllib.request
+import uuid
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import psutil
+import psycopg
 import pytest
+from psycopg import sql
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -41,8 +45,25 @@ def login_page_answers(url: str) -> bool:
         return False
 
 
+@pytest.fixture
+def run_database_url():
+    """With DATABASE_URL set (a shared server), `run` gets a database of its own, dropped after."""
+    base = os.environ.get("DATABASE_URL")
+    if not base:
+        yield None
+        return
+    name = f"mistersmith_run_{uuid.uuid4().hex[:10]}"
+    admin = psycopg.connect(base, dbname="postgres", autocommit=True)
+    admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield urlunsplit(urlsplit(base)._replace(path=f"/{name}"))
+    finally:
+        admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+        admin.close()
+
+
 @pytest.mark.slow
-def test_run_serves_the_login_and_ctrl_c_stops_what_it_started(tmp_path):
+def test_run_serves_the_login_and_ctrl_c_stops_what_it_started(tmp_path, run_database_url):
     port = free_port()
     env = {
         **os.environ,
@@ -52,9 +73,8 @@ def test_run_serves_the_login_and_ctrl_c_stops_what_it_started(tmp_path):
         "DJANGO_SUPERUSER_PASSWORD": "run-test-pass-1",
         "PYTHONUNBUFFERED": "1",
     }
-    if env.get("DATABASE_URL"):
-        # On a shared server the demo must not collide with another run's rows.
-        env["MISTERSMITH_NO_DEMO"] = "1"
+    if run_database_url:
+        env["DATABASE_URL"] = run_database_url
     process = subprocess.Popen(
         [sys.executable, "manage.py", "run"],
         cwd=ROOT,

@@ -14,7 +14,8 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import DatabaseError, connection
 
 from mistersmith import demo
 from mistersmith.nats import nats_url
@@ -51,6 +52,10 @@ class Command(BaseCommand):
         import uvicorn
 
         nats = nats_url()
+        try:
+            connection.ensure_connection()
+        except DatabaseError as error:
+            raise CommandError(f"Cannot reach the database ({connection.settings_dict['NAME']}): {error}") from error
         call_command("migrate", interactive=False, verbosity=0)
         login = ensure_admin_user()
         if (
