@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from django import forms
 from django.contrib import admin
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
-from django.http import HttpRequest
-from django.urls import reverse
+from django.http import HttpRequest, JsonResponse
+from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
 from mistersmith.admin_scale import LargeTableAdmin
@@ -23,11 +25,26 @@ LATEST_ON_NODE_PAGE = 10
 
 
 def delays_table(policy: SupervisionPolicy) -> str:
-    """The restart delays a policy produces for attempts 1..8, as a small table."""
+    """The restart delays a policy produces for attempts 1..8, as a small table.
+
+    policy_delays.js refreshes it from ``delays_preview`` while the form is edited.
+    """
     rows = format_html_join(
         "", "<tr><td>{}</td><td>{} ms</td></tr>", ((n, d) for n, d in enumerate(policy.restart_delays(), start=1))
     )
-    return format_html('<table class="restart-delays"><tr><th>Attempt</th><th>Delay</th></tr>{}</table>', rows)
+    return format_html(
+        '<table class="restart-delays" data-preview-url="{}"><tr><th>Attempt</th><th>Delay</th></tr>{}</table>',
+        reverse("admin:supervision_supervisionpolicy_delays"),
+        rows,
+    )
+
+
+class DelayPreviewForm(forms.ModelForm):
+    """The fields that decide a policy's delays, validated as the policy form validates them."""
+
+    class Meta:
+        model = SupervisionPolicy
+        fields = ["backoff_strategy", "backoff_factor", "min_restart_delay_ms", "max_restart_delay_ms"]
 
 
 class PolicyDelayPreviewMixin:
@@ -37,6 +54,9 @@ class PolicyDelayPreviewMixin:
 
 
 class PolicyInline(PolicyDelayPreviewMixin, admin.StackedInline):
+    class Media:
+        js = ["supervision/policy_delays.js"]
+
     model = SupervisionPolicy
     fk_name = "node"
     extra = 0
@@ -136,6 +156,24 @@ class SupervisionPolicyAdmin(PolicyDelayPreviewMixin, admin.ModelAdmin):
     search_fields = ["node__node_id"]
     autocomplete_fields = ["node"]
     readonly_fields = ["restart_delays", "created_at", "updated_at"]
+
+    class Media:
+        js = ["supervision/policy_delays.js"]
+
+    def get_urls(self) -> list:
+        preview = path(
+            "delays/", self.admin_site.admin_view(self.delays_preview), name="supervision_supervisionpolicy_delays"
+        )
+        return [preview, *super().get_urls()]
+
+    def delays_preview(self, request: HttpRequest) -> JsonResponse:
+        """The delays of attempts 1..8 for the settings in the query string (unsaved)."""
+        if not self.has_view_or_change_permission(request):
+            raise PermissionDenied
+        form = DelayPreviewForm(request.GET)
+        if not form.is_valid():  # runs the model's clean() too: the same checks as the policy form
+            return JsonResponse({"errors": form.errors}, status=400)
+        return JsonResponse({"delays": form.instance.restart_delays()})
 
 
 class NodeHistoryMixin:

@@ -32,3 +32,15 @@ def test_policy_page_shows_the_delays_it_produces(logged_in_page, live_server):
     cells = page.locator("table.restart-delays td").all_inner_texts()
     assert cells[1] == f"{policy.restart_delays()[0]} ms"
     assert len(cells) == 16
+
+
+def test_policy_delays_follow_the_form_while_it_is_edited(logged_in_page, live_server):
+    demo.seed(prefix="e2l", nodes=5, failures=0, hive=False)
+    policy = SupervisionPolicy.objects.first()
+    page = logged_in_page
+    page.goto(f"{live_server.url}/admin/supervision/supervisionpolicy/{policy.pk}/change/")
+    page.select_option("#id_backoff_strategy", "Linear")
+    page.fill("#id_min_restart_delay_ms", "10")
+    page.fill("#id_max_restart_delay_ms", "100000")
+    page.wait_for_function("document.querySelector('table.restart-delays td:nth-child(2)').textContent === '1010 ms'")
+    assert page.locator("table.restart-delays td").all_inner_texts()[:4] == ["1", "1010 ms", "2", "2010 ms"]

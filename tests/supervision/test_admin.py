@@ -218,3 +218,34 @@ def test_node_page_shows_only_the_latest_history(admin_client, installation):
     assert response.status_code == 200
     formsets = {f.formset.prefix: f for f in response.context["inline_admin_formsets"]}
     assert len(formsets["failures"].formset.forms) <= 10
+
+
+def test_delay_preview_answers_for_unsaved_settings(admin_client):
+    url = reverse("admin:supervision_supervisionpolicy_delays")
+    ok = admin_client.get(
+        url,
+        {
+            "backoff_strategy": "Fixed",
+            "backoff_factor": "2",
+            "min_restart_delay_ms": "250",
+            "max_restart_delay_ms": "900",
+        },
+    )
+    assert ok.json() == {"delays": [250] * 8}
+    bad = admin_client.get(
+        url,
+        {
+            "backoff_strategy": "Exponential",
+            "backoff_factor": "0.5",
+            "min_restart_delay_ms": "9",
+            "max_restart_delay_ms": "1",
+        },
+    )
+    assert bad.status_code == 400
+    assert set(bad.json()["errors"]) == {"backoff_factor", "max_restart_delay_ms"}
+
+
+def test_delay_preview_needs_permission(client, django_user_model):
+    staff = django_user_model.objects.create_user("staff", password="x-pass-123", is_staff=True)
+    client.force_login(staff)
+    assert client.get(reverse("admin:supervision_supervisionpolicy_delays")).status_code == 403
