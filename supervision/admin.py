@@ -176,6 +176,18 @@ class SupervisionPolicyAdmin(PolicyDelayPreviewMixin, admin.ModelAdmin):
         return JsonResponse({"delays": form.instance.restart_delays()})
 
 
+class RuntimeOwnedMixin:
+    """Fields the runtime writes are shown, not edited, once a row exists (a new row is all yours)."""
+
+    runtime_owned_fields: tuple[str, ...] = ()
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        readonly = list(super().get_readonly_fields(request, obj))
+        if obj is not None:
+            readonly += [name for name in self.runtime_owned_fields if name not in readonly]
+        return readonly
+
+
 class NodeHistoryMixin:
     """For tables of a node's history: a link to the node, and search by the node's exact name.
 
@@ -199,7 +211,18 @@ class NodeHistoryMixin:
 
 
 @admin.register(SupervisionFailure)
-class SupervisionFailureAdmin(NodeHistoryMixin, LargeTableAdmin):
+class SupervisionFailureAdmin(RuntimeOwnedMixin, NodeHistoryMixin, LargeTableAdmin):
+    runtime_owned_fields = (
+        "node",
+        "failure_reason",
+        "failure_detail",
+        "stack_trace",
+        "context",
+        "occurred_at",
+        "restart_attempted",
+        "escalated_to_parent",
+        "correlation_id",
+    )
     list_display = [
         "occurred_at",
         "node_link",
@@ -230,7 +253,17 @@ class SupervisionFailureAdmin(NodeHistoryMixin, LargeTableAdmin):
 
 
 @admin.register(SupervisionRestart)
-class SupervisionRestartAdmin(NodeHistoryMixin, LargeTableAdmin):
+class SupervisionRestartAdmin(RuntimeOwnedMixin, NodeHistoryMixin, LargeTableAdmin):
+    runtime_owned_fields = (
+        "node",
+        "failure",
+        "restart_attempt_number",
+        "restart_delay_ms",
+        "started_at",
+        "completed_at",
+        "success",
+        "new_instance_id",
+    )
     list_display = [
         "started_at",
         "node_link",
@@ -250,7 +283,8 @@ class SupervisionRestartAdmin(NodeHistoryMixin, LargeTableAdmin):
 
 
 @admin.register(SupervisionChildState)
-class SupervisionChildStateAdmin(NodeHistoryMixin, admin.ModelAdmin):
+class SupervisionChildStateAdmin(RuntimeOwnedMixin, NodeHistoryMixin, admin.ModelAdmin):
+    runtime_owned_fields = ("node", "child_id", "state", "state_data", "last_heartbeat", "error_count", "restart_count")
     list_display = ["child_id", "node_link", "state", "last_heartbeat", "error_count", "restart_count", "updated_at"]
     list_filter = ["state", ("last_heartbeat", admin.DateFieldListFilter)]
     list_select_related = ["node"]

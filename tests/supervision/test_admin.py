@@ -249,3 +249,15 @@ def test_delay_preview_needs_permission(client, django_user_model):
     staff = django_user_model.objects.create_user("staff", password="x-pass-123", is_staff=True)
     client.force_login(staff)
     assert client.get(reverse("admin:supervision_supervisionpolicy_delays")).status_code == 403
+
+
+def test_runtime_owned_failure_fields_are_read_only_once_written(admin_client):
+    node = SupervisionNode.objects.create(node_id="ro", node_type="RootSupervisor")
+    failure = SupervisionFailure.objects.create(node=node, failure_reason="Crash", failure_detail="original")
+    url = reverse("admin:supervision_supervisionfailure_change", args=[failure.pk])
+    form = admin_client.get(url).context["adminform"].form
+    assert "failure_detail" not in form.fields and "recovery_action" in form.fields
+    response = admin_client.post(url, {"failure_detail": "rewritten", "recovery_action": "manual restart"})
+    assert response.status_code == 302
+    failure.refresh_from_db()
+    assert (failure.failure_detail, failure.recovery_action) == ("original", "manual restart")
