@@ -1,0 +1,12 @@
+"""Supervision pages inside the admin: the tree view and restarts (namespace "supervision")."""
+
+from django.urls import include, path
+
+from supervision import views
+
+app_name = "supervision"
+
+urlpatterns = [
+    path("restart/<uuid:node_pk>/", views.restart_node, name="restart"),
+    path("tree/", include("supervision.tree_urls")),
+]
