@@ -9,6 +9,7 @@ publish through JetStream always has a stream to land in.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import json
 import logging
 import threading
@@ -121,6 +122,8 @@ def connection() -> SyncNats:
     with _connection_lock:
         if _connection is None:
             _connection = SyncNats(nats_url())
+            # Registered after the embedded server's own exit handler, so it runs before it.
+            atexit.register(reset_connection)
         return _connection
 
 

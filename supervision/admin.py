@@ -5,14 +5,17 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import HttpRequest, JsonResponse
+from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
 from mistersmith.admin_scale import LargeTableAdmin
+from supervision import services, views
 from supervision.models import (
     SupervisionChildState,
     SupervisionFailure,
@@ -22,6 +25,7 @@ from supervision.models import (
 )
 
 LATEST_ON_NODE_PAGE = 10
+BULK_RESTART_LIMIT = 100
 
 
 def delays_table(policy: SupervisionPolicy) -> str:
@@ -128,6 +132,36 @@ class SupervisionNodeAdmin(admin.ModelAdmin):
         ("Record", {"fields": ["id", "created_at", "updated_at", "history_links"]}),
     ]
     inlines = [PolicyInline, ChildStateInline, LatestFailuresInline, LatestRestartsInline]
+    actions = ["restart_selected"]
+
+    def has_restart_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("supervision.restart_node")
+
+    @admin.action(permissions=["restart"], description="Restart selected nodes…")
+    def restart_selected(self, request: HttpRequest, queryset: QuerySet) -> TemplateResponse | None:
+        """First a page with what each restart would do; on confirmation, the same service as the tree."""
+        nodes = list(queryset.order_by("node_id")[: BULK_RESTART_LIMIT + 1])
+        if len(nodes) > BULK_RESTART_LIMIT:
+            self.message_user(request, f"Select at most {BULK_RESTART_LIMIT} nodes to restart at once.", messages.ERROR)
+            return None
+        if request.POST.get("confirm") != "yes":
+            context = {
+                **self.admin_site.each_context(request),
+                "title": "Restart these nodes?",
+                "plans": [services.plan_restart(node.pk) for node in nodes],
+                "opts": self.model._meta,
+                "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+            }
+            return TemplateResponse(request, "supervision/restart_bulk_confirm.html", context)
+        reason = request.POST.get("reason", "")
+        for node in nodes:
+            try:
+                outcome = services.request_restart(node.pk, user=request.user, reason=reason)
+            except services.RestartError as error:
+                self.message_user(request, f"{node}: {error}", messages.ERROR)
+                continue
+            self.message_user(request, f"{node}: {outcome.message}", views.MESSAGE_LEVEL[outcome.status])
+        return None
 
     @admin.display(description="History")
     def history_links(self, node: SupervisionNode) -> str:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import uuid
 from decimal import Decimal
 
+from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxLengthValidator, MinValueValidator
@@ -261,6 +262,14 @@ class SupervisionRestart(models.Model):
     success = models.BooleanField(null=True, blank=True)
     error_message = models.TextField(null=True, blank=True)
     new_instance_id = models.UUIDField(null=True, blank=True)
+    # The console's own columns (nullable, so the runtime's inserts are unaffected).
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+", editable=False
+    )
+    reason = models.TextField(blank=True, default="", db_default="", editable=False)
+    command_sequence = models.BigIntegerField(
+        null=True, blank=True, editable=False, help_text="Stream sequence of the RestartNode command on SYSTEM_EVENTS."
+    )
 
     class Meta:
         db_table = "supervision_restarts"
