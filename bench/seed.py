@@ -31,8 +31,9 @@ def run() -> Iterator[dict]:
             env=env,
             capture_output=True,
             text=True,
-            check=True,
         )
+        if result.returncode:
+            raise RuntimeError(f"seed_demo failed:\n{result.stderr[-3000:]}")
         seconds = time.perf_counter() - started
         yield {
             "figure": "seed_demo_1m_failures",

@@ -133,6 +133,8 @@ def secondary_indexes_rebuilt(table: str, incoming_rows: int) -> Iterator[None]:
             cursor.execute(f'DROP INDEX "{name}"')
     yield
     with connection.cursor() as cursor:
+        # Deferred foreign-key checks of the load must run first: CREATE INDEX refuses pending ones.
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
         for _, definition in indexes:
             cursor.execute(definition)
         cursor.execute(f"ANALYZE {table}")

@@ -158,7 +158,7 @@ def test_one_for_all_restarts_every_sibling(admin_user):
 
 
 def test_rest_for_one_restarts_the_siblings_started_after_it(admin_user):
-    first, second, third = siblings("RestForOne")
+    _, second, third = siblings("RestForOne")
     outcome = services.request_restart(second.pk, user=admin_user)
     assert [r.node for r in outcome.restarts] == [second, third]
 
@@ -172,7 +172,7 @@ def test_a_pending_restart_makes_the_next_request_already_restarting(admin_user)
 
 
 def test_a_stale_confirmation_is_refused(admin_user):
-    first, second, _ = siblings("OneForOne")
+    first, _, _ = siblings("OneForOne")
     plan = services.plan_restart(first.pk)
     SupervisionPolicy.objects.filter(node=first).update(supervision_strategy="OneForAll")
     outcome = services.request_restart(first.pk, user=admin_user, confirmed_fingerprint=plan.fingerprint)
