@@ -12,7 +12,7 @@ import json
 import os
 import sys
 
-BENCHMARKS = ["changelist", "seed", "cold_start"]
+BENCHMARKS = ["changelist", "seed", "cold_start", "restarts"]
 
 
 def main() -> None:

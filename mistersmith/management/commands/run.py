@@ -1,7 +1,8 @@
 """manage.py run: everything `make run` promises, in one process.
 
 Embedded PostgreSQL and NATS (unless DATABASE_URL / NATS_URL are set), migrations, the admin
-user, a small demo on the first start of an empty database, then the ASGI server. Ctrl-C stops
+user, a small demo on the first start of an empty database, the bridge on a thread of its own,
+then the ASGI server. Ctrl-C stops
 the server, and the embedded services stop with the process (mistersmith.embedded).
 """
 
@@ -18,6 +19,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError, connection
 
 from mistersmith import demo
+from mistersmith.bridge import BridgeThread
 from mistersmith.nats import nats_url
 from supervision.models import SupervisionNode
 
@@ -72,10 +74,15 @@ class Command(BaseCommand):
             + f"\n  PostgreSQL: {database['HOST'] or 'localhost'}/{database['NAME']}  NATS: {nats}"
             + "\n  Ctrl-C stops it."
         )
-        uvicorn.run(
-            "mistersmith.asgi:application",
-            host=options["host"],
-            port=options["port"],
-            lifespan="off",
-            log_level=os.environ.get("UVICORN_LOG_LEVEL", "warning"),
-        )
+        bridge = BridgeThread()
+        bridge.start()
+        try:
+            uvicorn.run(
+                "mistersmith.asgi:application",
+                host=options["host"],
+                port=options["port"],
+                lifespan="off",
+                log_level=os.environ.get("UVICORN_LOG_LEVEL", "warning"),
+            )
+        finally:
+            bridge.stop()
