@@ -26,12 +26,15 @@ def wait_until(condition, timeout: float = 15.0) -> None:
 
 @pytest.fixture
 def bridge(nats_url):
-    thread = BridgeThread(consumer=f"test-control-{uuid.uuid4().hex[:10]}", url=nats_url)
+    consumer = f"test-control-{uuid.uuid4().hex[:10]}"
+    thread = BridgeThread(consumer=consumer, url=nats_url)
     thread.start()
     assert thread.ready.wait(15), "bridge did not start"
     yield thread
     thread.stop()
     connections.close_all()
+    client = nats.connection()  # durable consumers outlive the test on a shared server: remove it
+    client.run(client.client().jetstream().delete_consumer("SYSTEM_EVENTS", consumer))
 
 
 def publish(payload: dict | bytes, msg_id: str | None = None) -> None:
