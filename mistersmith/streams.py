@@ -121,12 +121,11 @@ def differences(wanted: StreamConfig, found: StreamConfig) -> dict[str, tuple[ob
 
 
 async def ensure_streams(
-    js: JetStreamContext, *, update: bool = False, names: list[str] | None = None
+    js: JetStreamContext, *, update: bool = False, streams: dict[str, StreamConfig] | None = None
 ) -> list[StreamReport]:
     """Create missing streams; report (or with ``update`` fix) the ones whose settings differ."""
     reports = []
-    for name in names or list(STREAMS):
-        wanted = STREAMS[name]
+    for name, wanted in (streams or STREAMS).items():
         try:
             found = (await js.stream_info(name)).config
         except NotFoundError:

@@ -8,6 +8,7 @@ the server, and the embedded services stop with the process (mistersmith.embedde
 
 from __future__ import annotations
 
+import io
 import os
 import secrets
 from typing import Any
@@ -59,6 +60,10 @@ class Command(BaseCommand):
         except DatabaseError as error:
             raise CommandError(f"Cannot reach the database ({connection.settings_dict['NAME']}): {error}") from error
         call_command("migrate", interactive=False, verbosity=0)
+        try:
+            call_command("ensure_streams", stdout=io.StringIO())
+        except CommandError as error:  # the console still runs; the operator decides about --update
+            self.stderr.write(self.style.WARNING(str(error)))
         login = ensure_admin_user()
         if (
             not options["no_demo"]
