@@ -26,10 +26,11 @@ from asgiref.sync import sync_to_async
 from django.db import close_old_connections, connections
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
+from mistersmith.messages import InvalidMessage, decode_json
 from mistersmith.nats import nats_url
 from mistersmith.streams import ensure_streams
 from supervision import services
-from supervision.events import CONTROL_SUBJECT, InvalidMessage, control_variant, decode_json, parse_restart_completed
+from supervision.events import CONTROL_SUBJECT, control_variant, parse_restart_completed
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")

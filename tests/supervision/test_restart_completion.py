@@ -11,7 +11,7 @@ from django.db import connections
 
 from mistersmith import nats
 from mistersmith.bridge import BridgeThread
-from supervision.events import envelope
+from mistersmith.messages import envelope
 from supervision.models import SupervisionNode, SupervisionRestart
 
 pytestmark = pytest.mark.django_db(transaction=True)
