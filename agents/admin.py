@@ -9,7 +9,7 @@ from django.contrib import admin
 from django.db.models import Count
 
 from agents.lifecycle import IllegalTransition, check_transition
-from agents.models import Agent, AgentInstance, InteractiveSession, SessionMessage
+from agents.models import Agent, AgentAnomaly, AgentInstance, InteractiveSession, SessionMessage
 
 
 class AgentForm(forms.ModelForm):
@@ -126,3 +126,19 @@ class SessionMessageAdmin(admin.ModelAdmin):
     @admin.display(description="content")
     def short_content(self, message: SessionMessage) -> str:
         return message.content if len(message.content) <= 80 else f"{message.content[:79]}…"
+
+
+@admin.register(AgentAnomaly)
+class AgentAnomalyAdmin(admin.ModelAdmin):
+    """Events the projection refused: shown to operators, written only by the bridge."""
+
+    list_display = ["recorded_at", "agent_id", "event_kind", "current_state", "attempted_state", "detail"]
+    list_filter = ["event_kind", ("recorded_at", admin.DateFieldListFilter)]
+    search_fields = ["=agent_id"]
+    date_hierarchy = "recorded_at"
+
+    def has_add_permission(self, request: Any) -> bool:
+        return False
+
+    def has_change_permission(self, request: Any, obj: Any = None) -> bool:
+        return False

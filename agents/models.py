@@ -153,3 +153,25 @@ class SessionMessage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.role}: {self.content[:60]}"
+
+
+class AgentAnomaly(models.Model):
+    """An event the console could not apply: a move the lifecycle forbids, an unknown agent.
+
+    Kept for operators instead of being forced into the projection.
+    """
+
+    agent_id = models.UUIDField(db_index=True)
+    event_kind = models.CharField(max_length=32)
+    current_state = models.CharField(max_length=16, blank=True)
+    attempted_state = models.CharField(max_length=16, blank=True)
+    detail = models.TextField()
+    stream_sequence = models.BigIntegerField(null=True, blank=True)
+    recorded_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-recorded_at"]
+        verbose_name_plural = "agent anomalies"
+
+    def __str__(self) -> str:
+        return f"{self.event_kind} for {self.agent_id}: {self.detail[:60]}"

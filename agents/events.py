@@ -1,0 +1,87 @@
+"""Agent events on ``agent.{uuid}.events`` (CONTRACTS.md §3), parsed and validated.
+
+Externally tagged JSON, in the envelope or bare: Spawned, StateChanged, Terminated, Error,
+Output, Heartbeat. A parser returns an :class:`AgentEvent` or raises InvalidMessage with a
+countable reason; nothing else escapes.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from agents.lifecycle import AgentState
+from mistersmith.messages import InvalidMessage, open_envelope, parse_timestamp, tagged_variant, uuid_field
+
+VARIANTS = ("Spawned", "StateChanged", "Terminated", "Error", "Output", "Heartbeat")
+TERMINATION_REASONS = ("graceful_stop", "forced_stop")
+MAX_TEXT = 100_000
+
+
+@dataclass(frozen=True)
+class AgentEvent:
+    kind: str
+    agent_id: uuid.UUID
+    message_id: str | None = None
+    occurred_at: datetime | None = None
+    old_state: str | None = None
+    new_state: str | None = None
+    reason: str | None = None
+    text: str | None = None  # Error's error, Output's content
+    config: dict[str, Any] = field(default_factory=dict)
+
+
+def _state(body: dict, key: str) -> str:
+    value = body.get(key)
+    if not isinstance(value, str) or value not in AgentState.values:
+        raise InvalidMessage("bad_state", f"{key}={str(value)[:40]}")
+    return value
+
+
+def _text(body: dict, key: str) -> str:
+    value = body.get(key)
+    if not isinstance(value, str):
+        raise InvalidMessage("bad_field", f"{key} is not a string")
+    return value[:MAX_TEXT]
+
+
+def parse_agent_event(message: Any, *, subject_agent: str | None = None) -> AgentEvent:
+    """An agent event from a decoded message; ``subject_agent`` is the uuid in the subject, if any."""
+    wrapped = open_envelope(message)
+    kind, body = tagged_variant(wrapped.payload)
+    if kind not in VARIANTS:
+        raise InvalidMessage("unknown_variant", kind[:40])
+    if not isinstance(body, dict):
+        raise InvalidMessage("bad_field", f"{kind} is not an object")
+    agent_id = uuid_field(body, "agent_id")
+    if subject_agent is not None and str(agent_id) != subject_agent:
+        raise InvalidMessage("subject_mismatch", f"subject agent {subject_agent[:40]} carries {agent_id}")
+    event: dict[str, Any] = {"kind": kind, "agent_id": agent_id, "message_id": wrapped.message_id}
+    event["occurred_at"] = wrapped.timestamp
+    if kind == "StateChanged":
+        event.update(old_state=_state(body, "old_state"), new_state=_state(body, "new_state"))
+    elif kind == "Terminated":
+        reason = body.get("reason")
+        if reason not in TERMINATION_REASONS:
+            raise InvalidMessage("bad_field", "reason is not graceful_stop or forced_stop")
+        event["reason"] = reason
+    elif kind == "Error":
+        event["text"] = _text(body, "error")
+    elif kind == "Output":
+        event["text"] = _text(body, "content")
+    elif kind == "Heartbeat":
+        event["occurred_at"] = parse_timestamp(body.get("timestamp"))
+    elif kind == "Spawned":
+        config = body.get("config", {})
+        if not isinstance(config, dict):
+            raise InvalidMessage("bad_field", "config is not an object")
+        event["config"] = config
+    return AgentEvent(**event)
+
+
+def subject_agent_id(subject: str) -> str | None:
+    """The agent uuid of ``agent.{uuid}.events`` (None for other shapes)."""
+    parts = subject.split(".")
+    return parts[1] if len(parts) == 3 and parts[0] == "agent" else None

@@ -1,0 +1,106 @@
+"""The console's projection of agent events: state (through the lifecycle) and heartbeats.
+
+A batch is applied in one transaction. A move the lifecycle forbids is not applied: it becomes
+an :class:`~agents.models.AgentAnomaly`. Replays are harmless because the bridge skips stream
+sequences it has already applied (see mistersmith.bridge) and heartbeats only move forward.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from datetime import datetime
+
+from django.db import transaction
+from django.db.models import Q
+from django.db.models.functions import Now
+from django.utils import timezone
+
+from agents.events import AgentEvent
+from agents.lifecycle import AgentState, IllegalTransition, check_transition
+from agents.models import DEFAULT_MODEL, Agent, AgentAnomaly
+
+CONFIG_FIELDS = {"model", "max_turns", "allowed_tools", "enable_mcp", "timeout_seconds", "memory_limit_mb"}
+
+
+def _target_state(event: AgentEvent) -> str | None:
+    if event.kind == "StateChanged":
+        return event.new_state
+    if event.kind == "Terminated":
+        return AgentState.TERMINATED
+    if event.kind == "Error":
+        return AgentState.ERROR
+    return None
+
+
+def _spawn(event: AgentEvent) -> Agent:
+    config = {key: value for key, value in event.config.items() if key in CONFIG_FIELDS}
+    config.setdefault("model", DEFAULT_MODEL)
+    name = event.config.get("name") if isinstance(event.config.get("name"), str) else f"agent-{str(event.agent_id)[:8]}"
+    agent, _ = Agent.objects.get_or_create(pk=event.agent_id, defaults={"name": name, **_valid_config(config)})
+    return agent
+
+
+def _valid_config(config: dict) -> dict:
+    """Config values of the right type only: a wrong one keeps the column's default."""
+    checks = {
+        "model": str,
+        "max_turns": int,
+        "allowed_tools": list,
+        "enable_mcp": bool,
+        "timeout_seconds": int,
+        "memory_limit_mb": int,
+    }
+    return {key: value for key, value in config.items() if isinstance(value, checks[key])}
+
+
+def apply_agent_events(events: Iterable[tuple[int | None, AgentEvent]]) -> Counter:
+    """Apply (stream sequence, event) pairs in order, in one transaction; count what happened."""
+    outcome: Counter = Counter()
+    with transaction.atomic():
+        for sequence, event in events:
+            outcome[_apply(sequence, event)] += 1
+    return outcome
+
+
+def _apply(sequence: int | None, event: AgentEvent) -> str:
+    if event.kind == "Spawned":
+        _spawn(event)
+        return "spawned"
+    if event.kind == "Heartbeat":
+        return "heartbeat" if _heartbeat(event.agent_id, event.occurred_at or timezone.now()) else "unknown_agent"
+    target = _target_state(event)
+    if target is None:
+        return "ignored"
+    current = Agent.objects.select_for_update().filter(pk=event.agent_id).values_list("status", flat=True).first()
+    if current is None:
+        _anomaly(sequence, event, "", target, "event for an agent the console does not know")
+        return "anomaly"
+    if event.kind == "StateChanged" and event.old_state != current:
+        detail = f"the event says it moved from {event.old_state}, the console has it in {current}"
+        _anomaly(sequence, event, current, target, detail)
+        return "anomaly"
+    try:
+        check_transition(current, target)
+    except IllegalTransition as error:
+        _anomaly(sequence, event, current, target, str(error))
+        return "anomaly"
+    Agent.objects.filter(pk=event.agent_id).update(status=target, state_changed_at=Now(), updated_at=Now())
+    return "state_changed"
+
+
+def _heartbeat(agent_id, at: datetime) -> bool:
+    """Move last_heartbeat forward only (a replayed or late heartbeat never moves it back)."""
+    updated = Agent.objects.filter(pk=agent_id).filter(Q(last_heartbeat__isnull=True) | Q(last_heartbeat__lt=at))
+    return bool(updated.update(last_heartbeat=at)) or Agent.objects.filter(pk=agent_id).exists()
+
+
+def _anomaly(sequence: int | None, event: AgentEvent, current: str, target: str, detail: str) -> None:
+    AgentAnomaly.objects.create(
+        agent_id=event.agent_id,
+        event_kind=event.kind,
+        current_state=current,
+        attempted_state=target,
+        detail=detail,
+        stream_sequence=sequence,
+    )
