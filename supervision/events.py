@@ -10,7 +10,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from mistersmith.messages import InvalidMessage, decode_json, envelope, open_envelope, tagged_variant, uuid_field  # noqa: F401
+from mistersmith.messages import InvalidMessage, envelope, open_envelope, tagged_variant, uuid_field
 
 CONTROL_SUBJECT = "system.control"
 
