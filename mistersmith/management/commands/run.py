@@ -1,8 +1,8 @@
 """manage.py run: everything `make run` promises, in one process.
 
 Embedded PostgreSQL and NATS (unless DATABASE_URL / NATS_URL are set), migrations, the admin
-user, a small demo on the first start of an empty database, the bridge on a thread of its own,
-then the ASGI server. Ctrl-C stops
+user, a small demo on the first start of an empty database, the bridge and the runtime stand-in
+on threads of their own, then the ASGI server. Ctrl-C stops
 the server, and the embedded services stop with the process (mistersmith.embedded).
 """
 
@@ -22,6 +22,7 @@ from django.db import DatabaseError, connection
 from mistersmith import demo
 from mistersmith.bridge import BridgeThread
 from mistersmith.nats import nats_url
+from mistersmith.simulator import SimulatorOptions, SimulatorThread
 from supervision.models import SupervisionNode
 
 ADMIN_USERNAME = os.environ.get("DJANGO_SUPERUSER_USERNAME", "admin")
@@ -50,6 +51,9 @@ class Command(BaseCommand):
         parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
         parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", 8000)))
         parser.add_argument("--no-demo", action="store_true", help="do not seed demo data into an empty database")
+        parser.add_argument(
+            "--no-simulator", action="store_true", help="do not start the runtime stand-in (manage.py simulate)"
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         import uvicorn
@@ -81,6 +85,11 @@ class Command(BaseCommand):
         )
         bridge = BridgeThread()
         bridge.start()
+        simulator = None
+        if not options["no_simulator"] and not os.environ.get("MISTERSMITH_NO_SIMULATOR"):
+            simulator = SimulatorThread(SimulatorOptions())
+            simulator.start()
+            self.stdout.write("  The runtime stand-in is running (--no-simulator turns it off).")
         try:
             uvicorn.run(
                 "mistersmith.asgi:application",
@@ -90,4 +99,6 @@ class Command(BaseCommand):
                 log_level=os.environ.get("UVICORN_LOG_LEVEL", "warning"),
             )
         finally:
+            if simulator is not None:
+                simulator.stop()
             bridge.stop()
