@@ -1,0 +1,53 @@
+"""The whole restart loop through real parts: console service -> NATS -> stand-in -> NATS -> bridge."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import pytest
+from django.db import connections
+
+from mistersmith import nats
+from mistersmith.bridge import BridgeThread
+from mistersmith.simulator import SimulatorOptions, SimulatorThread
+from supervision import services
+from supervision.models import SupervisionNode, SupervisionPolicy, SupervisionRestart
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def runtime_and_bridge(nats_url):
+    tag = uuid.uuid4().hex[:10]
+    bridge = BridgeThread(consumer=f"test-bridge-{tag}", url=nats_url)
+    simulator = SimulatorThread(
+        SimulatorOptions(rate=0, failure_rate=0, restart_failure_ratio=0, consumer_name=f"test-sim-{tag}")
+    )
+    bridge.start()
+    simulator.start()
+    assert bridge.ready.wait(20) and simulator.ready.wait(30) and simulator.error is None
+    yield
+    simulator.stop()
+    bridge.stop()
+    connections.close_all()
+    client = nats.connection()
+    for name in (f"test-bridge-{tag}", f"test-sim-{tag}"):
+        client.run(client.client().jetstream().delete_consumer("SYSTEM_EVENTS", name))
+
+
+def test_a_requested_restart_is_answered_and_completed(runtime_and_bridge, admin_user):
+    node = SupervisionNode.objects.create(
+        node_id=f"loop-{uuid.uuid4().hex[:8]}", node_type="Service", node_type_detail="db"
+    )
+    SupervisionPolicy.objects.create(node=node, backoff_strategy="Fixed", min_restart_delay_ms=50)
+    outcome = services.request_restart(node.pk, user=admin_user, reason="round trip")
+    (restart,) = outcome.restarts
+    deadline = time.monotonic() + 20
+    while SupervisionRestart.objects.get(pk=restart.pk).completed_at is None:
+        assert time.monotonic() < deadline, "the stand-in's answer never completed the restart"
+        time.sleep(0.05)
+    restart.refresh_from_db()
+    assert restart.success is True and restart.error_message is None
+    node.refresh_from_db()
+    assert node.status == "active"
