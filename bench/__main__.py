@@ -12,7 +12,7 @@ import json
 import os
 import sys
 
-BENCHMARKS = ["changelist", "seed", "cold_start", "restarts"]
+BENCHMARKS = ["changelist", "seed", "cold_start", "restarts", "tree"]
 
 
 def main() -> None:

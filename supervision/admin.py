@@ -23,6 +23,7 @@ from supervision.models import (
     SupervisionPolicy,
     SupervisionRestart,
 )
+from supervision.tree import node_tree_url
 
 LATEST_ON_NODE_PAGE = 10
 BULK_RESTART_LIMIT = 100
@@ -125,11 +126,11 @@ class SupervisionNodeAdmin(admin.ModelAdmin):
     list_select_related = ["parent", "agent"]
     search_fields = ["node_id", "node_type_detail"]
     autocomplete_fields = ["parent", "agent"]
-    readonly_fields = ["id", "created_at", "updated_at", "history_links"]
+    readonly_fields = ["id", "created_at", "updated_at", "history_links", "tree_link"]
     fieldsets = [
         (None, {"fields": ["node_id", "node_type", "node_type_detail", "status", "parent", "agent"]}),
         ("Runtime data", {"fields": ["configuration", "metadata", "terminated_at"]}),
-        ("Record", {"fields": ["id", "created_at", "updated_at", "history_links"]}),
+        ("Record", {"fields": ["id", "created_at", "updated_at", "history_links", "tree_link"]}),
     ]
     inlines = [PolicyInline, ChildStateInline, LatestFailuresInline, LatestRestartsInline]
     actions = ["restart_selected"]
@@ -162,6 +163,12 @@ class SupervisionNodeAdmin(admin.ModelAdmin):
                 continue
             self.message_user(request, f"{node}: {outcome.message}", views.MESSAGE_LEVEL[outcome.status])
         return None
+
+    @admin.display(description="Supervision tree")
+    def tree_link(self, node: SupervisionNode) -> str:
+        if not node.pk:
+            return "-"
+        return format_html('<a href="{}">Show in the supervision tree</a>', node_tree_url(node.pk))
 
     @admin.display(description="History")
     def history_links(self, node: SupervisionNode) -> str:

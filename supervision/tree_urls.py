@@ -1,3 +1,13 @@
-"""URLs of the supervision tree view (filled in by the tree view work)."""
+"""URLs of the supervision tree, included at /admin/supervision/tree/ in the "supervision" namespace."""
 
-urlpatterns: list = []
+from django.urls import path
+
+from supervision import tree
+
+urlpatterns = [
+    path("", tree.tree_page, name="tree"),
+    path("children/", tree.tree_children, name="tree_children"),
+    path("search/", tree.tree_search, name="tree_search"),
+    path("path/<uuid:node_pk>/", tree.tree_path, name="tree_path"),
+    path("nodes/<uuid:node_pk>/", tree.tree_node, name="tree_node"),
+]

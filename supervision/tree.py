@@ -1,0 +1,172 @@
+"""The supervision tree page and the JSON it loads while it is explored, as admin views.
+
+Each view is a thin shell over :mod:`supervision.selectors`: it checks access, reads the query
+string, calls one selector and answers. Access is the admin's own (login and staff, through
+``admin.site.admin_view``) plus the node model's view permission; the Restart link is offered
+only to those who may restart, and the restart page checks again.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+from urllib.parse import urlencode
+
+from django.contrib import admin
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.views.decorators.http import require_safe
+
+from supervision import selectors
+from supervision.models import NodeStatus, NodeType
+
+VIEW_PERMISSION = "supervision.view_supervisionnode"
+RESTART_PERMISSION = "supervision.restart_node"
+# URLs with a node id are handed to the browser once, with this id to replace.
+URL_PLACEHOLDER = uuid.UUID(int=0)
+
+View = Callable[..., HttpResponse]
+
+
+def tree_view(view: View) -> View:
+    """The admin's access rules (anonymous: to the login page; not staff: likewise) plus the
+    view permission on nodes (403 without it); reads only (GET, HEAD), never cached."""
+
+    @wraps(view)
+    def checked(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if not request.user.has_perm(VIEW_PERMISSION):
+            raise PermissionDenied
+        return view(request, *args, **kwargs)
+
+    return admin.site.admin_view(require_safe(checked))
+
+
+def node_tree_url(node_pk: uuid.UUID | str) -> str:
+    """The tree opened at a node (its ancestors expanded, it selected): for links from elsewhere."""
+    return f"{reverse('supervision:tree')}?{urlencode({'node': str(node_pk)})}"
+
+
+@tree_view
+def tree_page(request: HttpRequest) -> HttpResponse:
+    """The page: the top levels (or the filtered tree), with the path to ``?node=`` opened."""
+    filters = _filters(request)
+    deep_link = _uuid_or_none(request.GET.get("node"))
+    if filters:
+        tree = selectors.filtered_tree(filters.get("status"), filters.get("type"))
+    else:
+        tree = selectors.top_levels(scope=_uuid_or_none(request.GET.get("root")), deep_link=deep_link)
+    context = {
+        **admin.site.each_context(request),
+        "title": "Supervision tree",
+        "tree": tree.as_json(),
+        "tree_config": _client_config(filters),
+        "filters": filters,
+        "status_choices": NodeStatus.choices,
+        "type_choices": NodeType.choices,
+        "node_not_found": bool(request.GET.get("node")) and not filters and tree.selected is None,
+    }
+    return TemplateResponse(request, "supervision/tree.html", context)
+
+
+@tree_view
+def tree_children(request: HttpRequest) -> HttpResponse:
+    """One page of a node's children (``?parent=``; none: the roots), after the name ``?after=``."""
+    parent = request.GET.get("parent") or None
+    if parent is not None and _uuid_or_none(parent) is None:
+        return HttpResponseBadRequest("parent must be a node id")
+    return JsonResponse(selectors.children_page(parent, after=request.GET.get("after") or None).as_json())
+
+
+@tree_view
+def tree_search(request: HttpRequest) -> HttpResponse:
+    """Nodes whose name contains ``?q=``, within the status and type filters."""
+    filters = _filters(request)
+    results = selectors.search_nodes(request.GET.get("q", ""), filters.get("status"), filters.get("type"))
+    return JsonResponse({"results": results})
+
+
+@tree_view
+def tree_path(request: HttpRequest, node_pk: uuid.UUID) -> HttpResponse:
+    """What the page needs to open the path to a node (a search result, a link)."""
+    tree = selectors.path_to(node_pk)
+    if tree.selected is None:
+        raise Http404("No such node.")
+    return JsonResponse(tree.as_json())
+
+
+@tree_view
+def tree_node(request: HttpRequest, node_pk: uuid.UUID) -> HttpResponse:
+    """A node's panel: its details and history, and the links this user may follow."""
+    details = selectors.node_details(node_pk)
+    if details is None:
+        raise Http404("No such node.")
+    return JsonResponse({**details, "links": _panel_links(request.user, details["node"])})
+
+
+def _panel_links(user: AbstractBaseUser | AnonymousUser, node: dict[str, Any]) -> dict[str, str | None]:
+    """Where the panel may send this user; None where the user has no permission."""
+    pk = node["id"]
+    history = f"?{urlencode({'node__id__exact': pk})}"
+    policy = node["policy"]
+    if policy is not None:
+        may_see_policy = user.has_perm("supervision.view_supervisionpolicy") or user.has_perm(
+            "supervision.change_supervisionpolicy"
+        )
+        policy_url = (
+            reverse("admin:supervision_supervisionpolicy_change", args=[policy["id"]]) if may_see_policy else None
+        )
+    else:
+        may_add = user.has_perm("supervision.add_supervisionpolicy")
+        policy_url = (
+            f"{reverse('admin:supervision_supervisionpolicy_add')}?{urlencode({'node': pk})}" if may_add else None
+        )
+    return {
+        "change": reverse("admin:supervision_supervisionnode_change", args=[pk]),
+        "tree": node_tree_url(pk),
+        "policy": policy_url,
+        "failures": _if_allowed(user, "supervisionfailure", history),
+        "restarts": _if_allowed(user, "supervisionrestart", history),
+        "restart": reverse("supervision:restart", args=[pk]) if user.has_perm(RESTART_PERMISSION) else None,
+    }
+
+
+def _if_allowed(user: AbstractBaseUser | AnonymousUser, model: str, query: str) -> str | None:
+    if not user.has_perm(f"supervision.view_{model}"):
+        return None
+    return reverse(f"admin:supervision_{model}_changelist") + query
+
+
+def _client_config(filters: dict[str, str]) -> dict[str, Any]:
+    """What tree.js needs besides the data: its endpoints, as URL templates where they take an id."""
+    return {
+        "childrenUrl": reverse("supervision:tree_children"),
+        "searchUrl": reverse("supervision:tree_search"),
+        "pathUrl": reverse("supervision:tree_path", args=[URL_PLACEHOLDER]),
+        "nodeUrl": reverse("supervision:tree_node", args=[URL_PLACEHOLDER]),
+        "changeUrl": reverse("admin:supervision_supervisionnode_change", args=[URL_PLACEHOLDER]),
+        "treeUrl": reverse("supervision:tree"),
+        "placeholder": str(URL_PLACEHOLDER),
+        "filters": filters,
+    }
+
+
+def _filters(request: HttpRequest) -> dict[str, str]:
+    """The status and type filters of the query string; unknown values are dropped."""
+    filters = {}
+    if (status := request.GET.get("status")) in NodeStatus.values:
+        filters["status"] = status
+    if (node_type := request.GET.get("type")) in NodeType.values:
+        filters["type"] = node_type
+    return filters
+
+
+def _uuid_or_none(value: str | None) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(value) if value else None
+    except ValueError:
+        return None
