@@ -261,3 +261,8 @@ def test_runtime_owned_failure_fields_are_read_only_once_written(admin_client):
     assert response.status_code == 302
     failure.refresh_from_db()
     assert (failure.failure_detail, failure.recovery_action) == ("original", "manual restart")
+
+
+def test_admin_index_links_to_the_tree(admin_client):
+    page = admin_client.get(reverse("admin:index")).content.decode()
+    assert reverse("supervision:tree") in page and "Supervision nodes" in page
