@@ -46,6 +46,11 @@ def tree_view(view: View) -> View:
     return admin.site.admin_view(require_safe(checked))
 
 
+def _restart_url(node_pk: uuid.UUID | str) -> str:
+    """The restart confirmation, coming back to the tree at this node afterwards."""
+    return f"{reverse('supervision:restart', args=[node_pk])}?{urlencode({'next': node_tree_url(node_pk)})}"
+
+
 def node_tree_url(node_pk: uuid.UUID | str) -> str:
     """The tree opened at a node (its ancestors expanded, it selected): for links from elsewhere."""
     return f"{reverse('supervision:tree')}?{urlencode({'node': str(node_pk)})}"
@@ -131,7 +136,7 @@ def _panel_links(user: AbstractBaseUser | AnonymousUser, node: dict[str, Any]) -
         "policy": policy_url,
         "failures": _if_allowed(user, "supervisionfailure", history),
         "restarts": _if_allowed(user, "supervisionrestart", history),
-        "restart": reverse("supervision:restart", args=[pk]) if user.has_perm(RESTART_PERMISSION) else None,
+        "restart": _restart_url(pk) if user.has_perm(RESTART_PERMISSION) else None,
     }
 
 

@@ -10,7 +10,7 @@ from django.urls import reverse
 from agents.models import Agent
 from mistersmith import demo
 from supervision import selectors
-from supervision.models import SupervisionFailure, SupervisionNode, SupervisionPolicy
+from supervision.models import SupervisionFailure, SupervisionNode, SupervisionPolicy, SupervisionRestart
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -155,7 +155,7 @@ def test_panel_shows_details_and_the_restart_link(logged_in_page, live_server, s
     assert "no heartbeat for 30s" in text
     restart = panel.get_by_role("link", name="Restart…")
     assert restart.is_visible()
-    assert restart.get_attribute("href") == reverse("supervision:restart", args=[sup.pk])
+    assert restart.get_attribute("href").startswith(reverse("supervision:restart", args=[sup.pk]) + "?next=")
     change = panel.get_by_role("link", name="Change this node in the admin")
     assert change.get_attribute("href") == reverse("admin:supervision_supervisionnode_change", args=[sup.pk])
     row = item(page, sup).locator(":scope > .tree-row")
@@ -229,3 +229,18 @@ def test_status_filter_shows_matches_in_place(logged_in_page, live_server, small
     assert shown == ["e2t-root", "e2t-sup", "e2t-w2"]
     assert "tree-context" in item(page, small_tree["sup"]).get_attribute("class")
     assert "tree-context" not in item(page, small_tree["w2"]).get_attribute("class")
+
+
+def test_restart_from_the_tree_comes_back_to_the_node(logged_in_page, live_server, small_tree):
+    sup = small_tree["sup"]
+    SupervisionPolicy.objects.create(node=sup, backoff_strategy="Fixed", min_restart_delay_ms=777)
+    page = logged_in_page
+    page.goto(f"{live_server.url}{reverse('supervision:tree')}")
+    item(page, sup).locator(":scope > .tree-row .tree-type").click()
+    page.locator("#tree-panel").get_by_role("link", name="Restart…").click()
+    page.wait_for_selector("table.restart-targets")
+    assert "777 ms" in page.locator("table.restart-targets").inner_text()
+    page.click("input[type=submit].default")
+    page.wait_for_selector("ul.messagelist li.success")
+    assert f"node={sup.pk}" in page.url
+    assert SupervisionRestart.objects.filter(node=sup, restart_delay_ms=777).count() == 1
