@@ -76,6 +76,8 @@ def _apply(sequence: int | None, event: AgentEvent) -> str:
     if current is None:
         _anomaly(sequence, event, "", target, "event for an agent the console does not know")
         return "anomaly"
+    if current == target:  # the runtime wrote the row itself already: nothing to move
+        return "in_sync"
     if event.kind == "StateChanged" and event.old_state != current:
         detail = f"the event says it moved from {event.old_state}, the console has it in {current}"
         _anomaly(sequence, event, current, target, detail)

@@ -5,8 +5,8 @@ console's state, acking only after the change is committed; a redelivered messag
 nothing twice (answers are applied once, by id). A message that fails validation is acked and
 counted by reason, never retried forever and never allowed to stop the bridge.
 
-Today it handles the restart protocol on ``system.control`` (RestartCompleted answers, and the
-time-outs of restarts nobody answered).
+Feeds: the restart protocol on ``system.control`` (RestartCompleted answers, and the time-outs
+of restarts nobody answered) and agent events on ``agent.*.events`` (the agents projection).
 """
 
 from __future__ import annotations
@@ -23,10 +23,13 @@ from typing import Any, TypeVar
 
 import nats
 from asgiref.sync import sync_to_async
-from django.db import close_old_connections, connections
+from django.db import close_old_connections, connections, transaction
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
+from agents.events import parse_agent_event, subject_agent_id
+from agents.projections import apply_agent_events
 from mistersmith.messages import InvalidMessage, decode_json
+from mistersmith.models import BridgePosition, DeadLetter
 from mistersmith.nats import nats_url
 from mistersmith.streams import ensure_streams
 from supervision import services
@@ -35,7 +38,7 @@ from supervision.events import CONTROL_SUBJECT, control_variant, parse_restart_c
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
-CONTROL_CONSUMER = "mistersmith-console-control"
+CONSUMER_PREFIX = "mistersmith-console"
 BATCH = 100
 SWEEP_INTERVAL_SECONDS = 1.0
 
@@ -61,27 +64,92 @@ def database_work(function: Callable[..., T]) -> Callable[..., T]:
     return wrapper
 
 
+Batch = list[tuple[int, str, bytes]]  # (stream sequence, subject, data)
+
+
+def _reject(stream: str, item: tuple[int, str, bytes], error: InvalidMessage, stats: BridgeStats) -> None:
+    sequence, subject, data = item
+    stats.rejected[error.reason] += 1
+    DeadLetter.record(
+        stream=stream, subject=subject, sequence=sequence, reason=error.reason, error=str(error), data=data
+    )
+    logger.warning("%s #%s rejected: %s", subject, sequence, error)
+
+
 @database_work
-def _apply_control(data: bytes, stats: BridgeStats) -> None:
-    """Apply one system.control message (runs in a thread: it touches the database)."""
-    try:
-        name, body = control_variant(decode_json(data))
-        if name != "RestartCompleted":
-            stats.processed[f"ignored:{name}"] += 1
-            return
-        outcome = services.complete_restart(parse_restart_completed(body))
-    except InvalidMessage as error:
-        stats.rejected[error.reason] += 1
-        logger.warning("system.control message rejected: %s", error)
-        return
-    stats.processed[f"restart_{outcome}"] += 1
-    if outcome == "unknown":
-        logger.warning("RestartCompleted for an unknown restart: %s", body.get("restart_id"))
+def apply_control(batch: Batch, stats: BridgeStats, consumer: str) -> None:
+    """system.control: RestartCompleted answers (idempotent by restart id); other variants are not ours."""
+    for item in batch:
+        try:
+            name, body = control_variant(decode_json(item[2]))
+            if name != "RestartCompleted":
+                stats.processed[f"ignored:{name}"] += 1
+                continue
+            outcome = services.complete_restart(parse_restart_completed(body))
+        except InvalidMessage as error:
+            _reject("SYSTEM_EVENTS", item, error, stats)
+            continue
+        stats.processed[f"restart_{outcome}"] += 1
+
+
+@database_work
+def apply_agent_batch(batch: Batch, stats: BridgeStats, consumer: str) -> None:
+    """agent.*.events: one transaction for the batch, the consumer's position included."""
+    with transaction.atomic():
+        position, _ = BridgePosition.objects.select_for_update().get_or_create(
+            consumer=consumer, defaults={"stream": "AGENT_EVENTS"}
+        )
+        events = []
+        for item in batch:
+            sequence, subject, data = item
+            if sequence <= position.sequence:
+                stats.processed["replay_skipped"] += 1
+                continue
+            try:
+                events.append((sequence, parse_agent_event(decode_json(data), subject_agent=subject_agent_id(subject))))
+            except InvalidMessage as error:
+                _reject("AGENT_EVENTS", item, error, stats)
+        outcome = apply_agent_events(events)
+        position.sequence = max([position.sequence, *(item[0] for item in batch)])
+        position.save(update_fields=["sequence", "updated_at"])
+    stats.processed.update(outcome)
+
+
+@dataclass(frozen=True)
+class Feed:
+    """One durable consumer of the bridge and what applies its batches."""
+
+    suffix: str
+    stream: str
+    subject: str
+    apply: Callable[[Batch, BridgeStats, str], None]
+
+
+FEEDS = [
+    Feed("control", "SYSTEM_EVENTS", CONTROL_SUBJECT, apply_control),
+    Feed("agents", "AGENT_EVENTS", "agent.*.events", apply_agent_batch),
+]
 
 
 @database_work
 def _sweep() -> int:
+    DeadLetter.prune()
     return services.expire_overdue_restarts()
+
+
+async def _subscribe(js: Any, feed: Feed, name: str) -> Any:
+    return await js.pull_subscribe(
+        feed.subject,
+        durable=name,
+        stream=feed.stream,
+        config=ConsumerConfig(
+            ack_policy=AckPolicy.EXPLICIT,
+            ack_wait=30,
+            max_deliver=3,
+            max_ack_pending=1000,
+            deliver_policy=DeliverPolicy.NEW,
+        ),
+    )
 
 
 async def run_bridge(
@@ -89,44 +157,36 @@ async def run_bridge(
     *,
     url: str | None = None,
     stats: BridgeStats | None = None,
-    consumer: str = CONTROL_CONSUMER,
+    consumer_prefix: str = CONSUMER_PREFIX,
     ready: asyncio.Event | None = None,
 ) -> BridgeStats:
     """Consume until ``stop`` is set; reconnects by itself while NATS is away.
 
-    ``ready`` is set once the durable consumer exists, so a caller can publish knowing the
-    bridge will see it.
+    Each feed has a durable consumer ``<consumer_prefix>-<feed>``. A batch is acked only after
+    it is applied and committed. ``ready`` is set once the consumers exist, so a caller can
+    publish knowing the bridge will see it.
     """
     stats = stats or BridgeStats()
     client = await nats.connect(url or nats_url(), name="mistersmith-bridge", max_reconnect_attempts=-1)
     try:
         js = client.jetstream()
         await ensure_streams(js)
-        subscription = await js.pull_subscribe(
-            CONTROL_SUBJECT,
-            durable=consumer,
-            stream="SYSTEM_EVENTS",
-            config=ConsumerConfig(
-                ack_policy=AckPolicy.EXPLICIT,
-                ack_wait=30,
-                max_deliver=3,
-                max_ack_pending=1000,
-                deliver_policy=DeliverPolicy.NEW,
-            ),
-        )
+        feeds = [(feed, f"{consumer_prefix}-{feed.suffix}") for feed in FEEDS]
+        subscriptions = [(feed, name, await _subscribe(js, feed, name)) for feed, name in feeds]
         if ready is not None:
             ready.set()
-        apply = sync_to_async(_apply_control, thread_sensitive=False)
         sweep = sync_to_async(_sweep, thread_sensitive=False)
         next_sweep = 0.0
         while not stop.is_set():
-            try:
-                messages = await subscription.fetch(BATCH, timeout=0.5)
-            except (TimeoutError, nats.errors.TimeoutError):
-                messages = []
-            for message in messages:
-                await apply(message.data, stats)
-                await message.ack()
+            for feed, name, subscription in subscriptions:
+                try:
+                    messages = await subscription.fetch(BATCH, timeout=0.25)
+                except (TimeoutError, nats.errors.TimeoutError):
+                    continue
+                batch = [(m.metadata.sequence.stream, m.subject, m.data) for m in messages]
+                await sync_to_async(feed.apply, thread_sensitive=False)(batch, stats, name)
+                for message in messages:
+                    await message.ack()
             if time.monotonic() >= next_sweep:
                 expired = await sweep()
                 if expired:
@@ -140,13 +200,13 @@ async def run_bridge(
 class BridgeThread(threading.Thread):
     """The bridge on a thread of its own, for a single-process install (`manage.py run`)."""
 
-    def __init__(self, *, consumer: str = CONTROL_CONSUMER, url: str | None = None) -> None:
+    def __init__(self, *, consumer_prefix: str = CONSUMER_PREFIX, url: str | None = None) -> None:
         super().__init__(name="bridge", daemon=True)
         self.loop = asyncio.new_event_loop()
         self.stop_event = asyncio.Event()
         self.ready = threading.Event()
         self.stats = BridgeStats()
-        self.consumer = consumer
+        self.consumer_prefix = consumer_prefix
         self.url = url
 
     def run(self) -> None:
@@ -165,7 +225,9 @@ class BridgeThread(threading.Thread):
         ready = asyncio.Event()
         ready_waiter = asyncio.ensure_future(ready.wait())
         ready_waiter.add_done_callback(lambda _: self.ready.set())
-        await run_bridge(self.stop_event, url=self.url, stats=self.stats, consumer=self.consumer, ready=ready)
+        await run_bridge(
+            self.stop_event, url=self.url, stats=self.stats, consumer_prefix=self.consumer_prefix, ready=ready
+        )
 
     def stop(self) -> None:
         self.loop.call_soon_threadsafe(self.stop_event.set)

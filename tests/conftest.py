@@ -22,3 +22,14 @@ def admin_user(django_user_model):
 def admin_client(client, admin_user):
     client.force_login(admin_user)
     return client
+
+
+def delete_bridge_consumers(prefix: str) -> None:
+    """Durable consumers outlive a test on a shared NATS server: remove a test bridge's ones."""
+    from mistersmith import nats as console_nats
+    from mistersmith.bridge import FEEDS
+
+    client = console_nats.connection()
+    js = client.client().jetstream()
+    for feed in FEEDS:
+        client.run(js.delete_consumer(feed.stream, f"{prefix}-{feed.suffix}"))

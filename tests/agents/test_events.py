@@ -89,9 +89,10 @@ def test_projection_follows_the_lifecycle_and_records_anomalies():
             (3, event("StateChanged", agent_id, old_state="Starting", new_state="Running")),
             (4, event("StateChanged", agent_id, old_state="Running", new_state="Created")),  # illegal
             (5, event("Error", agent_id, error="health check failed")),
+            (6, event("StateChanged", agent_id, old_state="Running", new_state="Error")),  # row already there
         ]
     )
-    assert outcome == {"spawned": 1, "state_changed": 3, "anomaly": 1}
+    assert outcome == {"spawned": 1, "state_changed": 3, "anomaly": 1, "in_sync": 1}
     agent = Agent.objects.get(pk=agent_id)
     assert (agent.name, agent.model, agent.timeout_seconds, agent.status) == ("alpha", "claude-x", 300, "Error")
     (anomaly,) = AgentAnomaly.objects.filter(agent_id=agent_id)

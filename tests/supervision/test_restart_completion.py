@@ -12,7 +12,9 @@ from django.db import connections
 from mistersmith import nats
 from mistersmith.bridge import BridgeThread
 from mistersmith.messages import envelope
+from mistersmith.models import DeadLetter
 from supervision.models import SupervisionNode, SupervisionRestart
+from tests.conftest import delete_bridge_consumers
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -27,14 +29,13 @@ def wait_until(condition, timeout: float = 15.0) -> None:
 @pytest.fixture
 def bridge(nats_url):
     consumer = f"test-control-{uuid.uuid4().hex[:10]}"
-    thread = BridgeThread(consumer=consumer, url=nats_url)
+    thread = BridgeThread(consumer_prefix=consumer, url=nats_url)
     thread.start()
     assert thread.ready.wait(15), "bridge did not start"
     yield thread
     thread.stop()
     connections.close_all()
-    client = nats.connection()  # durable consumers outlive the test on a shared server: remove it
-    client.run(client.client().jetstream().delete_consumer("SYSTEM_EVENTS", consumer))
+    delete_bridge_consumers(consumer)
 
 
 def publish(payload: dict | bytes, msg_id: str | None = None) -> None:
@@ -94,6 +95,8 @@ def test_malformed_answers_are_counted_and_change_nothing(bridge, payload, reaso
     wait_until(lambda: bridge.stats.rejected[reason] > before)
     restart.refresh_from_db()
     assert restart.completed_at is None
+    letter = DeadLetter.objects.filter(reason=reason).latest("id")
+    assert letter.stream == "SYSTEM_EVENTS" and letter.subject == "system.control" and letter.sequence > 0
 
 
 def test_an_answer_for_an_unknown_restart_is_counted(bridge):

@@ -13,6 +13,7 @@ from mistersmith.bridge import BridgeThread
 from mistersmith.simulator import SimulatorOptions, SimulatorThread
 from supervision import services
 from supervision.models import SupervisionNode, SupervisionPolicy, SupervisionRestart
+from tests.conftest import delete_bridge_consumers
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -20,7 +21,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 @pytest.fixture
 def runtime_and_bridge(nats_url):
     tag = uuid.uuid4().hex[:10]
-    bridge = BridgeThread(consumer=f"test-bridge-{tag}", url=nats_url)
+    bridge = BridgeThread(consumer_prefix=f"test-bridge-{tag}", url=nats_url)
     simulator = SimulatorThread(
         SimulatorOptions(rate=0, failure_rate=0, restart_failure_ratio=0, consumer_name=f"test-sim-{tag}")
     )
@@ -31,9 +32,9 @@ def runtime_and_bridge(nats_url):
     simulator.stop()
     bridge.stop()
     connections.close_all()
+    delete_bridge_consumers(f"test-bridge-{tag}")
     client = nats.connection()
-    for name in (f"test-bridge-{tag}", f"test-sim-{tag}"):
-        client.run(client.client().jetstream().delete_consumer("SYSTEM_EVENTS", name))
+    client.run(client.client().jetstream().delete_consumer("SYSTEM_EVENTS", f"test-sim-{tag}"))
 
 
 def test_a_requested_restart_is_answered_and_completed(runtime_and_bridge, admin_user):
