@@ -8,7 +8,7 @@ sequences it has already applied (see mistersmith.bridge) and heartbeats only mo
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 
 from django.db import transaction
@@ -54,12 +54,21 @@ def _valid_config(config: dict) -> dict:
     return {key: value for key, value in config.items() if isinstance(value, checks[key])}
 
 
-def apply_agent_events(events: Iterable[tuple[int | None, AgentEvent]]) -> Counter:
-    """Apply (stream sequence, event) pairs in order, in one transaction; count what happened."""
+def apply_agent_events(
+    events: Iterable[tuple[int | None, AgentEvent]],
+    on_applied: Callable[[int | None, AgentEvent, str], None] | None = None,
+) -> Counter:
+    """Apply (stream sequence, event) pairs in order, in one transaction; count what happened.
+
+    ``on_applied(sequence, event, result)`` hears each result (the bridge makes frames of them).
+    """
     outcome: Counter = Counter()
     with transaction.atomic():
         for sequence, event in events:
-            outcome[_apply(sequence, event)] += 1
+            result = _apply(sequence, event)
+            outcome[result] += 1
+            if on_applied is not None:
+                on_applied(sequence, event, result)
     return outcome
 
 

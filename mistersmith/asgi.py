@@ -1,5 +1,13 @@
-"""ASGI entry point: HTTP through Django, WebSockets through Channels (login and origin checked)."""
+"""ASGI entry point: HTTP through Django, WebSockets through Channels (login and origin checked).
 
+With ``MISTERSMITH_BRIDGE_IN_PROCESS=1`` (set by ``manage.py run``, the single-process install)
+the bridge runs as a task on the server's own event loop, started and stopped by the ASGI
+lifespan, so its frames reach the in-memory channel layer of the same loop. Several workers
+run ``manage.py bridge`` on its own instead, with the Redis channel layer.
+"""
+
+import asyncio
+import logging
 import os
 
 from django.core.asgi import get_asgi_application
@@ -13,9 +21,45 @@ from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E40
 
 from mistersmith.routing import websocket_urlpatterns  # noqa: E402
 
-application = ProtocolTypeRouter(
+logger = logging.getLogger(__name__)
+
+router = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
         "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )
+
+
+async def _bridge_until(stop: asyncio.Event) -> None:
+    from mistersmith.bridge import run_bridge
+
+    while not stop.is_set():
+        try:
+            await run_bridge(stop)
+        except Exception:
+            logger.exception("bridge stopped by an error; starting again in 1 s")
+            await asyncio.sleep(1)
+
+
+async def lifespan(receive, send) -> None:
+    stop, task = asyncio.Event(), None
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            if os.environ.get("MISTERSMITH_BRIDGE_IN_PROCESS") == "1":
+                task = asyncio.create_task(_bridge_until(stop))
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            stop.set()
+            if task is not None:
+                await asyncio.wait_for(task, timeout=10)
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+async def application(scope, receive, send) -> None:
+    if scope["type"] == "lifespan":
+        await lifespan(receive, send)
+    else:
+        await router(scope, receive, send)

@@ -26,8 +26,9 @@ from asgiref.sync import sync_to_async
 from django.db import close_old_connections, connections, transaction
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-from agents.events import parse_agent_event, subject_agent_id
+from agents.events import AgentEvent, parse_agent_event, subject_agent_id
 from agents.projections import apply_agent_events
+from mistersmith.frames import FrameBuffer, send_frames
 from mistersmith.messages import InvalidMessage, decode_json
 from mistersmith.models import BridgePosition, DeadLetter
 from mistersmith.nats import nats_url
@@ -41,6 +42,9 @@ T = TypeVar("T")
 CONSUMER_PREFIX = "mistersmith-console"
 BATCH = 100
 SWEEP_INTERVAL_SECONDS = 1.0
+# A busy feed answers a fetch at once; an idle one is waited on this long, which is also the
+# longest a frame waits before it is sent (events of one round are coalesced per topic).
+FETCH_WAIT_SECONDS = 0.05
 
 
 @dataclass
@@ -77,7 +81,7 @@ def _reject(stream: str, item: tuple[int, str, bytes], error: InvalidMessage, st
 
 
 @database_work
-def apply_control(batch: Batch, stats: BridgeStats, consumer: str) -> None:
+def apply_control(batch: Batch, stats: BridgeStats, consumer: str, frames: FrameBuffer) -> None:
     """system.control: RestartCompleted answers (idempotent by restart id); other variants are not ours."""
     for item in batch:
         try:
@@ -85,16 +89,36 @@ def apply_control(batch: Batch, stats: BridgeStats, consumer: str) -> None:
             if name != "RestartCompleted":
                 stats.processed[f"ignored:{name}"] += 1
                 continue
-            outcome = services.complete_restart(parse_restart_completed(body))
+            answer = parse_restart_completed(body)
+            outcome = services.complete_restart(answer)
         except InvalidMessage as error:
             _reject("SYSTEM_EVENTS", item, error, stats)
             continue
         stats.processed[f"restart_{outcome}"] += 1
+        if outcome == "completed":
+            event = {
+                "kind": "restart_completed",
+                "restart_id": str(answer.restart_id),
+                "node_id": str(answer.node_id) if answer.node_id else None,
+                "success": answer.success,
+            }
+            frames.add("supervision", event, item[0])
 
 
 @database_work
-def apply_agent_batch(batch: Batch, stats: BridgeStats, consumer: str) -> None:
+def apply_agent_batch(batch: Batch, stats: BridgeStats, consumer: str, frames: FrameBuffer | None = None) -> None:
     """agent.*.events: one transaction for the batch, the consumer's position included."""
+    frames = frames if frames is not None else FrameBuffer()
+
+    def to_frame(sequence: int | None, event: AgentEvent, result: str) -> None:
+        change = {"kind": event.kind, "agent_id": str(event.agent_id), "result": result}
+        if event.new_state or event.kind in ("Terminated", "Error"):
+            change["status"] = event.new_state or ("Terminated" if event.kind == "Terminated" else "Error")
+        if event.text is not None:
+            change["text"] = event.text[:2000]
+        frames.add("agents", change, sequence)
+        frames.add(f"agent.{event.agent_id}", change, sequence)
+
     with transaction.atomic():
         position, _ = BridgePosition.objects.select_for_update().get_or_create(
             consumer=consumer, defaults={"stream": "AGENT_EVENTS"}
@@ -109,7 +133,7 @@ def apply_agent_batch(batch: Batch, stats: BridgeStats, consumer: str) -> None:
                 events.append((sequence, parse_agent_event(decode_json(data), subject_agent=subject_agent_id(subject))))
             except InvalidMessage as error:
                 _reject("AGENT_EVENTS", item, error, stats)
-        outcome = apply_agent_events(events)
+        outcome = apply_agent_events(events, on_applied=to_frame)
         position.sequence = max([position.sequence, *(item[0] for item in batch)])
         position.save(update_fields=["sequence", "updated_at"])
     stats.processed.update(outcome)
@@ -122,7 +146,7 @@ class Feed:
     suffix: str
     stream: str
     subject: str
-    apply: Callable[[Batch, BridgeStats, str], None]
+    apply: Callable[[Batch, BridgeStats, str, FrameBuffer], None]
 
 
 FEEDS = [
@@ -177,16 +201,21 @@ async def run_bridge(
             ready.set()
         sweep = sync_to_async(_sweep, thread_sensitive=False)
         next_sweep = 0.0
+        frames = FrameBuffer()
         while not stop.is_set():
+            applied = []  # committed, but acked only once their frames are handed on
             for feed, name, subscription in subscriptions:
                 try:
-                    messages = await subscription.fetch(BATCH, timeout=0.25)
+                    messages = await subscription.fetch(BATCH, timeout=FETCH_WAIT_SECONDS)
                 except (TimeoutError, nats.errors.TimeoutError):
                     continue
                 batch = [(m.metadata.sequence.stream, m.subject, m.data) for m in messages]
-                await sync_to_async(feed.apply, thread_sensitive=False)(batch, stats, name)
-                for message in messages:
-                    await message.ack()
+                await sync_to_async(feed.apply, thread_sensitive=False)(batch, stats, name, frames)
+                applied.extend(messages)
+            if len(frames):
+                await send_frames(frames.take())
+            for message in applied:
+                await message.ack()
             if time.monotonic() >= next_sweep:
                 expired = await sweep()
                 if expired:

@@ -1,3 +1,7 @@
-"""WebSocket routes. The live pages add their consumers here."""
+"""WebSocket routes."""
 
-websocket_urlpatterns: list = []
+from django.urls import path
+
+from mistersmith.consumers import LiveConsumer
+
+websocket_urlpatterns = [path("ws/live/", LiveConsumer.as_asgi())]

@@ -1,8 +1,8 @@
 """manage.py run: everything `make run` promises, in one process.
 
 Embedded PostgreSQL and NATS (unless DATABASE_URL / NATS_URL are set), migrations, the admin
-user, a small demo on the first start of an empty database, the bridge and the runtime stand-in
-on threads of their own, then the ASGI server. Ctrl-C stops
+user, a small demo on the first start of an empty database, the runtime stand-in on a thread of
+its own, then the ASGI server with the bridge on its event loop. Ctrl-C stops
 the server, and the embedded services stop with the process (mistersmith.embedded).
 """
 
@@ -20,7 +20,6 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError, connection
 
 from mistersmith import demo
-from mistersmith.bridge import BridgeThread
 from mistersmith.nats import nats_url
 from mistersmith.simulator import SimulatorOptions, SimulatorThread
 from supervision.models import SupervisionNode
@@ -83,8 +82,7 @@ class Command(BaseCommand):
             + f"\n  PostgreSQL: {database['HOST'] or 'localhost'}/{database['NAME']}  NATS: {nats}"
             + "\n  Ctrl-C stops it."
         )
-        bridge = BridgeThread()
-        bridge.start()
+        os.environ["MISTERSMITH_BRIDGE_IN_PROCESS"] = "1"  # the ASGI lifespan runs the bridge (mistersmith.asgi)
         simulator = None
         if not options["no_simulator"] and not os.environ.get("MISTERSMITH_NO_SIMULATOR"):
             simulator = SimulatorThread(SimulatorOptions())
@@ -95,10 +93,9 @@ class Command(BaseCommand):
                 "mistersmith.asgi:application",
                 host=options["host"],
                 port=options["port"],
-                lifespan="off",
+                lifespan="on",
                 log_level=os.environ.get("UVICORN_LOG_LEVEL", "warning"),
             )
         finally:
             if simulator is not None:
                 simulator.stop()
-            bridge.stop()

@@ -1,0 +1,80 @@
+"""The one WebSocket of the live pages: it forwards the bridge's frames for the topics a user may see.
+
+A page connects, then subscribes: ``{"subscribe": ["agents", "supervision"]}``. Each topic is
+checked against the user's Django permissions; a topic the user may not see is refused by
+name and never joined. Anonymous and non-staff users are refused at the handshake.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Any
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+
+from mistersmith.frames import group_name
+
+REFUSED = 4403  # WebSocket close code: authenticated but not allowed (like HTTP 403)
+AGENT_TOPIC = re.compile(r"^agent\.([0-9a-f-]{36})$")
+TOPIC_PERMISSIONS = {
+    "agents": "agents.view_agent",
+    "supervision": "supervision.view_supervisionnode",
+}
+
+
+def topic_permission(topic: str) -> str | None:
+    """The permission a topic needs, or None for a topic that does not exist."""
+    if topic in TOPIC_PERMISSIONS:
+        return TOPIC_PERMISSIONS[topic]
+    match = AGENT_TOPIC.match(topic)
+    if match:
+        try:
+            uuid.UUID(match.group(1))
+        except ValueError:
+            return None
+        return "agents.view_agent"
+    return None
+
+
+class LiveConsumer(AsyncJsonWebsocketConsumer):
+    async def connect(self) -> None:
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated or not user.is_active or not user.is_staff:
+            await self.close(code=REFUSED)
+            return
+        self.topics: set[str] = set()
+        await self.accept()
+
+    async def receive_json(self, content: Any, **kwargs: Any) -> None:
+        wanted = content.get("subscribe") if isinstance(content, dict) else None
+        if not isinstance(wanted, list) or not all(isinstance(t, str) for t in wanted) or len(wanted) > 50:
+            await self.send_json({"error": 'Send {"subscribe": ["topic", ...]} (at most 50 topics).'})
+            return
+        allowed, refused = [], []
+        for topic in wanted:
+            permission = topic_permission(topic)
+            if permission is not None and await self._has_perm(permission):
+                allowed.append(topic)
+            else:
+                refused.append(topic)
+        for topic in allowed:
+            if topic not in self.topics:
+                await self.channel_layer.group_add(group_name(topic), self.channel_name)
+                self.topics.add(topic)
+        await self.send_json({"subscribed": sorted(self.topics), "refused": refused})
+
+    @database_sync_to_async
+    def _has_perm(self, permission: str) -> bool:
+        return self.scope["user"].has_perm(permission)
+
+    async def disconnect(self, code: int) -> None:
+        for topic in getattr(self, "topics", ()):
+            await self.channel_layer.group_discard(group_name(topic), self.channel_name)
+
+    async def frame(self, message: dict[str, Any]) -> None:
+        """A frame from the bridge: passed on as it is (the page escapes every value it shows)."""
+        await self.send_json(
+            {"topic": message["topic"], "sequence": message.get("sequence"), "events": message["events"]}
+        )

@@ -1,0 +1,57 @@
+"""Frames: the events of one short tick, per topic, as one channel-layer group message.
+
+The bridge adds an event per applied change; every ``TICK_SECONDS`` each topic with events gets
+one ``frame`` message holding all of them and the highest stream sequence they reflect, so a
+page can drop frames its snapshot already contains. A burst of a thousand events on a topic
+becomes a few frames, not a thousand messages per browser.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from typing import Any
+
+from channels.layers import get_channel_layer
+
+TICK_SECONDS = 0.05
+TOPIC = re.compile(r"^[a-z][a-z0-9_.-]{0,80}$")
+
+
+def group_name(topic: str) -> str:
+    """Channel-layer group names allow only ASCII letters, digits, hyphens, underscores and periods."""
+    if not TOPIC.fullmatch(topic):
+        raise ValueError(f"not a topic: {topic!r}")
+    return f"live.{topic}"
+
+
+class FrameBuffer:
+    """Collects events per topic between two flushes (one instance per bridge, one event loop)."""
+
+    def __init__(self) -> None:
+        self._events: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        self._sequence: dict[str, int] = {}
+
+    def add(self, topic: str, event: dict[str, Any], sequence: int | None = None) -> None:
+        self._events[topic].append(event)
+        if sequence is not None:
+            self._sequence[topic] = max(sequence, self._sequence.get(topic, 0))
+
+    def __len__(self) -> int:
+        return sum(len(events) for events in self._events.values())
+
+    def take(self) -> list[dict[str, Any]]:
+        """The frames of this tick (and an empty buffer for the next)."""
+        frames = [
+            {"type": "frame", "topic": topic, "events": events, "sequence": self._sequence.get(topic)}
+            for topic, events in self._events.items()
+        ]
+        self._events.clear()
+        self._sequence.clear()
+        return frames
+
+
+async def send_frames(frames: list[dict[str, Any]]) -> None:
+    layer = get_channel_layer()
+    for frame in frames:
+        await layer.group_send(group_name(frame["topic"]), frame)

@@ -1,0 +1,87 @@
+"""The live WebSocket through the real ASGI application: auth, origin, topic permissions, frames."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from asgiref.sync import sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.conf import settings
+from django.contrib.auth.models import Permission
+from django.test import Client
+
+from mistersmith.asgi import application
+from mistersmith.consumers import REFUSED
+from mistersmith.frames import FrameBuffer, send_frames
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def session_cookie(user) -> bytes:
+    client = Client()
+    client.force_login(user)
+    return f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}".encode()
+
+
+def socket(cookie: bytes | None = None, origin: bytes = b"http://localhost") -> WebsocketCommunicator:
+    headers = [(b"origin", origin), (b"host", b"localhost")]
+    if cookie:
+        headers.append((b"cookie", cookie))
+    return WebsocketCommunicator(application, "/ws/live/", headers=headers)
+
+
+@sync_to_async
+def make_user(*, staff: bool = True, perms: tuple[str, ...] = ()):
+    from django.contrib.auth import get_user_model
+
+    user = get_user_model().objects.create_user(f"u{uuid.uuid4().hex[:8]}", password="x-pass-123", is_staff=staff)
+    user.user_permissions.add(*Permission.objects.filter(codename__in=perms))
+    return user, session_cookie(user)
+
+
+async def test_anonymous_socket_is_refused():
+    connected, code = await socket().connect()
+    assert not connected and code == REFUSED
+
+
+async def test_non_staff_socket_is_refused():
+    _, cookie = await make_user(staff=False)
+    connected, code = await socket(cookie).connect()
+    assert not connected and code == REFUSED
+
+
+async def test_cross_origin_socket_is_refused():
+    _, cookie = await make_user(perms=("view_agent",))
+    connected, _ = await socket(cookie, origin=b"https://evil.example").connect()
+    assert not connected
+
+
+async def test_a_user_gets_only_the_topics_they_may_see_and_their_frames():
+    _, cookie = await make_user(perms=("view_agent",))
+    communicator = socket(cookie)
+    connected, _ = await communicator.connect()
+    assert connected
+    agent_topic = f"agent.{uuid.uuid4()}"
+    await communicator.send_json_to({"subscribe": ["agents", agent_topic, "supervision", "nonsense"]})
+    reply = await communicator.receive_json_from(timeout=5)
+    assert reply == {"subscribed": sorted(["agents", agent_topic]), "refused": ["supervision", "nonsense"]}
+
+    frames = FrameBuffer()
+    frames.add("supervision", {"kind": "restart_completed"}, 7)  # not theirs: never arrives
+    for sequence in (11, 12):
+        frames.add("agents", {"kind": "StateChanged", "status": "Idle", "note": "<script>x</script>"}, sequence)
+    await send_frames(frames.take())
+    frame = await communicator.receive_json_from(timeout=5)
+    assert frame["topic"] == "agents" and frame["sequence"] == 12 and len(frame["events"]) == 2
+    assert await communicator.receive_nothing(timeout=0.3)
+    await communicator.disconnect()
+
+
+async def test_bad_subscribe_messages_get_a_clear_error():
+    _, cookie = await make_user(perms=("view_agent",))
+    communicator = socket(cookie)
+    await communicator.connect()
+    await communicator.send_json_to({"subscribe": "agents"})
+    assert "error" in await communicator.receive_json_from(timeout=5)
+    await communicator.disconnect()
