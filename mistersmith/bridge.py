@@ -227,7 +227,7 @@ async def run_bridge(
 
 
 class BridgeThread(threading.Thread):
-    """The bridge on a thread of its own, for a single-process install (`manage.py run`)."""
+    """The bridge on a thread and event loop of its own (tests; an embedding that has no ASGI lifespan)."""
 
     def __init__(self, *, consumer_prefix: str = CONSUMER_PREFIX, url: str | None = None) -> None:
         super().__init__(name="bridge", daemon=True)
