@@ -9,7 +9,7 @@ from django.contrib import admin
 from django.db.models import Count
 
 from agents.lifecycle import IllegalTransition, check_transition
-from agents.models import Agent, AgentAnomaly, AgentInstance, InteractiveSession, SessionMessage
+from agents.models import Agent, AgentAnomaly, AgentInstance, Discovery, InteractiveSession, SessionMessage
 
 
 class AgentForm(forms.ModelForm):
@@ -136,6 +136,22 @@ class AgentAnomalyAdmin(admin.ModelAdmin):
     list_filter = ["event_kind", ("recorded_at", admin.DateFieldListFilter)]
     search_fields = ["=agent_id"]
     date_hierarchy = "recorded_at"
+
+    def has_add_permission(self, request: Any) -> bool:
+        return False
+
+    def has_change_permission(self, request: Any, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(Discovery)
+class DiscoveryAdmin(admin.ModelAdmin):
+    """The store's content (the newest 1,000); written by the bridge from the DISCOVERIES stream."""
+
+    list_display = ["timestamp", "agent_role", "agent_id", "discovery_type", "confidence", "content"]
+    list_filter = ["discovery_type", "agent_role"]
+    search_fields = ["content", "=agent_id"]
+    date_hierarchy = "timestamp"
 
     def has_add_permission(self, request: Any) -> bool:
         return False

@@ -175,3 +175,46 @@ class AgentAnomaly(models.Model):
 
     def __str__(self) -> str:
         return f"{self.event_kind} for {self.agent_id}: {self.detail[:60]}"
+
+
+class DiscoveryType(models.TextChoices):
+    PATTERN = "Pattern", "Pattern"
+    ANOMALY = "Anomaly", "Anomaly"
+    CONNECTION = "Connection", "Connection"
+    SOLUTION = "Solution", "Solution"
+    QUESTION = "Question", "Question"
+    INSIGHT = "Insight", "Insight"
+
+
+class Discovery(models.Model):
+    """One shared discovery of an agent; the store holds the newest 1,000 (agents.discoveries)."""
+
+    message_id = models.CharField(max_length=200, null=True, blank=True)
+    agent_id = models.CharField(max_length=100, db_index=True)
+    agent_role = models.CharField(max_length=100)
+    discovery_type = models.CharField(max_length=16, choices=DiscoveryType.choices, db_index=True)
+    content = models.TextField()
+    confidence = models.FloatField()
+    timestamp = models.DateTimeField(db_index=True)
+    related_to = models.CharField(max_length=200, null=True, blank=True)
+    stream_sequence = models.BigIntegerField(null=True, blank=True, unique=True)
+    received_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-timestamp", "-id"]
+        verbose_name_plural = "discoveries"
+
+    def __str__(self) -> str:
+        return f"{self.discovery_type} by {self.agent_role}: {self.content[:60]}"
+
+    def as_contract(self) -> dict:
+        """The runtime's JSON shape of a discovery (CONTRACTS.md §4)."""
+        return {
+            "agent_id": self.agent_id,
+            "agent_role": self.agent_role,
+            "discovery_type": self.discovery_type,
+            "content": self.content,
+            "confidence": self.confidence,
+            "timestamp": self.timestamp.isoformat(),
+            "related_to": self.related_to,
+        }

@@ -26,6 +26,7 @@ from asgiref.sync import sync_to_async
 from django.db import close_old_connections, connections, transaction
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
+from agents.discoveries import add_discoveries, parse_discovery
 from agents.events import AgentEvent, parse_agent_event, subject_agent_id
 from agents.projections import apply_agent_events
 from mistersmith.frames import FrameBuffer, send_frames
@@ -139,6 +140,20 @@ def apply_agent_batch(batch: Batch, stats: BridgeStats, consumer: str, frames: F
     stats.processed.update(outcome)
 
 
+@database_work
+def apply_discovery_batch(batch: Batch, stats: BridgeStats, consumer: str, frames: FrameBuffer) -> None:
+    """discoveries.>: into the store (a stream sequence is stored once), and to the live page."""
+    found = []
+    for item in batch:
+        try:
+            found.append(parse_discovery(decode_json(item[2]), sequence=item[0]))
+        except InvalidMessage as error:
+            _reject("DISCOVERIES", item, error, stats)
+    stats.processed["discovery"] += add_discoveries(found)
+    for discovery in found:
+        frames.add("discoveries", discovery.as_contract(), discovery.stream_sequence)
+
+
 @dataclass(frozen=True)
 class Feed:
     """One durable consumer of the bridge and what applies its batches."""
@@ -152,6 +167,7 @@ class Feed:
 FEEDS = [
     Feed("control", "SYSTEM_EVENTS", CONTROL_SUBJECT, apply_control),
     Feed("agents", "AGENT_EVENTS", "agent.*.events", apply_agent_batch),
+    Feed("discoveries", "DISCOVERIES", "discoveries.>", apply_discovery_batch),
 ]
 
 

@@ -21,6 +21,7 @@ AGENT_TOPIC = re.compile(r"^agent\.([0-9a-f-]{36})$")
 TOPIC_PERMISSIONS = {
     "agents": "agents.view_agent",
     "supervision": "supervision.view_supervisionnode",
+    "discoveries": "agents.view_discovery",
 }
 
 

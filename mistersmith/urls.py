@@ -3,6 +3,8 @@ from django.http import HttpRequest, HttpResponse
 from django.urls import include, path
 from django.views.generic import RedirectView
 
+from agents import views as agent_views
+
 
 def healthz(request: HttpRequest) -> HttpResponse:
     """Liveness: the process answers. Readiness checks come with the verification matrix."""
@@ -12,6 +14,8 @@ def healthz(request: HttpRequest) -> HttpResponse:
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="admin:index", permanent=False)),
     path("healthz", healthz, name="healthz"),
+    path("discoveries", agent_views.discovery_list, name="discoveries"),
+    path("api/v1/discoveries", agent_views.discovery_page, name="discoveries-api"),
     # Before admin.site.urls: custom admin pages under the app's own prefix.
     path("admin/supervision/", include("supervision.urls")),
     path("admin/", admin.site.urls),

@@ -1,0 +1,69 @@
+"""The discovery store's JSON endpoints (CONTRACTS.md §4): a plain array, and the paged shape the
+runtime's monitoring UI expects. Login and the view permission are required; bad filters get 400."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from functools import wraps
+
+from django.http import HttpRequest, JsonResponse
+
+from agents import discoveries
+
+MAX_PAGE_SIZE = 200
+
+
+def json_login_required(view: Callable) -> Callable:
+    """401/403 as JSON for API clients, instead of a redirect to a login form."""
+
+    @wraps(view)
+    def wrapper(request: HttpRequest, *args, **kwargs):
+        if not request.user.is_authenticated:
+            return JsonResponse({"error": "Log in first."}, status=401)
+        if not request.user.has_perm("agents.view_discovery"):
+            return JsonResponse({"error": "You may not see discoveries."}, status=403)
+        return view(request, *args, **kwargs)
+
+    return wrapper
+
+
+def _filter(request: HttpRequest) -> discoveries.DiscoveryFilter | JsonResponse:
+    try:
+        return discoveries.DiscoveryFilter.from_query(request.GET)
+    except ValueError as error:
+        return JsonResponse({"error": str(error)}, status=400)
+
+
+@json_login_required
+def discovery_list(request: HttpRequest) -> JsonResponse:
+    found = _filter(request)
+    if isinstance(found, JsonResponse):
+        return found
+    return JsonResponse([d.as_contract() for d in discoveries.search(found)], safe=False)
+
+
+def _positive(value: str | None, default: int, name: str) -> int:
+    if value in (None, ""):
+        return default
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"{name} must be a whole number from 1.")
+    return int(value)
+
+
+@json_login_required
+def discovery_page(request: HttpRequest) -> JsonResponse:
+    found = _filter(request)
+    if isinstance(found, JsonResponse):
+        return found
+    try:
+        page = _positive(request.GET.get("page"), 1, "page")
+        size = min(_positive(request.GET.get("pageSize"), 20, "pageSize"), MAX_PAGE_SIZE)
+    except ValueError as error:
+        return JsonResponse({"error": str(error)}, status=400)
+    matching = discoveries.search(found)
+    total = matching.count()
+    data = [d.as_contract() for d in matching[(page - 1) * size : page * size]]
+    return JsonResponse(
+        {"data": data, "total": total, "page": page, "pageSize": size, "totalPages": math.ceil(total / size)}
+    )
