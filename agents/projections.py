@@ -9,10 +9,8 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Iterable
-from datetime import datetime
 
-from django.db import transaction
-from django.db.models import Q
+from django.db import connection, transaction
 from django.db.models.functions import Now
 from django.utils import timezone
 
@@ -63,12 +61,19 @@ def apply_agent_events(
     ``on_applied(sequence, event, result)`` hears each result (the bridge makes frames of them).
     """
     outcome: Counter = Counter()
+    latest_beats: dict = {}
     with transaction.atomic():
         for sequence, event in events:
-            result = _apply(sequence, event)
+            if event.kind == "Heartbeat":  # only the newest per agent matters: one UPDATE for them all
+                beat = event.occurred_at or timezone.now()
+                latest_beats[event.agent_id] = max(beat, latest_beats.get(event.agent_id, beat))
+                result = "heartbeat"
+            else:
+                result = _apply(sequence, event)
             outcome[result] += 1
             if on_applied is not None:
                 on_applied(sequence, event, result)
+        _heartbeats(latest_beats)
     return outcome
 
 
@@ -76,8 +81,6 @@ def _apply(sequence: int | None, event: AgentEvent) -> str:
     if event.kind == "Spawned":
         _spawn(event)
         return "spawned"
-    if event.kind == "Heartbeat":
-        return "heartbeat" if _heartbeat(event.agent_id, event.occurred_at or timezone.now()) else "unknown_agent"
     target = _target_state(event)
     if target is None:
         return "ignored"
@@ -100,10 +103,19 @@ def _apply(sequence: int | None, event: AgentEvent) -> str:
     return "state_changed"
 
 
-def _heartbeat(agent_id, at: datetime) -> bool:
-    """Move last_heartbeat forward only (a replayed or late heartbeat never moves it back)."""
-    updated = Agent.objects.filter(pk=agent_id).filter(Q(last_heartbeat__isnull=True) | Q(last_heartbeat__lt=at))
-    return bool(updated.update(last_heartbeat=at)) or Agent.objects.filter(pk=agent_id).exists()
+def _heartbeats(latest: dict) -> None:
+    """Move last_heartbeat forward only (a replayed or late heartbeat never moves it back), in one query."""
+    if not latest:
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            UPDATE agents a SET last_heartbeat = b.at
+              FROM unnest(%s::uuid[], %s::timestamptz[]) AS b(id, at)
+             WHERE a.id = b.id AND (a.last_heartbeat IS NULL OR a.last_heartbeat < b.at)
+            """,
+            [list(latest), list(latest.values())],
+        )
 
 
 def _anomaly(sequence: int | None, event: AgentEvent, current: str, target: str, detail: str) -> None:

@@ -12,7 +12,7 @@ import json
 import os
 import sys
 
-BENCHMARKS = ["changelist", "seed", "cold_start", "restarts", "tree"]
+BENCHMARKS = ["changelist", "seed", "cold_start", "restarts", "tree", "bridge"]
 
 
 def main() -> None:

@@ -12,6 +12,7 @@ of restarts nobody answered) and agent events on ``agent.*.events`` (the agents 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import threading
@@ -41,11 +42,11 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 CONSUMER_PREFIX = "mistersmith-console"
-BATCH = 100
 SWEEP_INTERVAL_SECONDS = 1.0
-# A busy feed answers a fetch at once; an idle one is waited on this long, which is also the
-# longest a frame waits before it is sent (events of one round are coalesced per topic).
-FETCH_WAIT_SECONDS = 0.05
+# Each feed runs on its own task: a busy feed answers a fetch at once, an idle one is waited on
+# this long (then the stop flag is checked). The events of one batch become one frame per topic.
+FETCH_WAIT_SECONDS = 0.5
+BATCH = 500
 
 
 @dataclass
@@ -192,6 +193,31 @@ async def _subscribe(js: Any, feed: Feed, name: str) -> Any:
     )
 
 
+async def _consume(feed: Feed, name: str, subscription: Any, stats: BridgeStats, stop: asyncio.Event) -> None:
+    """One feed: fetch a batch, apply and commit it, hand its frames on, then ack it."""
+    apply = sync_to_async(feed.apply, thread_sensitive=False)
+    while not stop.is_set():
+        try:
+            messages = await subscription.fetch(BATCH, timeout=FETCH_WAIT_SECONDS)
+        except (TimeoutError, nats.errors.TimeoutError):
+            continue
+        frames = FrameBuffer()
+        await apply([(m.metadata.sequence.stream, m.subject, m.data) for m in messages], stats, name, frames)
+        await send_frames(frames.take())
+        for message in messages:
+            await message.ack()
+
+
+async def _sweep_until(stop: asyncio.Event, stats: BridgeStats) -> None:
+    sweep = sync_to_async(_sweep, thread_sensitive=False)
+    while not stop.is_set():
+        expired = await sweep()
+        if expired:
+            stats.processed["restart_timed_out"] += expired
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), SWEEP_INTERVAL_SECONDS)
+
+
 async def run_bridge(
     stop: asyncio.Event,
     *,
@@ -215,28 +241,13 @@ async def run_bridge(
         subscriptions = [(feed, name, await _subscribe(js, feed, name)) for feed, name in feeds]
         if ready is not None:
             ready.set()
-        sweep = sync_to_async(_sweep, thread_sensitive=False)
-        next_sweep = 0.0
-        frames = FrameBuffer()
-        while not stop.is_set():
-            applied = []  # committed, but acked only once their frames are handed on
-            for feed, name, subscription in subscriptions:
-                try:
-                    messages = await subscription.fetch(BATCH, timeout=FETCH_WAIT_SECONDS)
-                except (TimeoutError, nats.errors.TimeoutError):
-                    continue
-                batch = [(m.metadata.sequence.stream, m.subject, m.data) for m in messages]
-                await sync_to_async(feed.apply, thread_sensitive=False)(batch, stats, name, frames)
-                applied.extend(messages)
-            if len(frames):
-                await send_frames(frames.take())
-            for message in applied:
-                await message.ack()
-            if time.monotonic() >= next_sweep:
-                expired = await sweep()
-                if expired:
-                    stats.processed["restart_timed_out"] += expired
-                next_sweep = time.monotonic() + SWEEP_INTERVAL_SECONDS
+        tasks = [asyncio.create_task(_consume(feed, name, sub, stats, stop)) for feed, name, sub in subscriptions]
+        tasks.append(asyncio.create_task(_sweep_until(stop, stats)))
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for task in tasks:
+                task.cancel()
     finally:
         await client.close()
     return stats
@@ -277,3 +288,13 @@ class BridgeThread(threading.Thread):
     def stop(self) -> None:
         self.loop.call_soon_threadsafe(self.stop_event.set)
         self.join(10)
+
+
+def delete_consumers(prefix: str) -> None:
+    """Remove the durable consumers of a bridge that used ``prefix`` (tests, benchmarks)."""
+    from mistersmith.nats import connection
+
+    client = connection()
+    js = client.client().jetstream()
+    for feed in FEEDS:
+        client.run(js.delete_consumer(feed.stream, f"{prefix}-{feed.suffix}"))

@@ -26,10 +26,6 @@ def admin_client(client, admin_user):
 
 def delete_bridge_consumers(prefix: str) -> None:
     """Durable consumers outlive a test on a shared NATS server: remove a test bridge's ones."""
-    from mistersmith import nats as console_nats
-    from mistersmith.bridge import FEEDS
+    from mistersmith.bridge import delete_consumers
 
-    client = console_nats.connection()
-    js = client.client().jetstream()
-    for feed in FEEDS:
-        client.run(js.delete_consumer(feed.stream, f"{prefix}-{feed.suffix}"))
+    delete_consumers(prefix)
