@@ -10,6 +10,7 @@ from django.db.models import Count
 
 from agents.lifecycle import IllegalTransition, check_transition
 from agents.models import Agent, AgentAnomaly, AgentInstance, Discovery, InteractiveSession, SessionMessage
+from mistersmith.admin import ReadOnlyAdmin
 
 
 class AgentForm(forms.ModelForm):
@@ -129,7 +130,7 @@ class SessionMessageAdmin(admin.ModelAdmin):
 
 
 @admin.register(AgentAnomaly)
-class AgentAnomalyAdmin(admin.ModelAdmin):
+class AgentAnomalyAdmin(ReadOnlyAdmin):
     """Events the projection refused: shown to operators, written only by the bridge."""
 
     list_display = ["recorded_at", "agent_id", "event_kind", "current_state", "attempted_state", "detail"]
@@ -137,24 +138,12 @@ class AgentAnomalyAdmin(admin.ModelAdmin):
     search_fields = ["=agent_id"]
     date_hierarchy = "recorded_at"
 
-    def has_add_permission(self, request: Any) -> bool:
-        return False
-
-    def has_change_permission(self, request: Any, obj: Any = None) -> bool:
-        return False
-
 
 @admin.register(Discovery)
-class DiscoveryAdmin(admin.ModelAdmin):
+class DiscoveryAdmin(ReadOnlyAdmin):
     """The store's content (the newest 1,000); written by the bridge from the DISCOVERIES stream."""
 
     list_display = ["timestamp", "agent_role", "agent_id", "discovery_type", "confidence", "content"]
     list_filter = ["discovery_type", "agent_role"]
     search_fields = ["content", "=agent_id"]
     date_hierarchy = "timestamp"
-
-    def has_add_permission(self, request: Any) -> bool:
-        return False
-
-    def has_change_permission(self, request: Any, obj: Any = None) -> bool:
-        return False

@@ -10,6 +10,8 @@ from mistersmith.models import BridgePosition, DeadLetter
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
+    """Rows only the bridge writes: operators may look (and delete), not add or edit."""
+
     def has_add_permission(self, request: Any) -> bool:
         return False
 

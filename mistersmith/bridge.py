@@ -73,13 +73,14 @@ def database_work(function: Callable[..., T]) -> Callable[..., T]:
 Batch = list[tuple[int, str, bytes]]  # (stream sequence, subject, data)
 
 
-def _reject(stream: str, item: tuple[int, str, bytes], error: InvalidMessage, stats: BridgeStats) -> None:
+def _reject(stream: str, item: tuple[int, str, bytes], error: InvalidMessage) -> str:
+    """Keep a refused message in the dead-letter list; the caller counts it once that is committed."""
     sequence, subject, data = item
-    stats.rejected[error.reason] += 1
     DeadLetter.record(
         stream=stream, subject=subject, sequence=sequence, reason=error.reason, error=str(error), data=data
     )
     logger.warning("%s #%s rejected: %s", subject, sequence, error)
+    return error.reason
 
 
 @database_work
@@ -94,7 +95,7 @@ def apply_control(batch: Batch, stats: BridgeStats, consumer: str, frames: Frame
             answer = parse_restart_completed(body)
             outcome = services.complete_restart(answer)
         except InvalidMessage as error:
-            _reject("SYSTEM_EVENTS", item, error, stats)
+            stats.rejected[_reject("SYSTEM_EVENTS", item, error)] += 1
             continue
         stats.processed[f"restart_{outcome}"] += 1
         if outcome == "completed":
@@ -121,6 +122,7 @@ def apply_agent_batch(batch: Batch, stats: BridgeStats, consumer: str, frames: F
         frames.add("agents", change, sequence)
         frames.add(f"agent.{event.agent_id}", change, sequence)
 
+    rejected: Counter = Counter()
     with transaction.atomic():
         position, _ = BridgePosition.objects.select_for_update().get_or_create(
             consumer=consumer, defaults={"stream": "AGENT_EVENTS"}
@@ -134,11 +136,12 @@ def apply_agent_batch(batch: Batch, stats: BridgeStats, consumer: str, frames: F
             try:
                 events.append((sequence, parse_agent_event(decode_json(data), subject_agent=subject_agent_id(subject))))
             except InvalidMessage as error:
-                _reject("AGENT_EVENTS", item, error, stats)
+                rejected[_reject("AGENT_EVENTS", item, error)] += 1
         outcome = apply_agent_events(events, on_applied=to_frame)
         position.sequence = max([position.sequence, *(item[0] for item in batch)])
         position.save(update_fields=["sequence", "updated_at"])
     stats.processed.update(outcome)
+    stats.rejected.update(rejected)
 
 
 @database_work
@@ -149,7 +152,7 @@ def apply_discovery_batch(batch: Batch, stats: BridgeStats, consumer: str, frame
         try:
             found.append(parse_discovery(decode_json(item[2]), sequence=item[0]))
         except InvalidMessage as error:
-            _reject("DISCOVERIES", item, error, stats)
+            stats.rejected[_reject("DISCOVERIES", item, error)] += 1
     stats.processed["discovery"] += add_discoveries(found)
     for discovery in found:
         frames.add("discoveries", discovery.as_contract(), discovery.stream_sequence)

@@ -29,3 +29,13 @@ def delete_bridge_consumers(prefix: str) -> None:
     from mistersmith.bridge import delete_consumers
 
     delete_consumers(prefix)
+
+
+def wait_until(condition, timeout: float = 20.0, message: str = "condition not met in time") -> None:
+    """Poll a condition until it holds (a deadline, not a sleep, is what the test waits on)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, message
+        time.sleep(0.02)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import time
 import uuid
 from collections import Counter
 
@@ -16,19 +15,12 @@ from mistersmith import nats
 from mistersmith.bridge import BridgeStats, BridgeThread, apply_agent_batch
 from mistersmith.messages import envelope
 from mistersmith.models import BridgePosition, DeadLetter
-from tests.conftest import delete_bridge_consumers
+from tests.conftest import delete_bridge_consumers, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 # A legal cycle through the lifecycle from Running, repeated: each step is one StateChanged event.
 CYCLE = ["Processing", "Idle", "Paused", "Running"]
-
-
-def wait_until(condition, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.02)
 
 
 def state_changes(agent_id: uuid.UUID, steps: int) -> list[dict]:

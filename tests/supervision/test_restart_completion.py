@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 import uuid
 
 import pytest
@@ -14,16 +13,9 @@ from mistersmith.bridge import BridgeThread
 from mistersmith.messages import envelope
 from mistersmith.models import DeadLetter
 from supervision.models import SupervisionNode, SupervisionRestart
-from tests.conftest import delete_bridge_consumers
+from tests.conftest import delete_bridge_consumers, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def wait_until(condition, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.02)
 
 
 @pytest.fixture
