@@ -31,11 +31,11 @@ def delete_bridge_consumers(prefix: str) -> None:
     delete_consumers(prefix)
 
 
-def wait_until(condition, timeout: float = 20.0, message: str = "condition not met in time") -> None:
+def wait_until(condition, timeout: float = 20.0, what: str = "condition") -> None:
     """Poll a condition until it holds (a deadline, not a sleep, is what the test waits on)."""
     import time
 
     deadline = time.monotonic() + timeout
     while not condition():
-        assert time.monotonic() < deadline, message
+        assert time.monotonic() < deadline, f"{what} not met within {timeout} s"
         time.sleep(0.02)

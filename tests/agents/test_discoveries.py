@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -20,7 +19,7 @@ from mistersmith import nats
 from mistersmith.bridge import BridgeThread
 from mistersmith.messages import InvalidMessage, decode_json, envelope
 from mistersmith.models import DeadLetter
-from tests.conftest import delete_bridge_consumers
+from tests.conftest import delete_bridge_consumers, wait_until
 
 BASE = datetime(2026, 11, 26, tzinfo=UTC)
 
@@ -146,13 +145,13 @@ def test_the_bridge_fills_the_store_from_the_stream(nats_url):
         for n in range(5):
             client.publish(f"discoveries.{agent}.insights", payload(n, agent=agent), msg_id=uuid.uuid4().hex)
         client.publish(f"discoveries.{agent}.insights", b"{broken", msg_id=uuid.uuid4().hex)
-        deadline = time.monotonic() + 20
-        while (
-            Discovery.objects.filter(agent_id=agent).count() < 5
-            or not DeadLetter.objects.filter(subject=f"discoveries.{agent}.insights").exists()
-        ):
-            assert time.monotonic() < deadline, "discoveries did not arrive"
-            time.sleep(0.05)
+        wait_until(
+            lambda: (
+                Discovery.objects.filter(agent_id=agent).count() == 5
+                and DeadLetter.objects.filter(subject=f"discoveries.{agent}.insights").exists()
+            ),
+            what="five discoveries and one dead letter",
+        )
     finally:
         bridge.stop()
         connections.close_all()

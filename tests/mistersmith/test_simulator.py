@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import time
 import uuid
 from datetime import datetime
 from typing import Any
@@ -33,6 +32,7 @@ from supervision.models import (
     SupervisionPolicy,
     SupervisionRestart,
 )
+from tests.conftest import wait_until
 
 AGENT_FIELDS = {
     "Spawned": {"config"},
@@ -44,13 +44,6 @@ AGENT_FIELDS = {
 }
 ENVELOPE_FIELDS = {"message_id", "timestamp", "source_agent", "target_agent", "correlation_id", "payload"}
 METRICS = {"cpu_percent", "memory_mb", "active_tasks", "queue_depth", "response_time_ms", "error_rate"}
-
-
-def wait_until(condition, timeout: float = 20.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"{what} not met within {timeout} s"
-        time.sleep(0.02)
 
 
 class Listener:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 
 import pytest
@@ -13,7 +12,7 @@ from mistersmith.bridge import BridgeThread
 from mistersmith.simulator import SimulatorOptions, SimulatorThread
 from supervision import services
 from supervision.models import SupervisionNode, SupervisionPolicy, SupervisionRestart
-from tests.conftest import delete_bridge_consumers
+from tests.conftest import delete_bridge_consumers, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -44,10 +43,10 @@ def test_a_requested_restart_is_answered_and_completed(runtime_and_bridge, admin
     SupervisionPolicy.objects.create(node=node, backoff_strategy="Fixed", min_restart_delay_ms=50)
     outcome = services.request_restart(node.pk, user=admin_user, reason="round trip")
     (restart,) = outcome.restarts
-    deadline = time.monotonic() + 20
-    while SupervisionRestart.objects.get(pk=restart.pk).completed_at is None:
-        assert time.monotonic() < deadline, "the stand-in's answer never completed the restart"
-        time.sleep(0.05)
+    wait_until(
+        lambda: SupervisionRestart.objects.get(pk=restart.pk).completed_at is not None,
+        what="the stand-in's answer completing the restart",
+    )
     restart.refresh_from_db()
     assert restart.success is True and restart.error_message is None
     node.refresh_from_db()
