@@ -117,6 +117,19 @@ class DiscoveryFilter:
             queryset = queryset.exclude(agent_id=self.subscriber)
         return queryset
 
+    def matches(self, discovery: dict[str, Any]) -> bool:
+        """The same filter over one discovery in its contract shape (a live frame's event)."""
+        content = str(discovery.get("content", "")).lower()
+        confidence = discovery.get("confidence")
+        confident = isinstance(confidence, int | float) and confidence >= (self.min_confidence or 0)
+        return (
+            (not self.types or discovery.get("discovery_type") in self.types)
+            and (not self.agent_roles or discovery.get("agent_role") in self.agent_roles)
+            and (self.min_confidence is None or confident)
+            and (not self.keywords or any(keyword.lower() in content for keyword in self.keywords))
+            and not (self.subscriber and discovery.get("agent_id") == self.subscriber)
+        )
+
 
 def search(discovery_filter: DiscoveryFilter) -> QuerySet:
     """The held discoveries matching a filter, newest first."""

@@ -5,8 +5,13 @@ console's state, acking only after the change is committed; a redelivered messag
 nothing twice (answers are applied once, by id). A message that fails validation is acked and
 counted by reason, never retried forever and never allowed to stop the bridge.
 
-Feeds: the restart protocol on ``system.control`` (RestartCompleted answers, and the time-outs
-of restarts nobody answered) and agent events on ``agent.*.events`` (the agents projection).
+Feeds, one durable consumer per stream, each over the whole stream:
+- SYSTEM_EVENTS: the restart protocol on ``system.control`` (RestartNode requests and
+  RestartCompleted answers; the sweeper times out restarts nobody answered), runtime health;
+- AGENT_EVENTS: agent events (the agents projection: state, heartbeats, session output);
+- DISCOVERIES: the discovery store;
+- SUPERVISION_EVENTS: the runtime's supervision events and the console's own (policy saved).
+Every message also goes to the event log's live topic ("events").
 """
 
 from __future__ import annotations
@@ -31,9 +36,11 @@ from agents.discoveries import add_discoveries, parse_discovery
 from agents.events import AgentEvent, parse_agent_event, subject_agent_id
 from agents.projections import apply_agent_events
 from mistersmith.frames import FrameBuffer, send_frames
-from mistersmith.messages import InvalidMessage, decode_json
+from mistersmith.live import bridge_consumer_prefix
+from mistersmith.messages import InvalidMessage, decode_json, open_envelope
 from mistersmith.models import BridgePosition, DeadLetter
 from mistersmith.nats import nats_url
+from mistersmith.stream_reader import log_event
 from mistersmith.streams import ensure_streams
 from supervision import services
 from supervision.events import CONTROL_SUBJECT, control_variant, parse_restart_completed
@@ -41,7 +48,6 @@ from supervision.events import CONTROL_SUBJECT, control_variant, parse_restart_c
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
-CONSUMER_PREFIX = "mistersmith-console"
 SWEEP_INTERVAL_SECONDS = 1.0
 # Each feed runs on its own task: a busy feed answers a fetch at once, an idle one is waited on
 # this long (then the stop flag is checked). The events of one batch become one frame per topic.
@@ -85,10 +91,25 @@ def _reject(stream: str, item: tuple[int, str, bytes], error: InvalidMessage) ->
 
 @database_work
 def apply_control(batch: Batch, stats: BridgeStats, consumer: str, frames: FrameBuffer) -> None:
-    """system.control: RestartCompleted answers (idempotent by restart id); other variants are not ours."""
+    """SYSTEM_EVENTS. On system.control: RestartCompleted answers (idempotent by restart id) and the
+    console's own RestartNode requests (to the live tree). system.health and pool.management go
+    to the dashboard as they are."""
     for item in batch:
+        sequence, subject, data = item
         try:
-            name, body = control_variant(decode_json(item[2]))
+            message = decode_json(data)
+            if subject != CONTROL_SUBJECT:
+                body = open_envelope(message).payload
+                frames.add("system", {"kind": subject, "body": body}, sequence, "SYSTEM_EVENTS")
+                stats.processed[subject] += 1
+                continue
+            name, body = control_variant(message)
+            if name == "RestartNode":
+                node_id = body.get("node_id") if isinstance(body, dict) else None
+                event = {"kind": "restart_requested", "node_id": str(node_id) if node_id else None}
+                frames.add("supervision", event, sequence, "SYSTEM_EVENTS")
+                stats.processed["restart_requested"] += 1
+                continue
             if name != "RestartCompleted":
                 stats.processed[f"ignored:{name}"] += 1
                 continue
@@ -105,7 +126,7 @@ def apply_control(batch: Batch, stats: BridgeStats, consumer: str, frames: Frame
                 "node_id": str(answer.node_id) if answer.node_id else None,
                 "success": answer.success,
             }
-            frames.add("supervision", event, item[0])
+            frames.add("supervision", event, sequence, "SYSTEM_EVENTS")
 
 
 @database_work
@@ -119,8 +140,10 @@ def apply_agent_batch(batch: Batch, stats: BridgeStats, consumer: str, frames: F
             change["status"] = event.new_state or ("Terminated" if event.kind == "Terminated" else "Error")
         if event.text is not None:
             change["text"] = event.text[:2000]
-        frames.add("agents", change, sequence)
-        frames.add(f"agent.{event.agent_id}", change, sequence)
+        if event.occurred_at is not None:
+            change["at"] = event.occurred_at.isoformat()
+        frames.add("agents", change, sequence, "AGENT_EVENTS")
+        frames.add(f"agent.{event.agent_id}", change, sequence, "AGENT_EVENTS")
 
     rejected: Counter = Counter()
     with transaction.atomic():
@@ -136,7 +159,10 @@ def apply_agent_batch(batch: Batch, stats: BridgeStats, consumer: str, frames: F
             try:
                 events.append((sequence, parse_agent_event(decode_json(data), subject_agent=subject_agent_id(subject))))
             except InvalidMessage as error:
-                rejected[_reject("AGENT_EVENTS", item, error)] += 1
+                if subject.endswith(".events"):
+                    rejected[_reject("AGENT_EVENTS", item, error)] += 1
+                else:  # agent.*.status and agent.*.output have no schema in the contract: logged, not refused
+                    stats.processed[f"unparsed:{subject.rsplit('.', 1)[-1]}"] += 1
         outcome = apply_agent_events(events, on_applied=to_frame)
         position.sequence = max([position.sequence, *(item[0] for item in batch)])
         position.save(update_fields=["sequence", "updated_at"])
@@ -155,7 +181,30 @@ def apply_discovery_batch(batch: Batch, stats: BridgeStats, consumer: str, frame
             stats.rejected[_reject("DISCOVERIES", item, error)] += 1
     stats.processed["discovery"] += add_discoveries(found)
     for discovery in found:
-        frames.add("discoveries", discovery.as_contract(), discovery.stream_sequence)
+        frames.add("discoveries", discovery.as_contract(), discovery.stream_sequence, "DISCOVERIES")
+
+
+@database_work
+def apply_supervision_batch(batch: Batch, stats: BridgeStats, consumer: str, frames: FrameBuffer) -> None:
+    """supervision.>: the runtime's lifecycle, health and error events and the console's own
+    (``supervision.node.<id>.<what>``); they change no projection, they go to the live pages."""
+    for item in batch:
+        sequence, subject, data = item
+        try:
+            body = open_envelope(decode_json(data)).payload
+        except InvalidMessage as error:
+            stats.rejected[_reject("SUPERVISION_EVENTS", item, error)] += 1
+            continue
+        parts = subject.split(".")
+        event: dict[str, Any] = {"kind": "supervision_event", "subject": subject}
+        if len(parts) >= 3 and parts[1] == "node":
+            event["node_id"] = parts[2]
+            event["kind"] = "_".join(parts[3:]) or "node_event"
+        elif len(parts) >= 3 and parts[1] == "agent":
+            event["agent_id"] = parts[2]
+        event["body"] = body
+        frames.add("supervision", event, sequence, "SUPERVISION_EVENTS")
+        stats.processed["supervision_event"] += 1
 
 
 @dataclass(frozen=True)
@@ -164,14 +213,14 @@ class Feed:
 
     suffix: str
     stream: str
-    subject: str
     apply: Callable[[Batch, BridgeStats, str, FrameBuffer], None]
 
 
 FEEDS = [
-    Feed("control", "SYSTEM_EVENTS", CONTROL_SUBJECT, apply_control),
-    Feed("agents", "AGENT_EVENTS", "agent.*.events", apply_agent_batch),
-    Feed("discoveries", "DISCOVERIES", "discoveries.>", apply_discovery_batch),
+    Feed("control", "SYSTEM_EVENTS", apply_control),
+    Feed("agents", "AGENT_EVENTS", apply_agent_batch),
+    Feed("discoveries", "DISCOVERIES", apply_discovery_batch),
+    Feed("supervision", "SUPERVISION_EVENTS", apply_supervision_batch),
 ]
 
 
@@ -182,11 +231,12 @@ def _sweep() -> int:
 
 
 async def _subscribe(js: Any, feed: Feed, name: str) -> Any:
-    return await js.pull_subscribe(
-        feed.subject,
-        durable=name,
-        stream=feed.stream,
-        config=ConsumerConfig(
+    """Create the feed's durable consumer, or bring an existing one to this configuration (a
+    create-or-update on the server: an older consumer that filtered one subject now reads all)."""
+    await js.add_consumer(
+        feed.stream,
+        ConsumerConfig(
+            durable_name=name,
             ack_policy=AckPolicy.EXPLICIT,
             ack_wait=30,
             max_deliver=3,
@@ -194,6 +244,7 @@ async def _subscribe(js: Any, feed: Feed, name: str) -> Any:
             deliver_policy=DeliverPolicy.NEW,
         ),
     )
+    return await js.pull_subscribe_bind(durable=name, stream=feed.stream)
 
 
 async def _consume(feed: Feed, name: str, subscription: Any, stats: BridgeStats, stop: asyncio.Event) -> None:
@@ -205,6 +256,9 @@ async def _consume(feed: Feed, name: str, subscription: Any, stats: BridgeStats,
         except (TimeoutError, nats.errors.TimeoutError):
             continue
         frames = FrameBuffer()
+        for m in messages:
+            sequence = m.metadata.sequence.stream
+            frames.add("events", log_event(feed.stream, sequence, m.subject, m.metadata.timestamp, m.data))
         await apply([(m.metadata.sequence.stream, m.subject, m.data) for m in messages], stats, name, frames)
         await send_frames(frames.take())
         for message in messages:
@@ -226,7 +280,7 @@ async def run_bridge(
     *,
     url: str | None = None,
     stats: BridgeStats | None = None,
-    consumer_prefix: str = CONSUMER_PREFIX,
+    consumer_prefix: str | None = None,
     ready: asyncio.Event | None = None,
 ) -> BridgeStats:
     """Consume until ``stop`` is set; reconnects by itself while NATS is away.
@@ -236,6 +290,7 @@ async def run_bridge(
     publish knowing the bridge will see it.
     """
     stats = stats or BridgeStats()
+    consumer_prefix = consumer_prefix or bridge_consumer_prefix()
     client = await nats.connect(url or nats_url(), name="mistersmith-bridge", max_reconnect_attempts=-1)
     try:
         js = client.jetstream()
@@ -259,7 +314,7 @@ async def run_bridge(
 class BridgeThread(threading.Thread):
     """The bridge on a thread and event loop of its own (tests; an embedding that has no ASGI lifespan)."""
 
-    def __init__(self, *, consumer_prefix: str = CONSUMER_PREFIX, url: str | None = None) -> None:
+    def __init__(self, *, consumer_prefix: str | None = None, url: str | None = None) -> None:
         super().__init__(name="bridge", daemon=True)
         self.loop = asyncio.new_event_loop()
         self.stop_event = asyncio.Event()

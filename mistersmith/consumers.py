@@ -3,6 +3,10 @@
 A page connects, then subscribes: ``{"subscribe": ["agents", "supervision"]}``. Each topic is
 checked against the user's Django permissions; a topic the user may not see is refused by
 name and never joined. Anonymous and non-staff users are refused at the handshake.
+
+The discoveries topic takes the runtime's subscription filter too:
+``{"subscribe": ["discoveries"], "filters": {"discoveries": {"types": "Pattern", "min_confidence": "0.5"}}}``
+(the same fields as the ``/discoveries`` query string); only matching discoveries are sent.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from typing import Any
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
+from agents.discoveries import DiscoveryFilter
 from mistersmith.frames import group_name
 
 REFUSED = 4403  # WebSocket close code: authenticated but not allowed (like HTTP 403)
@@ -22,6 +27,7 @@ TOPIC_PERMISSIONS = {
     "agents": "agents.view_agent",
     "supervision": "supervision.view_supervisionnode",
     "discoveries": "agents.view_discovery",
+    "events": "mistersmith.view_event_log",
 }
 
 
@@ -46,12 +52,24 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
             await self.close(code=REFUSED)
             return
         self.topics: set[str] = set()
+        self.discovery_filter: DiscoveryFilter | None = None
         await self.accept()
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
         wanted = content.get("subscribe") if isinstance(content, dict) else None
         if not isinstance(wanted, list) or not all(isinstance(t, str) for t in wanted) or len(wanted) > 50:
             await self.send_json({"error": 'Send {"subscribe": ["topic", ...]} (at most 50 topics).'})
+            return
+        filters = content.get("filters") or {}
+        try:
+            if not isinstance(filters, dict) or not isinstance(filters.get("discoveries", {}), dict):
+                raise ValueError('"filters" is {"discoveries": {field: text}}.')
+            if "discoveries" in filters:
+                self.discovery_filter = DiscoveryFilter.from_query(
+                    {key: str(value) for key, value in filters["discoveries"].items()}
+                )
+        except ValueError as error:
+            await self.send_json({"error": str(error)})
             return
         allowed, refused = [], []
         for topic in wanted:
@@ -76,6 +94,9 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
 
     async def frame(self, message: dict[str, Any]) -> None:
         """A frame from the bridge: passed on as it is (the page escapes every value it shows)."""
-        await self.send_json(
-            {"topic": message["topic"], "sequence": message.get("sequence"), "events": message["events"]}
-        )
+        events = message["events"]
+        if message["topic"] == "discoveries" and self.discovery_filter is not None:
+            events = [event for event in events if self.discovery_filter.matches(event)]
+            if not events:
+                return
+        await self.send_json({"topic": message["topic"], "sequence": message.get("sequence"), "events": events})

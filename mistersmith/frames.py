@@ -1,9 +1,10 @@
 """Frames: the events of one short tick, per topic, as one channel-layer group message.
 
 The bridge adds an event per applied change; every ``TICK_SECONDS`` each topic with events gets
-one ``frame`` message holding all of them and the highest stream sequence they reflect, so a
-page can drop frames its snapshot already contains. A burst of a thousand events on a topic
-becomes a few frames, not a thousand messages per browser.
+one ``frame`` message holding all of them and the highest stream sequence they reflect. Each
+event carries its own ``stream`` and ``sequence`` (a topic may mix streams), so a page drops
+exactly the events its snapshot already reflects (see ``mistersmith/static/mistersmith/live.js``).
+A burst of a thousand events on a topic becomes a few frames, not a thousand messages per browser.
 """
 
 from __future__ import annotations
@@ -32,7 +33,9 @@ class FrameBuffer:
         self._events: dict[str, list[dict[str, Any]]] = defaultdict(list)
         self._sequence: dict[str, int] = {}
 
-    def add(self, topic: str, event: dict[str, Any], sequence: int | None = None) -> None:
+    def add(self, topic: str, event: dict[str, Any], sequence: int | None = None, stream: str | None = None) -> None:
+        if stream is not None and sequence is not None:
+            event = {**event, "stream": stream, "sequence": sequence}
         self._events[topic].append(event)
         if sequence is not None:
             self._sequence[topic] = max(sequence, self._sequence.get(topic, 0))

@@ -8,6 +8,11 @@ DEAD_LETTER_KEEP = 1000
 EXCERPT_LENGTH = 500
 
 
+def excerpt(data: bytes) -> str:
+    """The start of a payload as text, whatever its bytes (invalid UTF-8 becomes U+FFFD)."""
+    return data[:EXCERPT_LENGTH].decode("utf-8", errors="replace")
+
+
 class BridgePosition(models.Model):
     """The last stream sequence a consumer applied, committed with the changes it made.
 
@@ -37,6 +42,8 @@ class DeadLetter(models.Model):
 
     class Meta:
         ordering = ["-received_at", "-id"]
+        # The event log (a live tail and replay of every stream) shows raw runtime messages: its own right.
+        permissions = [("view_event_log", "Can watch and replay the event log of the streams")]
 
     def __str__(self) -> str:
         return f"{self.subject} #{self.sequence}: {self.reason}"
@@ -49,7 +56,7 @@ class DeadLetter(models.Model):
             sequence=sequence,
             reason=reason[:64],
             error=error[:2000],
-            payload_excerpt=data[:EXCERPT_LENGTH].decode("utf-8", errors="replace"),
+            payload_excerpt=excerpt(data),
         )
 
     @classmethod

@@ -16,8 +16,12 @@ urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("discoveries", agent_views.discovery_list, name="discoveries"),
     path("api/v1/discoveries", agent_views.discovery_page, name="discoveries-api"),
-    # Before admin.site.urls: custom admin pages under the app's own prefix.
+    # Before admin.site.urls: custom admin pages under the app's own prefix, and the live pages.
     path("admin/supervision/", include("supervision.urls")),
+    path("admin/live/", include(("mistersmith.dashboard_urls", "dashboard"))),
+    path("admin/events/", include(("mistersmith.event_log_urls", "event_log"))),
+    path("admin/agents/live/", include(("agents.page_urls", "agent_pages"))),
+    path("admin/discoveries/", include(("agents.discovery_urls", "discovery_pages"))),
     path("admin/", admin.site.urls),
 ]
 

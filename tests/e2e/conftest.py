@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import os
+import socket
+import threading
+import uuid
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import delete_bridge_consumers, wait_until
 
 CHROMIUM_ARGS = [
     "--headless",
@@ -67,4 +72,79 @@ def logged_in_page(page, live_server, admin_user):
     page.fill("#id_password", "admin-pass-123")
     page.click("input[type=submit]")
     page.wait_for_selector("#site-name")
+    return page
+
+
+class AsgiServer:
+    """The console's real ASGI application (HTTP and WebSockets) under uvicorn on a thread, with
+    the bridge on its loop, as ``make run`` serves it. ``stop()`` and ``start()`` again on the
+    same port are how a test takes the server away from a page and brings it back."""
+
+    def __init__(self) -> None:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.server = None
+        self.thread = None
+
+    def start(self) -> None:
+        import uvicorn
+
+        from mistersmith.asgi import application
+
+        config = uvicorn.Config(application, host="127.0.0.1", port=self.port, lifespan="on", log_level="warning")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, name="asgi-test-server", daemon=True)
+        self.thread.start()
+        wait_until(lambda: self.server.started, timeout=20, what="the ASGI server to start")
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.should_exit = True
+            self.thread.join(20)
+            assert not self.thread.is_alive(), "the ASGI server did not stop"
+            self.server = None
+
+
+def bridge_consumers_exist(prefix: str) -> bool:
+    from mistersmith.bridge import FEEDS
+    from mistersmith.nats import connection
+
+    js = connection().client().jetstream()
+    try:
+        for feed in FEEDS:
+            connection().run(js.consumer_info(feed.stream, f"{prefix}-{feed.suffix}"))
+    except Exception:
+        return False
+    return True
+
+
+@pytest.fixture
+def asgi_server(transactional_db, monkeypatch):
+    """A running console (ASGI + in-process bridge with consumers of its own) on the test database.
+
+    It is ready when the bridge's durable consumers exist: an event published after that reaches it.
+    """
+    prefix = f"test-{uuid.uuid4().hex[:10]}"
+    monkeypatch.setenv("MISTERSMITH_BRIDGE_IN_PROCESS", "1")
+    monkeypatch.setenv("MISTERSMITH_BRIDGE_PREFIX", prefix)
+    server = AsgiServer()
+    server.start()
+    wait_until(lambda: bridge_consumers_exist(prefix), timeout=20, what="the bridge's consumers")
+    server.consumer_prefix = prefix
+    yield server
+    server.stop()
+    delete_bridge_consumers(prefix)
+
+
+@pytest.fixture
+def live_page(page, asgi_server, admin_user):
+    """A browser page logged in as a superuser on the ASGI server (so WebSockets work)."""
+    page.goto(f"{asgi_server.url}/admin/login/")
+    page.fill("#id_username", "admin")
+    page.fill("#id_password", "admin-pass-123")
+    page.click("input[type=submit]")
+    page.wait_for_selector("#site-name")
+    page.server = asgi_server
     return page

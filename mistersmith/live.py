@@ -1,0 +1,37 @@
+"""What every live page shares on the server: its admin context, and the stream positions its
+snapshot reflects (the page drops frames at or below them; see static/mistersmith/live.js)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from django.contrib import admin
+from django.db.models import Max
+from django.http import HttpRequest
+
+DEFAULT_CONSUMER_PREFIX = "mistersmith-console"
+
+
+def bridge_consumer_prefix() -> str:
+    """The durable-consumer prefix of this installation's bridge (``MISTERSMITH_BRIDGE_PREFIX``)."""
+    return os.environ.get("MISTERSMITH_BRIDGE_PREFIX", DEFAULT_CONSUMER_PREFIX)
+
+
+def stream_positions() -> dict[str, int]:
+    """Per stream, the last sequence the projections reflect (committed with them, so a snapshot
+    read in the same transaction is consistent with it)."""
+    from agents.models import Discovery
+    from mistersmith.models import BridgePosition
+
+    prefix = bridge_consumer_prefix()
+    positions = dict(BridgePosition.objects.filter(consumer__startswith=f"{prefix}-").values_list("stream", "sequence"))
+    newest_discovery = Discovery.objects.aggregate(newest=Max("stream_sequence"))["newest"]
+    if newest_discovery is not None:
+        positions["DISCOVERIES"] = newest_discovery
+    return positions
+
+
+def live_page_context(request: HttpRequest, title: str, **extra: Any) -> dict[str, Any]:
+    """The admin's context (sidebar, user links, theme) plus a title, for a page on live_base.html."""
+    return {**admin.site.each_context(request), "title": title, **extra}

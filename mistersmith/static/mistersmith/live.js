@@ -1,0 +1,263 @@
+/**
+ * The live pages' one client: a WebSocket of frames on top of a snapshot loaded over HTTP.
+ *
+ * Race-free start (DESIGN.md "One event path"): the socket opens and subscribes first; frames
+ * that arrive meanwhile are buffered; then the page loads its snapshot, which says up to which
+ * stream sequence it reflects ({positions: {STREAM: sequence}}); buffered events at or below
+ * that are dropped and the rest applied. After a reconnect the snapshot is loaded again.
+ *
+ * Reconnects back off 1 s, 2 s, 4 s ... up to 30 s. The badge says "live", "reconnecting"
+ * (the first attempts) or "offline" (the browser is offline, or the server stayed away).
+ * While the tab is hidden, frames are queued and applied at once when it shows again; a queue
+ * that grows too long is dropped for a fresh snapshot instead.
+ *
+ * Every value from the runtime is shown through textContent (see h()): never as HTML.
+ */
+
+export const BACKOFF_FIRST_MS = 1000;
+export const BACKOFF_MAX_MS = 30000;
+const OFFLINE_AFTER_ATTEMPTS = 5;
+const HIDDEN_QUEUE_LIMIT = 5000;
+
+/** An element with attributes and children; strings become text nodes, so they are never parsed as HTML. */
+export function h(tag, attributes = {}, ...children) {
+  const element = document.createElement(tag);
+  for (const [name, value] of Object.entries(attributes || {})) {
+    if (value === null || value === undefined || value === false) continue;
+    if (name === "className") element.className = value;
+    else if (name.startsWith("on") && typeof value === "function") element.addEventListener(name.slice(2), value);
+    else element.setAttribute(name, value === true ? "" : String(value));
+  }
+  for (const child of children.flat()) {
+    if (child === null || child === undefined || child === false) continue;
+    element.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return element;
+}
+
+/** JSON from the console (same-origin cookies); a non-2xx answer throws with the server's error text. */
+export async function getJson(url, params = {}) {
+  const query = new URLSearchParams(Object.entries(params).filter(([, v]) => v !== "" && v != null)).toString();
+  const response = await fetch(query ? `${url}?${query}` : url, {
+    headers: { Accept: "application/json" },
+    credentials: "same-origin",
+  });
+  let body = null;
+  try {
+    body = await response.json();
+  } catch {
+    body = null;
+  }
+  if (!response.ok) throw new Error((body && body.error) || `${response.status} ${response.statusText}`);
+  return body;
+}
+
+/** Read a <script type="application/json"> written by json_script. */
+export function readJson(id) {
+  const element = document.getElementById(id);
+  return element ? JSON.parse(element.textContent) : null;
+}
+
+/** "3 s ago", "5 min ago" ... for an ISO time (null gives "never"). */
+export function ago(iso, now = Date.now()) {
+  if (!iso) return "never";
+  const seconds = Math.max(0, Math.round((now - Date.parse(iso)) / 1000));
+  if (seconds < 60) return `${seconds} s ago`;
+  if (seconds < 3600) return `${Math.floor(seconds / 60)} min ago`;
+  if (seconds < 86400) return `${Math.floor(seconds / 3600)} h ago`;
+  return `${Math.floor(seconds / 86400)} d ago`;
+}
+
+/** The reconnect delay after `attempt` failures (1-based): 1 s doubling, at most 30 s. */
+export function backoffDelay(attempt) {
+  return Math.min(BACKOFF_MAX_MS, BACKOFF_FIRST_MS * 2 ** Math.max(0, attempt - 1));
+}
+
+/** Keep the events a snapshot with these positions does not already reflect. */
+export function unseenEvents(events, positions) {
+  return events.filter(
+    (event) =>
+      !(event && event.stream && Number.isFinite(event.sequence) && positions && event.stream in positions) ||
+      event.sequence > positions[event.stream],
+  );
+}
+
+export class LiveConnection {
+  /**
+   * @param {object} options
+   * @param {string[]} options.topics          topics to subscribe to
+   * @param {object} [options.filters]         per-topic filters (see mistersmith/consumers.py)
+   * @param {() => Promise<object|void>} options.loadSnapshot  loads and renders the snapshot; returns {positions}
+   * @param {(topic: string, events: object[]) => void} options.applyEvents  applies live events
+   * @param {HTMLElement} [options.badge]      the element that shows the connection state
+   * @param {string} [options.path]            the socket's path
+   */
+  constructor({ topics, filters = null, loadSnapshot, applyEvents, badge = null, path = "/ws/live/" }) {
+    this.topics = topics;
+    this.filters = filters;
+    this.loadSnapshot = loadSnapshot;
+    this.applyEvents = applyEvents;
+    this.badge = badge || document.getElementById("live-badge");
+    this.path = path;
+    this.state = "connecting";
+    this.attempts = 0;
+    this.socket = null;
+    this.buffer = null; // frames received while a snapshot loads
+    this.hidden = []; // frames received while the tab is hidden
+    this.hiddenOverflow = false;
+    this.stopped = false;
+    this.timer = null;
+    this.snapshots = 0; // how many snapshots were loaded (pages and tests read it)
+    document.addEventListener("visibilitychange", () => this.flushHidden());
+    window.addEventListener("offline", () => {
+      this.show("offline");
+      if (this.socket) this.socket.close();
+    });
+    window.addEventListener("online", () => this.reconnectNow());
+  }
+
+  start() {
+    this.stopped = false;
+    this.connect();
+    return this;
+  }
+
+  stop() {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    if (this.socket) this.socket.close();
+  }
+
+  /** Change the subscription (e.g. a new filter): a fresh socket and a fresh snapshot. */
+  resubscribe({ topics = this.topics, filters = this.filters } = {}) {
+    this.topics = topics;
+    this.filters = filters;
+    this.reconnectNow();
+  }
+
+  reconnectNow() {
+    if (this.stopped) return;
+    clearTimeout(this.timer);
+    this.attempts = 0;
+    const old = this.socket;
+    this.socket = null;
+    if (old) {
+      old.onclose = null;
+      old.close();
+    }
+    this.connect();
+  }
+
+  show(state, detail = "") {
+    this.state = state;
+    if (!this.badge) return;
+    const labels = { connecting: "Connecting…", live: "Live", reconnecting: "Reconnecting…", offline: "Offline" };
+    this.badge.dataset.state = state;
+    this.badge.textContent = labels[state] || state;
+    this.badge.title = detail;
+  }
+
+  connect() {
+    if (this.stopped) return;
+    const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+    const socket = new WebSocket(`${scheme}//${location.host}${this.path}`);
+    this.socket = socket;
+    this.buffer = [];
+    if (this.state !== "reconnecting" && this.state !== "offline") this.show("connecting");
+    socket.onopen = () => {
+      const message = { subscribe: this.topics };
+      if (this.filters) message.filters = this.filters;
+      socket.send(JSON.stringify(message));
+    };
+    socket.onmessage = (message) => this.receive(socket, JSON.parse(message.data));
+    socket.onclose = () => {
+      if (socket !== this.socket) return;
+      this.socket = null;
+      this.scheduleReconnect();
+    };
+  }
+
+  async receive(socket, message) {
+    if (message.subscribed) {
+      await this.reloadSnapshot(socket);
+    } else if (message.error) {
+      this.show("offline", message.error);
+    } else if (message.topic) {
+      if (this.buffer !== null) this.buffer.push(message);
+      else this.deliver(message);
+    }
+  }
+
+  async reloadSnapshot(socket) {
+    this.buffer = this.buffer || [];
+    let positions = {};
+    try {
+      const snapshot = await this.loadSnapshot();
+      positions = (snapshot && snapshot.positions) || {};
+      this.snapshots += 1;
+    } catch (error) {
+      this.buffer = null;
+      this.show("reconnecting", `The snapshot did not load: ${error.message}`);
+      socket.close();
+      return;
+    }
+    const buffered = this.buffer;
+    this.buffer = null;
+    for (const frame of buffered) {
+      const events = unseenEvents(frame.events, positions);
+      if (events.length) this.deliver({ ...frame, events });
+    }
+    if (socket === this.socket) {
+      this.attempts = 0;
+      this.show("live", `Subscribed to ${this.topics.join(", ")}`);
+    }
+  }
+
+  deliver(frame) {
+    if (document.hidden) {
+      if (this.hiddenOverflow) return;
+      this.hidden.push(frame);
+      if (this.hidden.reduce((n, f) => n + f.events.length, 0) > HIDDEN_QUEUE_LIMIT) {
+        this.hidden = [];
+        this.hiddenOverflow = true; // cheaper to reload the snapshot than to replay all of it
+      }
+      return;
+    }
+    this.applyEvents(frame.topic, frame.events);
+  }
+
+  /** The tab shows again: apply what was queued, one call per topic, or reload the snapshot. */
+  flushHidden() {
+    if (document.hidden) return;
+    if (this.hiddenOverflow) {
+      this.hiddenOverflow = false;
+      if (this.socket) this.reloadSnapshot(this.socket);
+      return;
+    }
+    const byTopic = new Map();
+    for (const frame of this.hidden) {
+      if (!byTopic.has(frame.topic)) byTopic.set(frame.topic, []);
+      byTopic.get(frame.topic).push(...frame.events);
+    }
+    this.hidden = [];
+    for (const [topic, events] of byTopic) this.applyEvents(topic, events);
+  }
+
+  scheduleReconnect() {
+    if (this.stopped) return;
+    this.attempts += 1;
+    const delay = backoffDelay(this.attempts);
+    const offline = !navigator.onLine || this.attempts > OFFLINE_AFTER_ATTEMPTS;
+    this.nextAttemptAt = Date.now() + delay;
+    this.show(offline ? "offline" : "reconnecting", `Next attempt in ${Math.round(delay / 1000)} s`);
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => this.connect(), delay);
+  }
+}
+
+/** Start a page's connection and keep it reachable for debugging and tests as window.misterSmithLive. */
+export function startLive(options) {
+  const live = new LiveConnection(options).start();
+  window.misterSmithLive = live;
+  return live;
+}

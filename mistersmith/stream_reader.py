@@ -1,0 +1,126 @@
+"""Reading a stream's retained history: the event log's replay, an agent's event history, the
+dashboard's latest events. Reads go through an ephemeral ordered consumer (nothing durable is
+left behind) from a stream sequence or a time, a page at a time, never the whole stream."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+from nats.js.api import ConsumerConfig, DeliverPolicy
+
+from mistersmith.models import excerpt
+from mistersmith.nats import NatsUnavailable, connection
+from mistersmith.streams import STREAMS
+
+MAX_LIMIT = 1000
+IDLE_SECONDS = 0.25  # no next message within this: the end of the stream was reached
+
+
+@dataclass(frozen=True)
+class StreamMessage:
+    stream: str
+    sequence: int
+    subject: str
+    time: dt.datetime
+    data: bytes
+
+    def as_event(self) -> dict[str, Any]:
+        """The shape of an event on the live "events" topic (the bridge sends the same)."""
+        return log_event(self.stream, self.sequence, self.subject, self.time, self.data)
+
+
+def log_event(stream: str, sequence: int, subject: str, time: dt.datetime | None, data: bytes) -> dict[str, Any]:
+    return {
+        "stream": stream,
+        "sequence": sequence,
+        "subject": subject,
+        "time": time.isoformat() if time else None,
+        "size": len(data),
+        "excerpt": excerpt(data),
+    }
+
+
+def stream_names() -> list[str]:
+    return list(STREAMS)
+
+
+def read_stream(
+    stream: str,
+    *,
+    subject: str | None = None,
+    start_sequence: int | None = None,
+    start_time: dt.datetime | None = None,
+    limit: int = 200,
+    timeout: float = 5.0,
+) -> list[StreamMessage]:
+    """Up to ``limit`` messages of ``stream`` (optionally only ``subject``, wildcards allowed),
+    from a sequence, from a time, or from the start of what the stream retains.
+
+    Raises ValueError for an unknown stream or a bad limit, NatsUnavailable when NATS is away.
+    """
+    if stream not in stream_names():
+        raise ValueError(f"Unknown stream {stream!r}; use one of {', '.join(stream_names())}.")
+    if not 1 <= limit <= MAX_LIMIT:
+        raise ValueError(f"limit must be from 1 to {MAX_LIMIT}.")
+    if start_sequence is not None and start_sequence < 1:
+        raise ValueError("The start sequence must be 1 or more.")
+    if start_sequence is not None:
+        config = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=start_sequence)
+    elif start_time is not None:
+        when = start_time if start_time.tzinfo else start_time.replace(tzinfo=dt.UTC)
+        config = ConsumerConfig(
+            deliver_policy=DeliverPolicy.BY_START_TIME, opt_start_time=when.astimezone(dt.UTC).isoformat()
+        )
+    else:
+        config = ConsumerConfig(deliver_policy=DeliverPolicy.ALL)
+    nats = connection()
+    return nats.run(_read(nats.client(), stream, subject, config, limit), timeout)
+
+
+def read_latest(stream: str, *, subject: str | None = None, count: int = 20) -> list[StreamMessage]:
+    """The newest ``count`` messages of a stream (oldest first)."""
+    info = connection().run(connection().client().jetstream().stream_info(stream))
+    last = info.state.last_seq
+    if not last:
+        return []
+    return read_stream(stream, subject=subject, start_sequence=max(1, last - count + 1), limit=count)
+
+
+async def _read(client: Any, stream: str, subject: str | None, config: ConsumerConfig, limit: int) -> list:
+    js = client.jetstream()
+    info = await js.stream_info(stream)
+    if info.state.messages == 0:
+        return []
+    found: list[StreamMessage] = []
+    done = asyncio.Event()
+    last_seq = info.state.last_seq
+
+    async def on_message(message: Any) -> None:
+        metadata = message.metadata
+        if len(found) < limit:
+            found.append(
+                StreamMessage(stream, metadata.sequence.stream, message.subject, metadata.timestamp, message.data)
+            )
+        if len(found) >= limit or metadata.sequence.stream >= last_seq or metadata.num_pending == 0:
+            done.set()
+
+    subscription = await js.subscribe(
+        subject or ">", stream=stream, ordered_consumer=True, config=config, cb=on_message, manual_ack=True
+    )
+    try:
+        while not done.is_set():
+            before = len(found)
+            try:
+                await asyncio.wait_for(done.wait(), IDLE_SECONDS)
+            except TimeoutError:
+                if len(found) == before:  # nothing more came: the end of what matches
+                    break
+    finally:
+        await subscription.unsubscribe()
+    return found
+
+
+__all__ = ["NatsUnavailable", "StreamMessage", "log_event", "read_latest", "read_stream", "stream_names"]
