@@ -1,4 +1,5 @@
-"""The console's projection of agent events: state (through the lifecycle) and heartbeats.
+"""The console's projection of agent events: state (through the lifecycle), heartbeats and
+session output (an agent's Output is appended to its open interactive session).
 
 A batch is applied in one transaction. A move the lifecycle forbids is not applied: it becomes
 an :class:`~agents.models.AgentAnomaly`. Replays are harmless because the bridge skips stream
@@ -11,12 +12,15 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 
 from django.db import connection, transaction
+from django.db.models import Max
 from django.db.models.functions import Now
 from django.utils import timezone
 
 from agents.events import AgentEvent
 from agents.lifecycle import AgentState, IllegalTransition, check_transition
-from agents.models import DEFAULT_MODEL, Agent, AgentAnomaly
+from agents.models import DEFAULT_MODEL, Agent, AgentAnomaly, InteractiveSession, SessionMessage, SessionState
+
+OPEN_SESSION_STATES = (SessionState.STARTING, SessionState.READY, SessionState.PROCESSING)
 
 CONFIG_FIELDS = {"model", "max_turns", "allowed_tools", "enable_mcp", "timeout_seconds", "memory_limit_mb"}
 
@@ -62,19 +66,68 @@ def apply_agent_events(
     """
     outcome: Counter = Counter()
     latest_beats: dict = {}
+    outputs: list[AgentEvent] = []
     with transaction.atomic():
         for sequence, event in events:
             if event.kind == "Heartbeat":  # only the newest per agent matters: one UPDATE for them all
                 beat = event.occurred_at or timezone.now()
                 latest_beats[event.agent_id] = max(beat, latest_beats.get(event.agent_id, beat))
                 result = "heartbeat"
+            elif event.kind == "Output":
+                outputs.append(event)
+                result = "output"
             else:
                 result = _apply(sequence, event)
             outcome[result] += 1
             if on_applied is not None:
                 on_applied(sequence, event, result)
         _heartbeats(latest_beats)
+        outcome["output_without_session"] += len(outputs) - _session_output(outputs)
+    if not outcome["output_without_session"]:
+        del outcome["output_without_session"]
     return outcome
+
+
+def _session_output(outputs: list[AgentEvent]) -> int:
+    """Append each Output to its agent's newest open session, in order, in three queries whatever the
+    batch size; returns how many found a session (the rest are only in the stream and on live pages)."""
+    if not outputs:
+        return 0
+    agent_ids = {event.agent_id for event in outputs}
+    open_sessions = (
+        InteractiveSession.objects.filter(agent_id__in=agent_ids, state__in=OPEN_SESSION_STATES)
+        .order_by("agent_id", "-started_at")
+        .distinct("agent_id")
+        .values_list("agent_id", "id")
+    )
+    session_of = dict(open_sessions)
+    if not session_of:
+        return 0
+    next_position = {
+        session: (last + 1 if last is not None else 0)
+        for session, last in SessionMessage.objects.filter(session_id__in=session_of.values())
+        .values("session_id")
+        .annotate(last=Max("position"))
+        .values_list("session_id", "last")
+    }
+    messages = []
+    for event in outputs:
+        session = session_of.get(event.agent_id)
+        if session is None:
+            continue
+        position = next_position.get(session, 0)
+        next_position[session] = position + 1
+        messages.append(
+            SessionMessage(
+                session_id=session,
+                position=position,
+                role="assistant",
+                content=event.text or "",
+                timestamp=event.occurred_at or timezone.now(),
+            )
+        )
+    SessionMessage.objects.bulk_create(messages)
+    return len(messages)
 
 
 def _apply(sequence: int | None, event: AgentEvent) -> str:

@@ -230,20 +230,46 @@ def _sweep() -> int:
     return services.expire_overdue_restarts()
 
 
+@database_work
+def _committed_position(name: str, stream: str, last_sequence: int) -> int | None:
+    """The feed's committed position, or None when it keeps none. A position beyond the stream's
+    last sequence means the stream was deleted and made again: it starts over from 0."""
+    position = BridgePosition.objects.filter(consumer=name).first()
+    if position is None:
+        return None
+    if position.sequence > last_sequence:
+        logger.warning("%s: %s restarted at #%s below our #%s; starting over", name, stream, last_sequence, position)
+        BridgePosition.objects.filter(pk=position.pk).update(sequence=0)
+        return 0
+    return position.sequence
+
+
 async def _subscribe(js: Any, feed: Feed, name: str) -> Any:
     """Create the feed's durable consumer, or bring an existing one to this configuration (a
-    create-or-update on the server: an older consumer that filtered one subject now reads all)."""
-    await js.add_consumer(
-        feed.stream,
-        ConsumerConfig(
-            durable_name=name,
-            ack_policy=AckPolicy.EXPLICIT,
-            ack_wait=30,
-            max_deliver=3,
-            max_ack_pending=1000,
-            deliver_policy=DeliverPolicy.NEW,
-        ),
+    create-or-update on the server: an older consumer that filtered one subject now reads all).
+
+    A feed that commits its position with its changes (agents) is restarted from that position:
+    the batch a killed bridge held un-acked is delivered again at once and in order, instead of
+    after the ack wait and behind newer messages (which would let the position skip it).
+    """
+    config = ConsumerConfig(
+        durable_name=name,
+        ack_policy=AckPolicy.EXPLICIT,
+        ack_wait=30,
+        max_deliver=3,
+        max_ack_pending=1000,
+        deliver_policy=DeliverPolicy.NEW,
     )
+    info = await js.stream_info(feed.stream)
+    position = await sync_to_async(_committed_position, thread_sensitive=False)(
+        name, feed.stream, info.state.last_seq
+    )
+    if position is not None:
+        with contextlib.suppress(nats.js.errors.NotFoundError):
+            await js.delete_consumer(feed.stream, name)
+        config.deliver_policy = DeliverPolicy.BY_START_SEQUENCE
+        config.opt_start_seq = position + 1
+    await js.add_consumer(feed.stream, config)
     return await js.pull_subscribe_bind(durable=name, stream=feed.stream)
 
 
