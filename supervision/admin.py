@@ -16,6 +16,7 @@ from django.utils.html import format_html, format_html_join
 
 from mistersmith.admin_scale import LargeTableAdmin
 from supervision import services, views
+from supervision.console_events import publish_policy_saved
 from supervision.models import (
     SupervisionChildState,
     SupervisionFailure,
@@ -135,6 +136,12 @@ class SupervisionNodeAdmin(admin.ModelAdmin):
     inlines = [PolicyInline, ChildStateInline, LatestFailuresInline, LatestRestartsInline]
     actions = ["restart_selected"]
 
+    def save_formset(self, request: HttpRequest, form: Any, formset: Any, change: bool) -> None:
+        super().save_formset(request, form, formset, change)
+        if formset.model is SupervisionPolicy and formset.has_changed():
+            for policy in formset.new_objects + [changed for changed, _ in formset.changed_objects]:
+                publish_policy_saved(policy, request.user, on_failure=lambda text: messages.warning(request, text))
+
     def has_restart_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("supervision.restart_node")
 
@@ -197,6 +204,10 @@ class SupervisionPolicyAdmin(PolicyDelayPreviewMixin, admin.ModelAdmin):
     search_fields = ["node__node_id"]
     autocomplete_fields = ["node"]
     readonly_fields = ["restart_delays", "created_at", "updated_at"]
+
+    def save_model(self, request: HttpRequest, obj: SupervisionPolicy, form: Any, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        publish_policy_saved(obj, request.user, on_failure=lambda text: messages.warning(request, text))
 
     class Media:
         js = ["supervision/policy_delays.js"]
