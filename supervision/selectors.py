@@ -338,6 +338,22 @@ def search_nodes(
         ]
 
 
+LIVE_REFRESH_LIMIT = 500
+
+
+def nodes_for_refresh(node_ids: Iterable[NodeId], agent_ids: Iterable[NodeId] = ()) -> list[dict[str, Any]]:
+    """The :func:`node_json` of the given nodes and of the nodes of the given agents (at most
+    LIVE_REFRESH_LIMIT), in one query: what the live tree redraws when events name them."""
+    rows = _fetch_nodes(
+        """selection AS (
+               SELECT id, true AS in_page, NULL::boolean AS matched FROM supervision_nodes
+                WHERE id = ANY(%(nodes)s::uuid[]) OR agent_id = ANY(%(agents)s::uuid[])
+                LIMIT %(limit)s)""",
+        {"nodes": [str(n) for n in node_ids], "agents": [str(a) for a in agent_ids], "limit": LIVE_REFRESH_LIMIT},
+    )
+    return [node_json(row) for row in rows]
+
+
 def node_details(node: NodeId) -> dict[str, Any] | None:
     """A node's panel: its :func:`node_json`, latest failures and restarts, and some child states
     (problems first). Four queries, each bounded; None when the node does not exist."""

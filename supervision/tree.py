@@ -17,11 +17,13 @@ from urllib.parse import urlencode
 from django.contrib import admin
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.core.exceptions import PermissionDenied
+from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.views.decorators.http import require_safe
 
+from mistersmith.live import stream_positions
 from supervision import selectors
 from supervision.models import NodeStatus, NodeType
 
@@ -113,6 +115,31 @@ def tree_node(request: HttpRequest, node_pk: uuid.UUID) -> HttpResponse:
     return JsonResponse({**details, "links": _panel_links(request.user, details["node"])})
 
 
+@tree_view
+def tree_nodes(request: HttpRequest) -> HttpResponse:
+    """The live tree's refresh: the nodes named by ``ids`` and the nodes of ``agents`` (comma-
+    separated UUIDs, at most 500), with the stream positions they reflect."""
+    try:
+        node_ids = _uuid_list(request.GET.get("ids", ""))
+        agent_ids = _uuid_list(request.GET.get("agents", ""))
+    except ValueError as error:
+        return JsonResponse({"error": str(error)}, status=400)
+    with transaction.atomic():
+        nodes = selectors.nodes_for_refresh(node_ids, agent_ids)
+        positions = stream_positions()
+    return JsonResponse({"nodes": nodes, "positions": positions})
+
+
+def _uuid_list(text: str) -> list[uuid.UUID]:
+    parts = [part for part in text.split(",") if part.strip()]
+    if len(parts) > selectors.LIVE_REFRESH_LIMIT:
+        raise ValueError(f"At most {selectors.LIVE_REFRESH_LIMIT} ids at a time.")
+    try:
+        return [uuid.UUID(part.strip()) for part in parts]
+    except ValueError:
+        raise ValueError("ids and agents are comma-separated UUIDs.") from None
+
+
 def _panel_links(user: AbstractBaseUser | AnonymousUser, node: dict[str, Any]) -> dict[str, str | None]:
     """Where the panel may send this user; None where the user has no permission."""
     pk = node["id"]
@@ -153,6 +180,7 @@ def _client_config(filters: dict[str, str]) -> dict[str, Any]:
         "searchUrl": reverse("supervision:tree_search"),
         "pathUrl": reverse("supervision:tree_path", args=[URL_PLACEHOLDER]),
         "nodeUrl": reverse("supervision:tree_node", args=[URL_PLACEHOLDER]),
+        "nodesUrl": reverse("supervision:tree_nodes"),
         "changeUrl": reverse("admin:supervision_supervisionnode_change", args=[URL_PLACEHOLDER]),
         "treeUrl": reverse("supervision:tree"),
         "placeholder": str(URL_PLACEHOLDER),

@@ -10,4 +10,5 @@ urlpatterns = [
     path("search/", tree.tree_search, name="tree_search"),
     path("path/<uuid:node_pk>/", tree.tree_path, name="tree_path"),
     path("nodes/<uuid:node_pk>/", tree.tree_node, name="tree_node"),
+    path("nodes/", tree.tree_nodes, name="tree_nodes"),
 ]

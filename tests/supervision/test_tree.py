@@ -439,3 +439,25 @@ def test_first_render_is_bounded_with_many_roots_and_children(admin_client):
     assert len(top["nodes"]) == selectors.PAGE_SIZE and top["has_more"]
     assert len(tree["groups"][1]["nodes"]) == selectors.PAGE_SIZE and tree["groups"][1]["has_more"]
     assert len(tree["groups"]) == 1 + 1  # only the first roots with children are opened; others are leaves here
+
+
+def test_live_refresh_endpoint_answers_named_nodes_and_agents_nodes_in_constant_queries(
+    admin_client, django_assert_max_num_queries
+):
+    from agents.models import Agent
+    from supervision.models import SupervisionNode
+
+    root = SupervisionNode.objects.create(node_id="rf-root", node_type="RootSupervisor")
+    agent = Agent.objects.create(name="rf-agent")
+    worker = SupervisionNode.objects.create(
+        node_id="rf-w", node_type="Worker", node_type_detail="w", parent=root, agent=agent
+    )
+    url = reverse("supervision:tree_nodes")
+    with django_assert_max_num_queries(8):
+        answer = admin_client.get(url, {"ids": str(root.pk), "agents": str(agent.pk)}).json()
+    assert {n["id"] for n in answer["nodes"]} == {str(root.pk), str(worker.pk)}
+    assert isinstance(answer["positions"], dict)
+    bad = admin_client.get(url, {"ids": "not-a-uuid"})
+    assert bad.status_code == 400 and "UUID" in bad.json()["error"]
+    too_many = admin_client.get(url, {"ids": ",".join(str(root.pk) for _ in range(501))})
+    assert too_many.status_code == 400

@@ -11,6 +11,8 @@
  * order, as get_supervision_tree sorts); this file never sorts.
  */
 
+import { getJson, h, readJson, startLive } from "../mistersmith/live.js";
+
 const config = readJson("tree-config");
 const tree = document.getElementById("supervision-tree");
 const panel = document.getElementById("tree-panel");
@@ -25,38 +27,10 @@ let matches = new Set(); // filter mode: the nodes that matched (the others are 
 let active = null; // the treeitem with tabindex 0
 let selectedId = null;
 
-function readJson(id) {
-  return JSON.parse(document.getElementById(id).textContent);
-}
-
-/** An element with attributes and children; strings become text nodes, never markup. */
-function h(tag, attributes = {}, ...children) {
-  const element = document.createElement(tag);
-  for (const [name, value] of Object.entries(attributes)) {
-    if (value === null || value === undefined || value === false) continue;
-    if (name === "className") element.className = value;
-    else element.setAttribute(name, value === true ? "" : String(value));
-  }
-  for (const child of children.flat(Infinity)) {
-    if (child === null || child === undefined || child === false) continue;
-    element.append(child instanceof Node ? child : document.createTextNode(String(child)));
-  }
-  return element;
-}
-
 function urlFor(template, id) {
   return template.replace(config.placeholder, encodeURIComponent(id));
 }
 
-async function getJson(url, params = {}) {
-  const query = new URLSearchParams(params).toString();
-  const response = await fetch(query ? `${url}?${query}` : url, {
-    headers: { Accept: "application/json" },
-    credentials: "same-origin",
-  });
-  if (!response.ok) throw new Error(`the server answered ${response.status}`);
-  return response.json();
-}
 
 function report(message) {
   statusLine.textContent = message;
@@ -690,6 +664,64 @@ function start() {
     field.addEventListener("change", () => field.form.requestSubmit());
   });
   tree.dataset.ready = "true";
+  startLive({ topics: ["supervision"], loadSnapshot: refreshShownNodes, applyEvents: queueRefresh });
+}
+
+// --- Live: events name nodes (or agents of nodes); their rows are fetched again and redrawn ------
+
+const REFRESH_DELAY_MS = 150; // events of one burst become one request
+const REFRESH_CHUNK = 500; // the server's limit per request
+const staleNodes = new Set();
+const staleAgents = new Set();
+let refreshTimer = null;
+
+function queueRefresh(topic, events) {
+  for (const event of events) {
+    if (event.node_id) staleNodes.add(event.node_id);
+    if (event.agent_id) staleAgents.add(event.agent_id);
+    const supervisor = event.body && event.body.metadata && event.body.metadata.supervisor_id;
+    if (supervisor) staleNodes.add(supervisor);
+  }
+  if (refreshTimer === null && (staleNodes.size || staleAgents.size)) {
+    refreshTimer = setTimeout(refreshStale, REFRESH_DELAY_MS);
+  }
+}
+
+async function refreshStale() {
+  refreshTimer = null;
+  const nodes = [...staleNodes].filter((id) => elements.has(id)).slice(0, REFRESH_CHUNK);
+  const agents = [...staleAgents].slice(0, REFRESH_CHUNK);
+  nodes.forEach((id) => staleNodes.delete(id));
+  agents.forEach((id) => staleAgents.delete(id));
+  staleNodes.clear(); // nodes not drawn on this page need no refresh
+  if (nodes.length || agents.length) await redraw(nodes, agents);
+  if (staleAgents.size) refreshTimer = setTimeout(refreshStale, REFRESH_DELAY_MS);
+}
+
+async function redraw(nodeIds, agentIds = []) {
+  const answer = await getJson(config.nodesUrl, { ids: nodeIds.join(","), agents: agentIds.join(",") });
+  for (const node of answer.nodes) {
+    if (elements.has(node.id)) {
+      renderNode(node);
+      const item = elements.get(node.id);
+      item.classList.remove("tree-updated");
+      void item.offsetWidth; // restart the highlight animation
+      item.classList.add("tree-updated");
+    }
+  }
+  if (selectedId && nodeIds.includes(selectedId)) showPanel(selectedId);
+  return answer;
+}
+
+/** The snapshot of a live tree is the nodes it shows, fetched again (after every reconnect too). */
+async function refreshShownNodes() {
+  const ids = [...elements.keys()];
+  let positions = {};
+  for (let index = 0; index < ids.length || index === 0; index += REFRESH_CHUNK) {
+    const answer = await redraw(ids.slice(index, index + REFRESH_CHUNK));
+    positions = answer.positions;
+  }
+  return { positions };
 }
 
 start();
