@@ -44,3 +44,24 @@ def test_matching_discoveries_arrive_live_and_others_do_not(live_page):
     live_page.reload()
     expect(live_page.locator("#live-badge")).to_have_attribute("data-state", "live")
     expect(live_page.locator("#discovery-table tbody tr").filter(has_text=agent)).to_have_count(1)
+
+
+HIDE = """hidden => {
+  Object.defineProperty(document, "hidden", { value: hidden, configurable: true });
+  document.dispatchEvent(new Event("visibilitychange"));
+}"""
+
+
+def test_a_background_tab_queues_frames_and_applies_them_at_once_when_shown(live_page):
+    agent = f"agent-{uuid.uuid4().hex[:8]}"
+    live_page.goto(f"{live_page.server.url}/admin/discoveries/?keywords={agent}")
+    expect(live_page.locator("#live-badge")).to_have_attribute("data-state", "live")
+    live_page.evaluate(HIDE, True)
+    for n in range(5):
+        publish(payload(n, agent=agent, content=f"hidden {agent}"))
+    live_page.wait_for_function("window.misterSmithLive.hidden.reduce((n, f) => n + f.events.length, 0) === 5")
+    expect(live_page.locator("#discovery-table tbody tr")).to_have_count(0)  # nothing drawn while hidden
+
+    live_page.evaluate(HIDE, False)
+    expect(live_page.locator("#discovery-table tbody tr")).to_have_count(5)
+    assert live_page.evaluate("window.misterSmithLive.hidden.length") == 0
