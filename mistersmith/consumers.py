@@ -28,6 +28,7 @@ TOPIC_PERMISSIONS = {
     "supervision": "supervision.view_supervisionnode",
     "discoveries": "agents.view_discovery",
     "events": "mistersmith.view_event_log",
+    "system": "agents.view_agent",  # the runtime's health and pool reports (the dashboard)
 }
 
 

@@ -63,9 +63,14 @@ async def test_a_user_gets_only_the_topics_they_may_see_and_their_frames():
     connected, _ = await communicator.connect()
     assert connected
     agent_topic = f"agent.{uuid.uuid4()}"
-    await communicator.send_json_to({"subscribe": ["agents", agent_topic, "supervision", "nonsense"]})
+    await communicator.send_json_to(
+        {"subscribe": ["agents", agent_topic, "system", "supervision", "events", "nonsense"]}
+    )
     reply = await communicator.receive_json_from(timeout=5)
-    assert reply == {"subscribed": sorted(["agents", agent_topic]), "refused": ["supervision", "nonsense"]}
+    assert reply == {
+        "subscribed": sorted(["agents", agent_topic, "system"]),
+        "refused": ["supervision", "events", "nonsense"],
+    }
 
     frames = FrameBuffer()
     frames.add("supervision", {"kind": "restart_completed"}, 7)  # not theirs: never arrives
@@ -84,4 +89,30 @@ async def test_bad_subscribe_messages_get_a_clear_error():
     await communicator.connect()
     await communicator.send_json_to({"subscribe": "agents"})
     assert "error" in await communicator.receive_json_from(timeout=5)
+    await communicator.disconnect()
+
+
+async def test_a_discovery_filter_on_the_socket_passes_only_matching_discoveries():
+    _, cookie = await make_user(perms=("view_discovery",))
+    communicator = socket(cookie)
+    await communicator.connect()
+    filters = {"discoveries": {"types": "pattern", "min_confidence": "0.5", "subscriber": "me"}}
+    await communicator.send_json_to({"subscribe": ["discoveries"], "filters": filters})
+    assert (await communicator.receive_json_from(timeout=5))["subscribed"] == ["discoveries"]
+
+    def discovery(kind: str, confidence: float, agent: str = "other") -> dict:
+        return {"discovery_type": kind, "confidence": confidence, "agent_id": agent, "content": "x", "agent_role": "r"}
+
+    frames = FrameBuffer()
+    for item in (discovery("Insight", 0.9), discovery("Pattern", 0.2), discovery("Pattern", 0.9, agent="me")):
+        frames.add("discoveries", item, 1)
+    await send_frames(frames.take())
+    assert await communicator.receive_nothing(timeout=0.3)  # none of them matches: no frame at all
+    frames.add("discoveries", discovery("Pattern", 0.7), 2)
+    await send_frames(frames.take())
+    frame = await communicator.receive_json_from(timeout=5)
+    assert [event["confidence"] for event in frame["events"]] == [0.7]
+
+    await communicator.send_json_to({"subscribe": ["discoveries"], "filters": {"discoveries": {"min_confidence": "2"}}})
+    assert "min_confidence" in (await communicator.receive_json_from(timeout=5))["error"]
     await communicator.disconnect()
