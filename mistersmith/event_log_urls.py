@@ -1,3 +1,11 @@
-"""URLs of a live page (filled in by the page's module)."""
+"""URLs of the event log, included at /admin/events/ in the "event_log" namespace."""
 
-urlpatterns: list = []
+from django.urls import path
+
+from mistersmith.event_log import views
+
+urlpatterns = [
+    path("", views.event_log_page, name="page"),
+    path("snapshot", views.event_log_snapshot, name="snapshot"),
+    path("replay", views.event_log_replay, name="replay"),
+]

@@ -16,6 +16,7 @@ from mistersmith.nats import NatsUnavailable, connection
 from mistersmith.streams import STREAMS
 
 MAX_LIMIT = 1000
+KEEP_BYTES = 64 * 1024  # of each payload: a page of 1,000 messages of 1 MiB must not hold 1 GiB
 IDLE_SECONDS = 0.25  # no next message within this: the end of the stream was reached
 
 
@@ -25,20 +26,27 @@ class StreamMessage:
     sequence: int
     subject: str
     time: dt.datetime
-    data: bytes
+    data: bytes  # the first KEEP_BYTES of the payload
+    size: int  # of the whole payload
+
+    @property
+    def truncated(self) -> bool:
+        return len(self.data) < self.size
 
     def as_event(self) -> dict[str, Any]:
         """The shape of an event on the live "events" topic (the bridge sends the same)."""
-        return log_event(self.stream, self.sequence, self.subject, self.time, self.data)
+        return log_event(self.stream, self.sequence, self.subject, self.time, self.data, self.size)
 
 
-def log_event(stream: str, sequence: int, subject: str, time: dt.datetime | None, data: bytes) -> dict[str, Any]:
+def log_event(
+    stream: str, sequence: int, subject: str, time: dt.datetime | None, data: bytes, size: int | None = None
+) -> dict[str, Any]:
     return {
         "stream": stream,
         "sequence": sequence,
         "subject": subject,
         "time": time.isoformat() if time else None,
-        "size": len(data),
+        "size": len(data) if size is None else size,
         "excerpt": excerpt(data),
     }
 
@@ -102,7 +110,14 @@ async def _read(client: Any, stream: str, subject: str | None, config: ConsumerC
         metadata = message.metadata
         if len(found) < limit:
             found.append(
-                StreamMessage(stream, metadata.sequence.stream, message.subject, metadata.timestamp, message.data)
+                StreamMessage(
+                    stream,
+                    metadata.sequence.stream,
+                    message.subject,
+                    metadata.timestamp,
+                    message.data[:KEEP_BYTES],
+                    len(message.data),
+                )
             )
         if len(found) >= limit or metadata.sequence.stream >= last_seq or metadata.num_pending == 0:
             done.set()
