@@ -1,3 +1,10 @@
-"""URLs of a live page (filled in by the page's module)."""
+"""URLs of the dashboard live page, included at /admin/live/ in the "dashboard" namespace."""
 
-urlpatterns: list = []
+from django.urls import path
+
+from mistersmith.dashboard import views
+
+urlpatterns = [
+    path("", views.page, name="page"),
+    path("snapshot/", views.snapshot, name="snapshot"),
+]

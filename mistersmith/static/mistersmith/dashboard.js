@@ -1,0 +1,476 @@
+/**
+ * The dashboard: panels filled from the snapshot (GET dashboard:snapshot), kept current by the
+ * live topics, with a throttled re-read of the part an event made stale.
+ *
+ * - agents: a state change names only the new state, so the counts cannot be moved exactly from
+ *   the event alone; a frame with state changes re-reads the "agents" part (at most once a second).
+ * - supervision: a restart request adds one to the current minute's restart bar at once; the rates
+ *   and node counts are then re-read (throttled) so the bars match the database.
+ * - system: a system.health message replaces the runtime's pool figures.
+ * - events: the event log's messages (users with that right); others see the agents and
+ *   supervision events summarized.
+ * - Stream health and the console's own pool are polled every few seconds: they are figures the
+ *   servers keep (message and byte counts, consumer lag, open connections), not events; nothing is
+ *   published when a stream grows or a consumer falls behind, so there is nothing to subscribe to.
+ *
+ * Every value from the runtime is set through textContent (h(), svg()), never as HTML.
+ */
+import { ago, getJson, h, readJson, startLive } from "./live.js";
+
+const config = readJson("dashboard-config");
+const SVG_NS = "http://www.w3.org/2000/svg";
+const MAX_EVENTS = 20;
+const CHART = { width: 300, height: 48 };
+const numbers = new Intl.NumberFormat("en-US");
+
+const state = {
+  rates: null,
+  runtimeSequence: 0,
+  events: [], // newest first
+  eventsSeen: {}, // stream -> last sequence the events list reflects
+};
+window.misterSmithDashboard = state;
+
+const visible = (part) => config.parts.includes(part);
+
+/** An SVG element; like h(), children that are strings become text nodes. */
+function svg(tag, attributes = {}, ...children) {
+  const element = document.createElementNS(SVG_NS, tag);
+  for (const [name, value] of Object.entries(attributes)) {
+    if (value !== null && value !== undefined) element.setAttribute(name, String(value));
+  }
+  for (const child of children) element.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  return element;
+}
+
+function flash(element) {
+  element.classList.remove("changed");
+  void element.offsetWidth; // restart the animation
+  element.classList.add("changed");
+}
+
+function setText(element, text, { highlight = true } = {}) {
+  if (!element || element.textContent === text) return;
+  const first = element.textContent === "–";
+  element.textContent = text;
+  if (highlight && !first) flash(element);
+}
+
+function showError(panel, message) {
+  const note = panel && panel.querySelector("[data-error]");
+  if (!note) return;
+  note.textContent = message || "";
+  note.hidden = !message;
+  panel.dataset.state = message ? "unavailable" : "ok";
+}
+
+/* ---- counts ---------------------------------------------------------------------------------- */
+
+function renderCounts(panelId, counts) {
+  const panel = document.getElementById(panelId);
+  if (!panel || !counts) return;
+  const body = panel.querySelector("tbody");
+  let total = 0;
+  for (const [key, count] of Object.entries(counts)) {
+    total += count;
+    let row = [...body.rows].find((r) => r.dataset.key === key);
+    if (!row) {
+      // a value outside the enum (written by someone else): shown rather than hidden
+      row = h(
+        "tr",
+        { "data-key": key },
+        h("th", { scope: "row" }, key),
+        h("td", { className: "number", "data-count": true }, "–"),
+      );
+      body.append(row);
+    }
+    setText(row.querySelector("[data-count]"), numbers.format(count));
+    row.toggleAttribute("data-zero", count === 0);
+  }
+  setText(panel.querySelector("[data-total]"), numbers.format(total));
+  panel.dataset.ready = "true";
+}
+
+/* ---- rates ----------------------------------------------------------------------------------- */
+
+const hhmm = (date) => date.toISOString().slice(11, 16);
+
+function drawSeries(figure, name, series, start) {
+  const counts = series.counts;
+  const total = counts.reduce((sum, n) => sum + n, 0);
+  const peak = Math.max(0, ...counts);
+  const slot = CHART.width / counts.length;
+  const label =
+    `${name === "failures" ? "Failures" : "Restarts"} per minute over the last ${counts.length} minutes: ` +
+    `${numbers.format(total)} in total, at most ${numbers.format(peak)} in one minute.`;
+  const chart = svg(
+    "svg",
+    { viewBox: `0 0 ${CHART.width} ${CHART.height}`, preserveAspectRatio: "none", role: "img", "aria-label": label },
+    svg("title", {}, label),
+  );
+  counts.forEach((count, index) => {
+    const height = count ? Math.max(1.5, (count / Math.max(peak, 1)) * (CHART.height - 2)) : 0;
+    const minute = new Date(start.getTime() + index * 60000);
+    chart.append(
+      svg(
+        "rect",
+        {
+          class: index === counts.length - 1 ? "bar now" : "bar",
+          x: (index * slot).toFixed(2),
+          y: (CHART.height - 1 - height).toFixed(2),
+          width: (slot * 0.8).toFixed(2),
+          height: height.toFixed(2),
+          "data-count": count,
+        },
+        svg("title", {}, `${hhmm(minute)} UTC: ${count}`),
+      ),
+    );
+  });
+  chart.append(svg("line", { class: "base", x1: 0, x2: CHART.width, y1: CHART.height - 0.5, y2: CHART.height - 0.5 }));
+  figure.querySelector("[data-chart]").replaceChildren(chart);
+  setText(figure.querySelector("[data-total]"), `${numbers.format(total)} in the last hour`);
+  figure.querySelector("[data-peak]").textContent = `(peak ${numbers.format(peak)}/min)`;
+  figure.dataset.total = String(total);
+}
+
+function renderRates(rates) {
+  if (!rates) return;
+  state.rates = rates;
+  const start = new Date(rates.start);
+  for (const name of ["failures", "restarts"]) {
+    const figure = document.getElementById(`rate-${name}`);
+    if (figure && rates[name]) drawSeries(figure, name, rates[name], start);
+  }
+  const panel = document.getElementById("panel-rates");
+  if (panel) panel.dataset.ready = "true";
+}
+
+/** A restart was requested just now: one more in the current minute, until the re-read corrects it. */
+function bumpRestarts(count) {
+  const series = state.rates && state.rates.restarts;
+  if (!series) return;
+  series.counts[series.counts.length - 1] += count;
+  series.total += count;
+  renderRates(state.rates);
+}
+
+/* ---- pools ----------------------------------------------------------------------------------- */
+
+function setFields(table, values) {
+  for (const [field, value] of Object.entries(values)) {
+    const text = value === null || value === undefined ? "–" : String(value);
+    setText(table.querySelector(`[data-field="${field}"]`), text);
+  }
+}
+
+function renderConsolePool(stats) {
+  const table = document.getElementById("pool-console");
+  if (!table || !stats) return;
+  if (!stats.pooled) {
+    table.querySelector("caption").textContent = "Console (PostgreSQL): no pool, pooling is off";
+    setFields(table, { in_use: null, size: null, available: null, bounds: null, waiting: null });
+    return;
+  }
+  setFields(table, {
+    in_use: numbers.format(stats.in_use),
+    size: numbers.format(stats.size),
+    available: numbers.format(stats.available),
+    bounds: `${stats.min} / ${stats.max}`,
+    waiting: numbers.format(stats.waiting),
+  });
+}
+
+/** The pool fields of a health message: bare, or under one variant name. */
+function healthReport(body) {
+  let report = body && typeof body === "object" && "payload" in body && "message_id" in body ? body.payload : body;
+  if (report && typeof report === "object") {
+    const keys = Object.keys(report);
+    if (keys.length === 1 && report[keys[0]] && typeof report[keys[0]] === "object") report = report[keys[0]];
+  }
+  if (!report || typeof report !== "object" || !("pool_active" in report || "healthy" in report)) return null;
+  return report;
+}
+
+function renderRuntimePool(report) {
+  const table = document.getElementById("pool-runtime");
+  if (!table || report === undefined) return;
+  const panel = document.getElementById("panel-pool");
+  if (report && report.error) {
+    showError(panel, `Runtime pool: ${report.error}`);
+    return;
+  }
+  showError(panel, "");
+  if (!report) {
+    setFields(table, { time: "never reported" });
+    return;
+  }
+  if (report.sequence && report.sequence < state.runtimeSequence) return; // older than what is shown
+  state.runtimeSequence = report.sequence || state.runtimeSequence;
+  state.runtimeReportedAt = report.time;
+  const healthy = report.healthy === true ? "yes" : report.healthy === false ? "no" : "–";
+  setFields(table, {
+    pool_active: report.pool_active,
+    pool_capacity: report.pool_capacity,
+    pool_available: report.pool_available,
+    healthy,
+    time: report.time ? ago(report.time) : "–",
+  });
+  table.querySelector('[data-field="healthy"]').dataset.healthy = String(report.healthy);
+  table.dataset.sequence = String(state.runtimeSequence);
+}
+
+/* ---- streams --------------------------------------------------------------------------------- */
+
+function formatBytes(bytes) {
+  if (bytes === null || bytes === undefined) return "—";
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit += 1;
+  }
+  return `${unit ? value.toFixed(1) : value} ${units[unit]}`;
+}
+
+function formatAge(seconds) {
+  if (!seconds) return "—";
+  if (seconds % 86400 === 0) return `${seconds / 86400} d`;
+  if (seconds % 3600 === 0) return `${seconds / 3600} h`;
+  return `${Math.round(seconds)} s`;
+}
+
+function streamRow(stream) {
+  if (!stream.exists) {
+    const name = h("th", { scope: "row" }, stream.name);
+    return h("tr", { "data-stream": stream.name }, name, h("td", { colspan: 6 }, "missing"));
+  }
+  const limits = stream.limits;
+  const used = stream.most_used_percent;
+  const detail = Object.entries(stream.used_percent)
+    .filter(([, percent]) => percent !== null)
+    .map(([name, percent]) => `${name} ${percent}%`)
+    .join(", ");
+  const level = used === null ? null : used >= 95 ? "full" : used >= 80 ? "warn" : "ok";
+  const consumers = stream.consumers.map((c) =>
+    c.exists
+      ? h(
+          "span",
+          { className: "consumer", "data-consumer": c.name },
+          `${c.name}: ${numbers.format(c.pending)} / ${numbers.format(c.ack_pending)}`,
+        )
+      : h("span", { className: "consumer", "data-consumer": c.name, "data-missing": true }, `${c.name}: not created`),
+  );
+  return h(
+    "tr",
+    { "data-stream": stream.name },
+    h("th", { scope: "row" }, stream.name),
+    h("td", { className: "number", "data-field": "messages" }, numbers.format(stream.messages)),
+    h("td", { className: "number", "data-field": "bytes" }, formatBytes(stream.bytes)),
+    h(
+      "td",
+      { "data-field": "limits" },
+      [
+        limits.max_msgs ? numbers.format(limits.max_msgs) : "—",
+        formatBytes(limits.max_bytes),
+        formatAge(limits.max_age_seconds),
+      ].join(" / "),
+    ),
+    h(
+      "td",
+      { className: "number", "data-field": "used", "data-level": level, title: detail || "no limit" },
+      used === null ? "—" : `${used}%`,
+    ),
+    h("td", { className: "number", "data-field": "consumers" }, numbers.format(stream.consumer_count)),
+    h("td", { "data-field": "console-consumers" }, consumers.length ? consumers : "—"),
+  );
+}
+
+function renderStreams(data) {
+  const panel = document.getElementById("panel-streams");
+  if (!panel || !data) return;
+  if (data.error) {
+    showError(panel, data.error);
+    panel.querySelector("[data-rows]").replaceChildren();
+    return;
+  }
+  showError(panel, "");
+  panel.querySelector("[data-rows]").replaceChildren(...data.streams.map(streamRow));
+  panel.dataset.ready = "true";
+}
+
+/* ---- latest events --------------------------------------------------------------------------- */
+
+function eventItem(item, fresh) {
+  const time = item.time ? new Date(item.time) : new Date();
+  const li = h(
+    "li",
+    { "data-stream": item.stream, "data-sequence": item.sequence },
+    h("time", { datetime: time.toISOString(), title: time.toISOString() }, time.toISOString().slice(11, 19)),
+    h("span", { className: "event-stream" }, `${item.stream} #${item.sequence}`),
+    h(
+      "span",
+      {},
+      h("span", { className: "event-subject" }, item.subject || ""),
+      h("span", { className: "event-text" }, item.text || ""),
+    ),
+  );
+  if (fresh) li.classList.add("changed");
+  return li;
+}
+
+function drawEvents(fresh = new Set()) {
+  const panel = document.getElementById("panel-events");
+  if (!panel) return;
+  const list = panel.querySelector("[data-list]");
+  list.replaceChildren(...state.events.map((item) => eventItem(item, fresh.has(item))));
+  panel.querySelector("[data-empty]").hidden = state.events.length > 0;
+  panel.dataset.ready = "true";
+}
+
+function renderEvents(events) {
+  if (!events) return;
+  const panel = document.getElementById("panel-events");
+  if (events.error) {
+    showError(panel, events.error);
+    drawEvents();
+    return;
+  }
+  showError(panel, "");
+  state.eventsSeen = events.seen || {};
+  state.events = events.items.slice(0, MAX_EVENTS);
+  drawEvents();
+}
+
+function addEvents(items) {
+  const fresh = new Set();
+  for (const item of items) {
+    if (!item || !item.stream || !Number.isFinite(item.sequence)) continue;
+    if ((state.eventsSeen[item.stream] || 0) >= item.sequence) continue; // already in the list (or older)
+    state.eventsSeen[item.stream] = item.sequence;
+    state.events.unshift(item);
+    fresh.add(item);
+  }
+  if (!fresh.size) return;
+  state.events = state.events.slice(0, MAX_EVENTS);
+  drawEvents(fresh);
+}
+
+/** The one line a user without the event log sees (the server's summarize() says the same). */
+function agentSummary(event) {
+  if (event.kind === "Heartbeat") return null;
+  return {
+    stream: event.stream,
+    sequence: event.sequence,
+    subject: `agent.${event.agent_id}.events`,
+    time: event.at || new Date().toISOString(),
+    text: `${event.kind} agent ${event.agent_id}${event.status ? ` → ${event.status}` : ""}`,
+  };
+}
+
+function supervisionSummary(event) {
+  let text = event.subject || event.kind;
+  if (event.kind === "restart_requested") text = `restart requested for node ${event.node_id}`;
+  if (event.kind === "restart_completed") {
+    text = `restart ${event.success ? "succeeded" : "failed"} on node ${event.node_id}`;
+  }
+  return {
+    stream: event.stream,
+    sequence: event.sequence,
+    subject: event.subject || "system.control",
+    time: new Date().toISOString(),
+    text,
+  };
+}
+
+/* ---- loading --------------------------------------------------------------------------------- */
+
+function render(data) {
+  if (data.agents) renderCounts("panel-agents", data.agents.counts);
+  if (data.nodes) renderCounts("panel-nodes", data.nodes.counts);
+  if (data.rates) renderRates(data.rates);
+  if (data.pool) {
+    renderConsolePool(data.pool.console);
+    renderRuntimePool(data.pool.runtime);
+  }
+  if (data.streams) renderStreams(data.streams);
+  if (data.events) renderEvents(data.events);
+}
+
+async function loadSnapshot() {
+  const data = await getJson(config.snapshotUrl);
+  render(data);
+  return { positions: data.positions };
+}
+
+/** Re-read parts of the snapshot, at most once per `refetchSeconds` however many events ask. */
+const refetcher = { pending: new Set(), last: 0, timer: null, running: false };
+
+function refetch(...parts) {
+  for (const part of parts) if (visible(part)) refetcher.pending.add(part);
+  if (!refetcher.pending.size || refetcher.timer || refetcher.running) return;
+  const wait = Math.max(0, refetcher.last + config.refetchSeconds * 1000 - Date.now());
+  refetcher.timer = setTimeout(runRefetch, wait);
+}
+
+async function runRefetch() {
+  refetcher.timer = null;
+  const parts = [...refetcher.pending];
+  refetcher.pending.clear();
+  refetcher.last = Date.now();
+  refetcher.running = true;
+  try {
+    render(await getJson(config.snapshotUrl, { parts: parts.join(",") }));
+  } catch (error) {
+    console.warn("dashboard: re-reading", parts.join(", "), "failed:", error.message);
+  } finally {
+    refetcher.running = false;
+  }
+  if (refetcher.pending.size) refetch();
+}
+
+function applyEvents(topic, events) {
+  if (topic === "agents") {
+    if (events.some((event) => event.status)) refetch("agents");
+    if (!config.eventLog) addEvents(events.map(agentSummary));
+  } else if (topic === "supervision") {
+    const requested = events.filter((event) => event.kind === "restart_requested").length;
+    if (requested) bumpRestarts(requested);
+    refetch("rates", "nodes");
+    if (!config.eventLog) addEvents(events.map(supervisionSummary));
+  } else if (topic === "system") {
+    for (const event of events) {
+      if (event.kind !== "system.health") continue;
+      const report = healthReport(event.body);
+      if (report) renderRuntimePool({ ...report, sequence: event.sequence, time: new Date().toISOString() });
+    }
+  } else if (topic === "events") {
+    addEvents(events.map((event) => ({ ...event, text: event.excerpt })));
+  }
+}
+
+function startTimers() {
+  // Figures that change without an event: polled.
+  setInterval(() => {
+    if (!document.hidden) refetch("streams", "pool");
+  }, config.pollSeconds * 1000);
+  // The hour's window moves on each minute (and the runtime writes failures without an event).
+  const untilNextMinute = 60000 - (Date.now() % 60000) + 500;
+  setTimeout(() => {
+    refetch("rates");
+    setInterval(() => refetch("rates"), 60000);
+  }, untilNextMinute);
+  // "12 s ago" keeps counting between reports.
+  setInterval(() => {
+    const cell = document.querySelector('#pool-runtime [data-field="time"]');
+    if (cell && state.runtimeReportedAt) cell.textContent = ago(state.runtimeReportedAt);
+  }, 1000);
+}
+
+if (config.parts.length) {
+  startLive({ topics: config.topics, loadSnapshot, applyEvents });
+  startTimers();
+} else {
+  const badge = document.getElementById("live-badge");
+  if (badge) badge.hidden = true;
+}
