@@ -9,7 +9,15 @@ from django.contrib import admin
 from django.db.models import Count
 
 from agents.lifecycle import IllegalTransition, check_transition
-from agents.models import Agent, AgentAnomaly, AgentInstance, Discovery, InteractiveSession, SessionMessage
+from agents.models import (
+    Agent,
+    AgentAnomaly,
+    AgentCommandRecord,
+    AgentInstance,
+    Discovery,
+    InteractiveSession,
+    SessionMessage,
+)
 from mistersmith.admin import ReadOnlyAdmin
 
 
@@ -147,3 +155,28 @@ class DiscoveryAdmin(ReadOnlyAdmin):
     list_filter = ["discovery_type", "agent_role"]
     search_fields = ["content", "=agent_id"]
     date_hierarchy = "timestamp"
+
+
+@admin.register(AgentCommandRecord)
+class AgentCommandRecordAdmin(ReadOnlyAdmin):
+    """Who sent which command to which agent and what came of it: written only by agents.commands."""
+
+    list_display = ["requested_at", "agent_name", "agent_id", "command", "requested_by_name", "outcome", "detail"]
+    list_filter = ["outcome", "command", ("requested_at", admin.DateFieldListFilter)]
+    search_fields = ["=agent_id", "agent_name", "requested_by_name"]
+    date_hierarchy = "requested_at"
+    fields = [
+        "requested_at",
+        "agent_id",
+        "agent_name",
+        "command",
+        "arguments",
+        "message_id",
+        "requested_by",
+        "requested_by_name",
+        "outcome",
+        "detail",
+        "response_excerpt",
+        "duration_ms",
+    ]
+    readonly_fields = fields

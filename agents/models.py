@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import uuid
 
+from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models, transaction
@@ -218,3 +219,50 @@ class Discovery(models.Model):
             "timestamp": self.timestamp.isoformat(),
             "related_to": self.related_to,
         }
+
+
+class AgentCommand(models.TextChoices):
+    """The commands the console sends on ``agent.command`` (CONTRACTS.md §3), by their variant name."""
+
+    PAUSE = "Pause", "Pause"
+    RESUME = "Resume", "Resume"
+    STOP = "Stop", "Stop"
+    STATUS = "Status", "Status"
+    HEALTH_CHECK = "HealthCheck", "Health check"
+
+
+class CommandOutcome(models.TextChoices):
+    OK = "ok", "ok: the runtime carried it out"
+    REFUSED = "refused", "refused by the console before sending"
+    TIMEOUT = "timeout", "timeout: no answer in time"
+    ERROR = "error", "error: the runtime refused or failed, or its reply was unreadable"
+    UNAVAILABLE = "unavailable", "unavailable: NATS or the runtime could not be reached"
+
+
+class AgentCommandRecord(models.Model):
+    """Who sent which command to which agent, and what came of it (written by agents.commands only).
+
+    ``agent_id`` is a plain UUID, not a foreign key: the record outlives the agent's row.
+    """
+
+    agent_id = models.UUIDField()  # indexed with requested_at (Meta.indexes)
+    agent_name = models.TextField(blank=True, help_text="The agent's name when the command was sent.")
+    command = models.CharField(max_length=16, choices=AgentCommand.choices)
+    arguments = models.JSONField(default=dict, blank=True, help_text="The command's body as sent (or refused).")
+    message_id = models.UUIDField(null=True, blank=True, help_text="The command envelope's message_id.")
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    requested_by_name = models.CharField(max_length=150, blank=True, help_text="The username, kept if the user goes.")
+    requested_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    outcome = models.CharField(max_length=16, choices=CommandOutcome.choices)
+    detail = models.TextField(blank=True, help_text="What the console told the user.")
+    response_excerpt = models.TextField(blank=True, help_text="The start of the runtime's reply, as received.")
+    duration_ms = models.PositiveIntegerField(null=True, blank=True, help_text="From sending to the answer.")
+
+    class Meta:
+        ordering = ["-requested_at", "-id"]
+        indexes = [models.Index(fields=["agent_id", "-requested_at"], name="agent_cmd_agent_time_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.command} to {self.agent_name or self.agent_id}: {self.outcome}"

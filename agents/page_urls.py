@@ -1,3 +1,13 @@
-"""URLs of a live page (filled in by the page's module)."""
+"""URLs of the live agents pages, included at /admin/agents/live/ in the "agent_pages" namespace."""
 
-urlpatterns: list = []
+from django.urls import path
+
+from agents.pages import views
+
+urlpatterns = [
+    path("", views.agent_list, name="list"),
+    path("snapshot/", views.agent_list_snapshot, name="list_snapshot"),
+    path("<uuid:agent_id>/", views.agent_detail, name="detail"),
+    path("<uuid:agent_id>/snapshot/", views.agent_detail_snapshot, name="detail_snapshot"),
+    path("<uuid:agent_id>/command/", views.agent_command, name="command"),
+]

@@ -20,6 +20,7 @@ class SimulatorOptions:
     seed: int | None = None
     duration: float = 0.0  # seconds; 0 runs until stopped
     restarts: bool = True  # answer RestartNode commands
+    commands: bool = True  # answer agent commands (Pause, Resume, Stop, Status, HealthCheck ...) on agent.command
     events: bool = True  # background chatter: heartbeats, health, state changes, output
     consumer_name: str = DEFAULT_CONSUMER
     nats_url: str | None = None  # None: the console's NATS
@@ -61,6 +62,9 @@ class SimulatorStats:
     duplicate_commands: int = 0
     ignored_messages: int = 0  # system.control messages not for us: other variants, our answers, unknown nodes
     nodes_created: int = 0
+    commands_ok: int = 0  # agent.command requests answered with Success
+    commands_refused: int = 0  # answered with Error: an illegal move, an unreadable command
+    command_events_published: int = 0  # events of commanded moves: answers, so outside the rate budget
     agents_animated: int = 0
     elapsed_seconds: float = 0.0  # from the first token to the stop: rate * this + burst bounds the events
 
@@ -68,6 +72,7 @@ class SimulatorStats:
         return (
             f"{self.events_published} events in {self.elapsed_seconds:.1f} s, {self.failures_injected} failures, "
             f"restarts answered: {self.restarts_ok} ok, {self.restarts_failed} failed "
-            f"({self.duplicate_commands} duplicates ignored); {self.agents_animated} agents animated, "
+            f"({self.duplicate_commands} duplicates ignored); agent commands: {self.commands_ok} carried out, "
+            f"{self.commands_refused} refused; {self.agents_animated} agents animated, "
             f"{self.nodes_created} nodes created, {self.publish_errors} publish errors"
         )

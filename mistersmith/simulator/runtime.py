@@ -1,9 +1,11 @@
-"""The simulated runtime: chatter, failures and restart answers over one database and one NATS connection.
+"""The simulated runtime: chatter, failures, restart and agent-command answers over one database and one NATS
+connection.
 
 Everything that writes or publishes runs under one lock, so an agent's events always describe its
 transitions in the order they were committed. Events on ``agent.>`` and ``supervision.>`` are paced by
-one token bucket; RestartCompleted answers are not, because the console waits for them and their number
-is bounded by the commands it sends. Only the waits (delays, pacing) run concurrently.
+one token bucket; RestartCompleted answers, agent-command replies and the events of commanded moves are
+not, because the console waits for them and their number is bounded by the commands it sends. Only the
+waits (delays, pacing) run concurrently.
 """
 
 from __future__ import annotations
@@ -33,7 +35,8 @@ from agents.lifecycle import IllegalTransition, check_transition
 from mistersmith.embedded import postgres_url
 from mistersmith.messages import InvalidMessage, decode_json
 from mistersmith.nats import nats_url
-from mistersmith.simulator import payloads, tables
+from mistersmith.simulator import commands, payloads, tables
+from mistersmith.simulator.commands import AgentCommand
 from mistersmith.simulator.options import SimulatorOptions, SimulatorStats
 from mistersmith.simulator.payloads import Message, RestartCommand
 from mistersmith.streams import ensure_streams
@@ -53,6 +56,14 @@ MOVES: dict[str, dict[str, int]] = {
     S.STOPPING: {S.TERMINATED: 1},
 }
 CHATTER = {"heartbeat": 4, "health": 2, "state": 3, "output": 2}
+# Agent commands: the states each move is taken from (the runtime's can_pause, can_stop ...).
+PAUSABLE = frozenset({S.RUNNING, S.IDLE})
+STOPPABLE = frozenset({S.RUNNING, S.IDLE, S.PROCESSING, S.PAUSED, S.ERROR})
+HEALTHY = frozenset({S.RUNNING, S.IDLE, S.PROCESSING, S.PAUSED})
+INPUT_STATES = frozenset({S.RUNNING, S.IDLE, S.PROCESSING})
+# A graceful stop holds the agent in Stopping this long before Terminated (its process finishing), so
+# a consumer sees the two moves apart, as it would from the runtime.
+GRACEFUL_STOP_SECONDS = 0.2
 
 
 @cache
@@ -134,6 +145,7 @@ class Simulator:
         self.beats: set[uuid.UUID] = set()
         self.handled: set[str] = set()  # restart ids answered (or being answered) by this process
         self.tasks: set[asyncio.Task] = set()
+        self.command_subscription: Any = None
 
     async def open(self) -> None:
         database = self.options.database_url or postgres_url(settings.DATABASES["default"])
@@ -167,6 +179,9 @@ class Simulator:
             workers.append(self._failures())
         if self.options.restarts:
             workers.append(self._consume(await self._subscribe()))
+        if self.options.commands:  # core NATS request/reply, like the runtime's own handler
+            self.command_subscription = await self.nc.subscribe(commands.COMMAND_SUBJECT, cb=self._on_command)
+            await self.nc.flush()  # the server knows the subscription before anyone is told we are ready
         tasks = [asyncio.create_task(worker) for worker in workers]
         if on_ready is not None:
             on_ready()
@@ -177,6 +192,9 @@ class Simulator:
         finally:
             self.halt.set()
             self.stats.elapsed_seconds = time.monotonic() - started
+            if self.command_subscription is not None:
+                with contextlib.suppress(NatsError):
+                    await self.command_subscription.unsubscribe()
             stopper.cancel()
             _, late = await asyncio.wait([*tasks, *self.tasks], timeout=10)
             for task in late:
@@ -449,3 +467,159 @@ class Simulator:
         await self._state_changed(agent, S.STARTING, agent.state, trigger="restart")
         if not outcome.success:
             await self._agent_event(agent, "Error", error=outcome.error_message)
+
+    # -- agent commands (core NATS request/reply on agent.command) -----------------------------------
+
+    async def _on_command(self, message: Any) -> None:
+        """Answer one command as the runtime's handler does: carry it out, then reply with a CommandResponse
+        correlated with the command. An agent this database does not hold is another runtime's: no answer."""
+        if self.halt.is_set() or not message.reply:
+            return
+        try:
+            command = commands.parse_command(decode_json(message.data))
+        except InvalidMessage as error:
+            await self._respond(message, commands.error(None, f"Message parse error: {error}", 400))
+            return
+        try:
+            async with self.lock:
+                answer = await self._carry_out(command)
+        except psycopg.Error as error:
+            answer = commands.error(command.message_id, f"{command.variant} failed: {error}"[:1000], 500)
+        if answer is None:
+            self.stats.ignored_messages += 1
+            return
+        await self._respond(message, answer)
+
+    async def _respond(self, message: Any, answer: dict[str, Any]) -> None:
+        try:
+            await message.respond(json.dumps(answer).encode())
+        except NatsError as error:  # the console gave up waiting, or NATS went away: it sees a timeout
+            logger.warning("simulator could not answer an agent command: %s", error)
+            return
+        if "Success" in answer["payload"]:
+            self.stats.commands_ok += 1
+        else:
+            self.stats.commands_refused += 1
+
+    async def _carry_out(self, command: AgentCommand) -> dict[str, Any] | None:
+        if command.variant == "Spawn":
+            return commands.error(command.message_id, "Spawn failed: the stand-in runtime does not spawn agents", 501)
+        row = await tables.fetch_one(self.db, tables.AGENT_FACTS, [command.agent_id])
+        if row is None:
+            return None
+        state, node_id, node_name, parent_id, node_status, uptime, heartbeat_age, *config = row
+        agent = self.agents.get(command.agent_id) or SimAgent(
+            node_id, node_name or "", parent_id, command.agent_id, state, node_status or "active"
+        )
+        agent.state = state  # the row decides, whatever this process last saw
+        if command.variant == "Pause":
+            return await self._command_move(command, agent, S.PAUSED, PAUSABLE, "paused")
+        if command.variant == "Resume":
+            return await self._command_move(command, agent, S.RUNNING, frozenset({S.PAUSED}), "running")
+        if command.variant == "Stop":
+            return await self._command_stop(command, agent)
+        if command.variant == "Status":
+            info = {
+                "id": str(agent.agent_id),
+                "state": state,
+                "uptime": commands.duration(uptime or 0.0),
+                "config": dict(zip(tables.CONFIG_KEYS, config, strict=True)),
+            }
+            return commands.success(command.message_id, info)
+        if command.variant == "HealthCheck":
+            return commands.success(command.message_id, self._health(agent, heartbeat_age))
+        if state not in INPUT_STATES:  # Input
+            return commands.error(command.message_id, f"Input failed: agent is {state}, not ready for input", 409)
+        return commands.success(command.message_id, {"agent_id": str(agent.agent_id), "status": "input_sent"})
+
+    def _health(self, agent: SimAgent, heartbeat_age: float | None) -> dict[str, Any]:
+        healthy = agent.state in HEALTHY and agent.node_status != "failed"
+        details = "process alive, answering" if healthy else f"agent is {agent.state}"
+        return {
+            "agent_id": str(agent.agent_id),
+            "healthy": healthy,
+            "details": details,
+            "metrics": {
+                "state": agent.state,
+                "cpu_percent": round(self.rng.uniform(1, 60), 1) if healthy else 0.0,
+                "memory_mb": self.rng.randint(80, 500) if healthy else 0,
+                "heartbeat_age_seconds": round(heartbeat_age, 1) if heartbeat_age is not None else None,
+            },
+        }
+
+    async def _reread(self, agent: SimAgent) -> None:
+        row = await tables.fetch_one(self.db, "SELECT status FROM agents WHERE id = %s", [agent.agent_id])
+        agent.state = row[0] if row else S.TERMINATED
+
+    @staticmethod
+    def _refuse(command: AgentCommand, agent: SimAgent, verb: str) -> dict[str, Any]:
+        return commands.error(
+            command.message_id, f"{verb.capitalize()} failed: cannot {verb} an agent in state {agent.state}", 409
+        )
+
+    async def _command_move(
+        self, command: AgentCommand, agent: SimAgent, target: str, allowed: frozenset[str], label: str
+    ) -> dict[str, Any]:
+        """Pause or resume: one move from an allowed state, announced like any other, then the answer."""
+        verb = command.variant.lower()
+        if agent.state not in allowed:
+            return self._refuse(command, agent, verb)
+        moved = await tables.fetch_one(self.db, tables.MOVE_AGENT, [target, agent.agent_id, list(allowed)])
+        if moved is None:  # changed under us (the console, another runtime): read it again to say why
+            await self._reread(agent)
+            return self._refuse(command, agent, verb)
+        agent.state = target
+        await self._announce(agent, moved[0], target)
+        return commands.success(command.message_id, {"agent_id": str(agent.agent_id), "state": label})
+
+    async def _command_stop(self, command: AgentCommand, agent: SimAgent) -> dict[str, Any]:
+        """A graceful stop goes Stopping, then Terminated (graceful_stop); a forced one (kill) straight to
+        Terminated (forced_stop). The instances stop and the node is terminated with it."""
+        allowed = STOPPABLE if command.graceful else frozenset(sources(S.TERMINATED))
+        if agent.state not in allowed:
+            return self._refuse(command, agent, "stop")
+        old = agent.state
+        if command.graceful:
+            moved = await tables.fetch_one(self.db, tables.MOVE_AGENT, [S.STOPPING, agent.agent_id, list(allowed)])
+            if moved is None:
+                return self._refuse(command, agent, "stop")
+            agent.state = S.STOPPING
+            await self._announce(agent, moved[0], S.STOPPING)
+            await pause(self.halt, min(GRACEFUL_STOP_SECONDS, command.timeout_secs or GRACEFUL_STOP_SECONDS))
+            allowed, old = frozenset({S.STOPPING}), S.STOPPING
+        async with self.db.transaction(), self.db.cursor() as cur:
+            moved = await tables.fetch_one(cur, tables.MOVE_AGENT, [S.TERMINATED, agent.agent_id, list(allowed)])
+            if moved is not None:
+                await cur.execute(tables.STOP_INSTANCES, [agent.agent_id])
+                if agent.node_id is not None:
+                    await cur.execute(tables.TERMINATE_NODE, [agent.node_id])
+                    if agent.parent_id is not None:
+                        await tables.upsert_child(cur, agent.parent_id, (agent.node_name, agent.node_id), "Stopped")
+        if moved is None:
+            await self._reread(agent)
+            return self._refuse(command, agent, "stop")
+        agent.state, agent.node_status = S.TERMINATED, "terminated"
+        await self._announce(agent, old, S.TERMINATED)
+        reason = "graceful_stop" if command.graceful else "forced_stop"
+        await self._publish_now(payloads.agent_event(agent.agent_id, "Terminated", {"reason": reason}, self.rng))
+        return commands.success(command.message_id, {"agent_id": str(agent.agent_id), "state": "stopped"})
+
+    async def _announce(self, agent: SimAgent, old: str, new: str) -> None:
+        """A commanded move's StateChanged and lifecycle events, published before the answer leaves."""
+        fields = {"old_state": old, "new_state": new}
+        await self._publish_now(payloads.agent_event(agent.agent_id, "StateChanged", fields, self.rng))
+        await self._publish_now(payloads.lifecycle(agent.agent_id, agent.parent_id, old, new, "command", None))
+
+    async def _publish_now(self, message: Message | None) -> None:
+        """One event outside the budget, waited for: the answer to a command follows its events."""
+        if message is None:
+            return
+        subject, body = message
+        headers = {"Nats-Msg-Id": body.get("message_id") or str(uuid.uuid4())}
+        try:
+            await self.js.publish(subject, json.dumps(body).encode(), headers=headers, timeout=5)
+        except (NatsError, TimeoutError) as error:
+            self.stats.publish_errors += 1
+            logger.warning("simulator could not publish on %s: %s", subject, error)
+            return
+        self.stats.command_events_published += 1

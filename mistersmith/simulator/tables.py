@@ -55,6 +55,29 @@ MOVE_AGENT = """
     WHERE a.id = old.id AND old.status = ANY(%s)
     RETURNING old.status
 """
+# One agent's facts for a command: state, its (newest) node, uptime since its newest instance started (or
+# since the row was made), heartbeat age, and the config a Status answer carries.
+AGENT_FACTS = """
+    SELECT a.status, n.id, n.node_id, n.parent_node_id, n.status::text,
+           EXTRACT(EPOCH FROM now() - COALESCE(
+               (SELECT max(i.started_at) FROM agent_instances i WHERE i.agent_id = a.id), a.created_at))::float8,
+           EXTRACT(EPOCH FROM now() - a.last_heartbeat)::float8,
+           {config}
+    FROM agents a
+    LEFT JOIN LATERAL (
+        SELECT id, node_id, parent_node_id, status FROM supervision_nodes
+        WHERE agent_id = a.id ORDER BY created_at DESC LIMIT 1
+    ) n ON true
+    WHERE a.id = %s
+""".format(config=", ".join(f"a.{key}" for key in CONFIG_KEYS))
+STOP_INSTANCES = (
+    "UPDATE agent_instances SET status = 'stopped'"
+    " WHERE agent_id = %s AND status IN ('starting', 'running', 'stopping')"
+)
+TERMINATE_NODE = (
+    "UPDATE supervision_nodes SET status = 'terminated'::node_status, terminated_at = NOW(), updated_at = NOW()"
+    " WHERE id = %s"
+)
 SAMPLE = """
     SELECT n.id, n.node_id, n.parent_node_id, n.agent_id, a.status, n.status::text
     FROM supervision_nodes n JOIN agents a ON a.id = n.agent_id

@@ -379,3 +379,100 @@ def test_the_command_runs_for_its_duration_and_reports(nats_url):
         connections.close_all()
     assert "Simulated:" in out.getvalue() and "5 nodes created" in out.getvalue()
     assert SupervisionNode.objects.count() == 5
+
+
+# -- agent commands on agent.command (core NATS request/reply) ------------------------------------------
+
+
+def agent_command(variant: str, fields: dict, *, message_id: str | None = None) -> dict:
+    """A MessageEnvelope<AgentCommand> as the runtime deserialises it (SystemTime timestamp)."""
+    return {
+        "message_id": message_id or str(uuid.uuid4()),
+        "timestamp": {"secs_since_epoch": 1_700_000_000, "nanos_since_epoch": 0},
+        "source_agent": None,
+        "target_agent": None,
+        "correlation_id": None,
+        "payload": {variant: fields},
+    }
+
+
+def request(body: dict | bytes, timeout: float = 5) -> dict:
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return json.loads(nats.connection().request("agent.command", data, timeout=timeout).data)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_answers_agent_commands_and_moves_the_agent(simulator, listener):
+    agent = Agent.objects.create(name="t-commanded", status="Running")
+    listener.subscribe(f"agent.{agent.pk}.events", f"supervision.agent.{agent.pk}.lifecycle.*")
+    sim = simulator(events=False, restarts=False)
+    command = agent_command("Pause", {"agent_id": str(agent.pk)})
+    answer = request(command)
+    assert answer["correlation_id"] == command["message_id"]
+    assert set(answer) == ENVELOPE_FIELDS and check_timestamp(answer["timestamp"]) == "system_time"
+    assert answer["payload"] == {
+        "Success": {"message": "Command executed successfully", "data": {"agent_id": str(agent.pk), "state": "paused"}}
+    }
+    agent.refresh_from_db()
+    assert agent.status == "Paused"
+    refused = request(agent_command("Pause", {"agent_id": str(agent.pk)}))["payload"]["Error"]
+    assert refused == {"error": "Pause failed: cannot pause an agent in state Paused", "code": 409}
+    assert request(agent_command("Resume", {"agent_id": str(agent.pk)}))["payload"]["Success"]["data"]["state"] == (
+        "running"
+    )
+    status = request(agent_command("Status", {"agent_id": str(agent.pk), "reply_to": "x"}))["payload"]["Success"]
+    assert status["data"]["state"] == "Running" and set(status["data"]["config"]) >= {"model", "timeout_seconds"}
+    health = request(agent_command("HealthCheck", {"agent_id": str(agent.pk), "reply_to": "x"}))["payload"]
+    assert health["Success"]["data"]["healthy"] is True
+    stop = {"agent_id": str(agent.pk), "graceful": True, "timeout": {"secs": 5, "nanos": 0}}
+    assert request(agent_command("Stop", stop))["payload"]["Success"]["data"]["state"] == "stopped"
+    agent.refresh_from_db()
+    assert agent.status == "Terminated"
+    after = request(agent_command("Resume", {"agent_id": str(agent.pk)}))["payload"]["Error"]["error"]
+    assert after == "Resume failed: cannot resume an agent in state Terminated"
+    assert not request(agent_command("HealthCheck", {"agent_id": str(agent.pk), "reply_to": "x"}))["payload"][
+        "Success"
+    ]["data"]["healthy"]
+
+    def events() -> list[tuple[str, Any]]:
+        found = []
+        for subject, message in listener.messages:
+            if subject.endswith(".events"):
+                seen: set[str] = set()
+                variant, fields = check_agent_event(subject, message, seen)
+                found.append((variant, fields.get("reason") or (fields.get("old_state"), fields.get("new_state"))))
+        return found
+
+    wait_until(lambda: len(events()) >= 5, what="the commanded moves' events")
+    assert events() == [
+        ("StateChanged", ("Running", "Paused")),
+        ("StateChanged", ("Paused", "Running")),
+        ("StateChanged", ("Running", "Stopping")),
+        ("StateChanged", ("Stopping", "Terminated")),
+        ("Terminated", "graceful_stop"),
+    ]
+    lifecycle = [s.rsplit(".", 1)[-1] for s, _ in listener.messages if s.startswith("supervision.")]
+    assert lifecycle == ["paused", "resumed", "terminating", "terminated"]
+    assert sim.stats.commands_ok == 6 and sim.stats.commands_refused == 2
+    assert sim.stats.events_published == 0, "commanded moves are answers, outside the chatter's budget"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_commands_are_read_as_strictly_as_the_runtime_reads_them(simulator):
+    agent = Agent.objects.create(name="t-strict", status="Running")
+    simulator(events=False, restarts=False)
+    bare = request({"Pause": {"agent_id": str(agent.pk)}})["payload"]["Error"]
+    assert bare["code"] == 400 and "missing field `message_id`" in bare["error"]
+    rfc3339 = agent_command("Pause", {"agent_id": str(agent.pk)}) | {"timestamp": "2026-01-01T00:00:00Z"}
+    assert "SystemTime" in request(rfc3339)["payload"]["Error"]["error"]
+    no_reply_to = request(agent_command("Status", {"agent_id": str(agent.pk)}))["payload"]["Error"]["error"]
+    assert "missing field `reply_to`" in no_reply_to
+    bad_timeout = agent_command("Stop", {"agent_id": str(agent.pk), "graceful": True, "timeout": 5})
+    assert "Duration" in request(bad_timeout)["payload"]["Error"]["error"]
+    assert request(b"not json")["payload"]["Error"]["code"] == 400
+    spawn = request(agent_command("Spawn", {"config": {}, "reply_to": None}))["payload"]["Error"]
+    assert spawn["code"] == 501
+    agent.refresh_from_db()
+    assert agent.status == "Running"
+    with pytest.raises(nats.NatsUnavailable):  # another runtime's agent: this one stays silent
+        request(agent_command("Pause", {"agent_id": str(uuid.uuid4())}), timeout=0.5)

@@ -1,0 +1,373 @@
+"""Commands to agents: the one place a command is checked, sent to the runtime and recorded.
+
+The runtime takes commands on ``agent.command`` as core NATS requests (CONTRACTS.md §3). Its own
+types (MisterSmith's ``src/message/types.rs``) fix the shapes, so this module speaks them exactly:
+
+- the command is a ``MessageEnvelope<AgentCommand>``: ``{message_id, timestamp, source_agent,
+  target_agent, correlation_id, payload}`` with the timestamp as a Rust ``SystemTime``
+  (``{secs_since_epoch, nanos_since_epoch}``) and the payload externally tagged, e.g.
+  ``{"Pause": {"agent_id": "…"}}``; ``Stop`` carries ``graceful`` and ``timeout`` (a Rust
+  ``Duration``: ``{secs, nanos}``, or null), ``Status`` and ``HealthCheck`` a ``reply_to``;
+- the answer is a ``MessageEnvelope<CommandResponse>`` whose ``correlation_id`` is the command's
+  ``message_id`` and whose payload is one of ``{"Success": {message, data}}``,
+  ``{"Error": {error, code}}``, ``{"Status": AgentStatus}``, ``{"HealthCheck": {agent_id, healthy,
+  details}}`` (a bare payload, without the envelope, is accepted too).
+
+The console refuses, before anything is sent, what the agent lifecycle forbids (pause only from
+Running or Idle, resume only from Paused, stop from Running, Idle, Processing, Paused or Error);
+Status and HealthCheck are always allowed. Every command handled, refused or sent, becomes an
+:class:`~agents.models.AgentCommandRecord` and a line in the agent's admin history.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import nats.errors
+from django.contrib.admin.models import CHANGE, LogEntry
+from django.core.exceptions import PermissionDenied
+from django.db import transaction
+
+from agents.lifecycle import AgentState
+from agents.models import Agent, AgentCommand, AgentCommandRecord, CommandOutcome
+from mistersmith import nats as console_nats
+from mistersmith.messages import InvalidMessage, decode_json, open_envelope, tagged_variant
+
+COMMAND_SUBJECT = "agent.command"
+PERMISSION = "agents.command_agent"
+REPLY_TIMEOUT_SECONDS = 5.0  # Pause, Resume, Status, HealthCheck, forced Stop
+# A graceful stop waits for the agent up to its timeout before the runtime answers. The default is the
+# agent's timeout_seconds, but never more than this: a person is waiting for the answer on a page.
+DEFAULT_STOP_TIMEOUT_CAP_SECONDS = 30
+MAX_STOP_TIMEOUT_SECONDS = 120
+EXCERPT_CHARS = 2000
+
+S = AgentState
+# The states a command may be sent from (the lifecycle's pause, resume and stop); None: always.
+ALLOWED_FROM: dict[str, frozenset[str] | None] = {
+    AgentCommand.PAUSE: frozenset({S.RUNNING, S.IDLE}),
+    AgentCommand.RESUME: frozenset({S.PAUSED}),
+    AgentCommand.STOP: frozenset({S.RUNNING, S.IDLE, S.PROCESSING, S.PAUSED, S.ERROR}),
+    AgentCommand.STATUS: None,
+    AgentCommand.HEALTH_CHECK: None,
+}
+ALIASES = {
+    "pause": AgentCommand.PAUSE,
+    "resume": AgentCommand.RESUME,
+    "stop": AgentCommand.STOP,
+    "status": AgentCommand.STATUS,
+    "health_check": AgentCommand.HEALTH_CHECK,
+    "healthcheck": AgentCommand.HEALTH_CHECK,
+    "health-check": AgentCommand.HEALTH_CHECK,
+}
+RESPONSE_VARIANTS = ("Success", "Error", "Status", "HealthCheck")
+
+
+class CommandError(Exception):
+    """A command that did not get a usable answer; ``record`` says so in the log, ``outcome`` how."""
+
+    outcome = CommandOutcome.ERROR
+
+    def __init__(self, message: str, record: AgentCommandRecord | None = None) -> None:
+        super().__init__(message)
+        self.record = record
+
+
+class CommandRefused(CommandError):
+    """The console refused the command before sending it (the lifecycle forbids it, the agent is gone)."""
+
+    outcome = CommandOutcome.REFUSED
+
+
+class CommandTimeout(CommandError):
+    """The command was sent, and no answer came in time."""
+
+    outcome = CommandOutcome.TIMEOUT
+
+
+class RuntimeUnavailable(CommandError):
+    """NATS could not be reached, or no runtime listens on agent.command; nothing was carried out."""
+
+    outcome = CommandOutcome.UNAVAILABLE
+
+
+class BadReply(CommandError):
+    """An answer came but is not a CommandResponse: what the runtime did is unknown."""
+
+    outcome = CommandOutcome.ERROR
+
+
+@dataclass(frozen=True)
+class CommandResponse:
+    """The runtime's answer, whichever variant it came as."""
+
+    variant: str  # Success, Error, Status or HealthCheck
+    success: bool
+    message: str
+    data: Any = None
+    code: int | None = None
+    correlation_id: str | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "variant": self.variant,
+            "success": self.success,
+            "message": self.message,
+            "data": self.data,
+            "code": self.code,
+        }
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    record: AgentCommandRecord
+    response: CommandResponse
+
+    @property
+    def ok(self) -> bool:
+        return self.response.success
+
+
+def normalise_command(command: str) -> str:
+    """A command's variant name from its variant name or a friendly alias; ValueError for others."""
+    if command in AgentCommand.values:
+        return command
+    found = ALIASES.get(str(command).strip().lower())
+    if found is None:
+        names = ", ".join(AgentCommand.values)
+        raise ValueError(f"Unknown command {str(command)[:40]!r}; send one of {names}.")
+    return found
+
+
+def default_stop_timeout(agent: Agent) -> int:
+    """The agent's own timeout, capped so that a person waiting on a page gets an answer soon."""
+    return max(1, min(agent.timeout_seconds or DEFAULT_STOP_TIMEOUT_CAP_SECONDS, DEFAULT_STOP_TIMEOUT_CAP_SECONDS))
+
+
+def check_stop_timeout(value: Any) -> int:
+    """A whole number of seconds from 1 to MAX_STOP_TIMEOUT_SECONDS; ValueError otherwise."""
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ValueError(f"The stop timeout must be a whole number of seconds from 1 to {MAX_STOP_TIMEOUT_SECONDS}.")
+    text = str(value).strip()
+    if not text.isdigit() or not 1 <= int(text) <= MAX_STOP_TIMEOUT_SECONDS:
+        raise ValueError(f"The stop timeout must be a whole number of seconds from 1 to {MAX_STOP_TIMEOUT_SECONDS}.")
+    return int(text)
+
+
+def refusal(command: str, state: str) -> str | None:
+    """Why the lifecycle forbids ``command`` in ``state``, or None when it may be sent."""
+    allowed = ALLOWED_FROM[command]
+    if allowed is None or state in allowed:
+        return None
+    verb = {"Pause": "paused", "Resume": "resumed", "Stop": "stopped"}[command]
+    states = [value for value in AgentState.values if value in allowed]  # in the lifecycle's order
+    listed = states[0] if len(states) == 1 else f"{', '.join(states[:-1])} or {states[-1]}"
+    return f"The agent is {state}: it can be {verb} only when it is {listed}. Nothing was sent."
+
+
+def system_time() -> dict[str, int]:
+    """Now as Rust's ``SystemTime`` serialises (the runtime's envelope requires this form)."""
+    ns = time.time_ns()
+    return {"secs_since_epoch": ns // 1_000_000_000, "nanos_since_epoch": ns % 1_000_000_000}
+
+
+def command_body(
+    command: str, agent_id: uuid.UUID, *, graceful: bool = True, timeout_s: int | None = None, reply_to: str = ""
+) -> dict[str, Any]:
+    """The AgentCommand variant, as the runtime deserialises it."""
+    body: dict[str, Any] = {"agent_id": str(agent_id)}
+    if command == AgentCommand.STOP:
+        body["graceful"] = graceful
+        body["timeout"] = {"secs": timeout_s, "nanos": 0} if graceful and timeout_s else None
+    elif command in (AgentCommand.STATUS, AgentCommand.HEALTH_CHECK):
+        body["reply_to"] = reply_to
+    return {command: body}
+
+
+def command_envelope(message_id: uuid.UUID, agent_id: uuid.UUID, payload: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "message_id": str(message_id),
+        "timestamp": system_time(),
+        "source_agent": None,
+        "target_agent": str(agent_id),
+        "correlation_id": None,
+        "payload": payload,
+    }
+
+
+def _text(body: dict, key: str, default: str = "") -> str:
+    value = body.get(key, default)
+    if value is None:
+        return default
+    if not isinstance(value, str):
+        raise InvalidMessage("bad_field", f"{key} is not a string")
+    return value
+
+
+def parse_command_response(data: bytes, *, message_id: uuid.UUID | str | None = None) -> CommandResponse:
+    """A CommandResponse from the raw reply; InvalidMessage (with a reason) for anything else.
+
+    ``message_id``: the command's id; a reply that names another command is refused.
+    """
+    wrapped = open_envelope(decode_json(data))
+    if message_id is not None and wrapped.correlation_id not in (None, str(message_id)):
+        raise InvalidMessage("wrong_correlation", f"the reply answers {wrapped.correlation_id[:40]}")
+    variant, body = tagged_variant(wrapped.payload)
+    if variant not in RESPONSE_VARIANTS:
+        raise InvalidMessage("unknown_variant", variant[:40])
+    if not isinstance(body, dict):
+        raise InvalidMessage("bad_field", f"{variant} is not an object")
+    correlation = wrapped.correlation_id
+    if variant == "Success":
+        return CommandResponse(variant, True, _text(body, "message", "Done."), body.get("data"), None, correlation)
+    if variant == "Error":
+        code = body.get("code")
+        if code is not None and (isinstance(code, bool) or not isinstance(code, int)):
+            raise InvalidMessage("bad_field", "code is not a number")
+        text = _text(body, "error", "The runtime reported an error.")
+        return CommandResponse(variant, False, text, None, code, correlation)
+    if variant == "Status":
+        state = body.get("state")
+        if not isinstance(state, str):
+            raise InvalidMessage("bad_field", "Status has no state")
+        return CommandResponse(variant, True, f"The agent is {state}.", body, None, correlation)
+    healthy = body.get("healthy")
+    if not isinstance(healthy, bool):
+        raise InvalidMessage("bad_field", "healthy is not true or false")
+    message = "The agent is healthy." if healthy else "The agent is not healthy."
+    details = _text(body, "details")
+    return CommandResponse(variant, True, f"{message} {details}".strip(), body, None, correlation)
+
+
+def _excerpt(data: bytes) -> str:
+    return data[:EXCERPT_CHARS].decode("utf-8", errors="replace")
+
+
+async def _request(client: Any, subject: str, data: bytes, inbox: str, timeout: float) -> Any:
+    """A core NATS request on our own inbox (the runtime's Status and HealthCheck name it in
+    ``reply_to``): the reply, or None when none came in time. NATS' "no responders" status comes
+    back as a reply with ``Status: 503`` in its headers."""
+    subscription = await client.subscribe(inbox, max_msgs=1)
+    try:
+        await client.publish(subject, data, reply=inbox)
+        try:
+            return await subscription.next_msg(timeout=timeout)
+        except nats.errors.TimeoutError:
+            return None
+    finally:
+        with contextlib.suppress(nats.errors.Error):  # already gone with max_msgs, or the connection closed
+            await subscription.unsubscribe()
+
+
+def _no_responders(reply: Any) -> bool:
+    return bool(reply.headers) and reply.headers.get("Status") == "503" and not reply.data
+
+
+class _Recorder:
+    """Writes the one record of a command (and its line in the agent's admin history)."""
+
+    def __init__(self, user: Any, agent: Agent, command: str) -> None:
+        self.user, self.agent, self.command = user, agent, command
+        self.arguments: dict[str, Any] = {}
+        self.message_id: uuid.UUID | None = None
+        self.started = time.monotonic()
+
+    @transaction.atomic
+    def write(self, outcome: str, detail: str, reply: bytes | None = None, *, sent: bool = True) -> AgentCommandRecord:
+        record = AgentCommandRecord.objects.create(
+            agent_id=self.agent.pk,
+            agent_name=self.agent.name[:500],
+            command=self.command,
+            arguments=self.arguments,
+            message_id=self.message_id,
+            requested_by=self.user if getattr(self.user, "pk", None) else None,
+            requested_by_name=getattr(self.user, "username", "")[:150],
+            outcome=outcome,
+            detail=detail[:2000],
+            response_excerpt=_excerpt(reply) if reply else "",
+            duration_ms=int((time.monotonic() - self.started) * 1000) if sent else None,
+        )
+        if getattr(self.user, "pk", None) is not None:
+            LogEntry.objects.log_actions(
+                self.user.pk,
+                [self.agent],
+                CHANGE,
+                change_message=f"{self.command} command: {outcome}. {detail}"[:2000],
+                single_object=True,
+            )
+        return record
+
+
+def send_agent_command(
+    user: Any,
+    agent: Agent,
+    command: str,
+    *,
+    graceful: bool = True,
+    timeout_s: int | None = None,
+    reply_timeout: float | None = None,
+) -> CommandResult:
+    """Send ``command`` (Pause, Resume, Stop, Status, HealthCheck) to ``agent`` and wait for the answer.
+
+    ``graceful`` and ``timeout_s`` are Stop's: a graceful stop lets the agent finish within
+    ``timeout_s`` seconds (default: the agent's timeout_seconds, capped at 30 s; at most 120 s).
+    ``reply_timeout`` is how long to wait for the answer (default 5 s, plus the stop timeout for a
+    graceful stop).
+
+    Returns the record and the runtime's answer, which may be a refusal (``response.success`` false).
+    Raises PermissionDenied without ``agents.command_agent``, ValueError for a bad command or
+    timeout (nothing recorded), and a :class:`CommandError` (recorded) when the console refuses
+    the move, no answer comes, NATS or the runtime is away, or the answer cannot be read.
+    """
+    if not user.has_perm(PERMISSION):
+        raise PermissionDenied("You may not send commands to agents.")
+    command = normalise_command(command)
+    stop_timeout: int | None = None
+    if command == AgentCommand.STOP and graceful:
+        stop_timeout = check_stop_timeout(timeout_s) if timeout_s is not None else default_stop_timeout(agent)
+    recorder = _Recorder(user, agent, command)
+    state = Agent.objects.filter(pk=agent.pk).values_list("status", flat=True).first()
+    recorder.arguments = command_body(command, agent.pk, graceful=graceful, timeout_s=stop_timeout)[command]
+    if state is None:
+        message = "This agent no longer exists. Nothing was sent."
+        raise CommandRefused(message, recorder.write(CommandOutcome.REFUSED, message, sent=False))
+    reason = refusal(command, state)
+    if reason is not None:
+        raise CommandRefused(reason, recorder.write(CommandOutcome.REFUSED, reason, sent=False))
+
+    wait = reply_timeout if reply_timeout is not None else REPLY_TIMEOUT_SECONDS + (stop_timeout or 0)
+    recorder.message_id = message_id = uuid.uuid4()
+    try:
+        connection = console_nats.connection()
+        client = connection.client()
+        inbox = client.new_inbox()
+        payload = command_body(command, agent.pk, graceful=graceful, timeout_s=stop_timeout, reply_to=inbox)
+        recorder.arguments = payload[command]
+        data = json.dumps(command_envelope(message_id, agent.pk, payload)).encode()
+        recorder.started = time.monotonic()
+        reply = connection.run(_request(client, COMMAND_SUBJECT, data, inbox, wait), wait + 2)
+    except console_nats.NatsUnavailable as error:
+        message = f"NATS is unavailable, so the command was not sent: {error}"
+        raise RuntimeUnavailable(message, recorder.write(CommandOutcome.UNAVAILABLE, message, sent=False)) from error
+    if reply is None:
+        message = (
+            f"No answer from the runtime within {wait:g} s. The command was sent; "
+            "the agent's state will show whether it was carried out."
+        )
+        raise CommandTimeout(message, recorder.write(CommandOutcome.TIMEOUT, message))
+    if _no_responders(reply):
+        message = f"No runtime is listening on {COMMAND_SUBJECT}: the command reached no one."
+        raise RuntimeUnavailable(message, recorder.write(CommandOutcome.UNAVAILABLE, message))
+    try:
+        response = parse_command_response(reply.data, message_id=message_id)
+    except InvalidMessage as error:
+        message = f"The runtime's answer could not be read ({error}); whether the command was carried out is unknown."
+        raise BadReply(message, recorder.write(CommandOutcome.ERROR, message, reply.data)) from error
+    outcome = CommandOutcome.OK if response.success else CommandOutcome.ERROR
+    record = recorder.write(outcome, response.message, reply.data)
+    return CommandResult(record, response)

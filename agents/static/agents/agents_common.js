@@ -1,0 +1,80 @@
+/**
+ * What the two live agents pages share: links from URL templates, the state badge, durations, and
+ * the rule for which live events move an agent's state. Everything is built as text (h()).
+ */
+import { h } from "../mistersmith/live.js";
+
+/** States in which the agent's process lives and so has an uptime (agents/pages/selectors.py UP_STATES). */
+export const UP_STATES = new Set(["Starting", "Running", "Idle", "Processing", "Paused", "Stopping"]);
+/** Results of the bridge's projection after which the agent is in the event's state. */
+const APPLIED = new Set(["state_changed", "in_sync"]);
+
+export function urlFor(urls, name, id) {
+  return urls[name].replace(urls.placeholder, encodeURIComponent(id));
+}
+
+export function stateBadge(state) {
+  return h("span", { className: "agent-state", "data-state": state }, state);
+}
+
+/** "2 d 3 h", "4 h 5 min", "6 min 7 s", "8 s" from an ISO time to now (null: "—"). */
+export function since(iso, now = Date.now()) {
+  if (!iso) return "—";
+  let seconds = Math.max(0, Math.floor((now - Date.parse(iso)) / 1000));
+  const days = Math.floor(seconds / 86400);
+  seconds -= days * 86400;
+  const hours = Math.floor(seconds / 3600);
+  seconds -= hours * 3600;
+  const minutes = Math.floor(seconds / 60);
+  seconds -= minutes * 60;
+  if (days) return `${days} d ${hours} h`;
+  if (hours) return `${hours} h ${minutes} min`;
+  if (minutes) return `${minutes} min ${seconds} s`;
+  return `${seconds} s`;
+}
+
+/** The state an event leaves the agent in, or null when it does not move it (or the console refused it). */
+export function appliedState(event) {
+  return event.status && APPLIED.has(event.result) ? event.status : null;
+}
+
+/** The newer of two ISO times (either may be null). */
+export function newer(a, b) {
+  if (!a) return b || null;
+  if (!b) return a;
+  return Date.parse(b) > Date.parse(a) ? b : a;
+}
+
+/** Keep an agent's up_since right when its state moves: a new incarnation starts counting, a dead one stops. */
+export function nextUpSince(agent, newState, at) {
+  if (!UP_STATES.has(newState)) return null;
+  if (!UP_STATES.has(agent.status) || !agent.up_since) return at || new Date().toISOString();
+  return agent.up_since;
+}
+
+/** A time for people: the browser's local date and time (the ISO text stays in the title). */
+export function timeText(iso) {
+  if (!iso) return "—";
+  const parsed = new Date(iso);
+  return Number.isNaN(parsed.getTime()) ? String(iso) : parsed.toLocaleString();
+}
+
+/** A <time> element showing timeText(iso), with the exact ISO time as its datetime and title. */
+export function timeElement(iso) {
+  if (!iso) return "—";
+  return h("time", { datetime: iso, title: iso }, timeText(iso));
+}
+
+export function flash(element) {
+  element.classList.remove("changed");
+  void element.offsetWidth; // restart the animation
+  element.classList.add("changed");
+}
+
+export function yesNo(value) {
+  return value === null || value === undefined ? "—" : value ? "yes" : "no";
+}
+
+export function orDash(value) {
+  return value === null || value === undefined || value === "" ? "—" : String(value);
+}
