@@ -5,11 +5,13 @@ left behind) from a stream sequence or a time, a page at a time, never the whole
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from nats.js.api import ConsumerConfig, DeliverPolicy
+from nats.errors import Error as NatsError
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from mistersmith.models import excerpt
 from mistersmith.nats import NatsUnavailable, connection
@@ -89,12 +91,70 @@ def read_stream(
 
 
 def read_latest(stream: str, *, subject: str | None = None, count: int = 20) -> list[StreamMessage]:
-    """The newest ``count`` messages of a stream (oldest first)."""
-    info = connection().run(connection().client().jetstream().stream_info(stream))
-    last = info.state.last_seq
-    if not last:
+    """The newest ``count`` messages of a stream, or of ``subject`` in it, oldest first.
+
+    A stream holds up to a million messages of many subjects, so the newest of one subject are
+    neither the stream's last ``count`` nor found by reading from the start. A consumer filtered on
+    the subject knows how many of its messages lie at or after a sequence (``num_pending``) without
+    delivering any: a galloping search back from the end (windows of count, 4 x count, ...) finds a
+    start from which at least ``count`` remain, bisecting further only while one read could not
+    take them all. A handful of API calls, logarithmic in the stream's size; one read returns them.
+    """
+    nats = connection()
+    js = nats.client().jetstream()  # connected here, outside the loop that runs the search
+    found = nats.run(_newest_start(js, stream, subject or ">", count), timeout=10)
+    if found is None:
         return []
-    return read_stream(stream, subject=subject, start_sequence=max(1, last - count + 1), limit=count)
+    start, pending = found
+    # All that remain from the start (and a few that may have arrived since), the newest kept.
+    messages = read_stream(stream, subject=subject, start_sequence=start, limit=min(MAX_LIMIT, pending + count))
+    return messages[-count:]
+
+
+async def _pending_from(js: Any, stream: str, subject: str, start: int) -> int:
+    """How many messages on ``subject`` lie at or after stream sequence ``start`` (nothing is delivered)."""
+    config = ConsumerConfig(
+        filter_subject=None if subject == ">" else subject,
+        deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+        opt_start_seq=start,
+        ack_policy=AckPolicy.NONE,
+        inactive_threshold=10.0,  # removed by the server if the delete below never happens
+        mem_storage=True,
+    )
+    info = await js.add_consumer(stream, config)
+    with contextlib.suppress(NatsError):
+        await js.delete_consumer(stream, info.name)
+    return info.num_pending
+
+
+async def _newest_start(js: Any, stream: str, subject: str, count: int) -> tuple[int, int] | None:
+    """A stream sequence from which at least ``count`` (or, when fewer exist, all) messages on ``subject``
+    remain, and at most MAX_LIMIT when it can be helped, with that number; None when there are none."""
+    state = (await js.stream_info(stream)).state
+    first, last = state.first_seq, state.last_seq
+    if not state.messages or last < first:
+        return None
+    if subject == ">":  # every message counts: no search needed
+        start = max(first, last - count + 1)
+        return start, last - start + 1
+    high, window = last + 1, count
+    while True:
+        start = max(first, last - window + 1)
+        pending = await _pending_from(js, stream, subject, start)
+        if pending >= count or start == first:
+            break
+        high, window = start, window * 4
+    if pending == 0:
+        return None
+    low = start  # too many to read at once (a dense burst): bisect towards the end
+    while pending > MAX_LIMIT and high - low > 1:
+        middle = (low + high) // 2
+        found = await _pending_from(js, stream, subject, middle)
+        if found >= count:
+            low, pending = middle, found
+        else:
+            high = middle
+    return low, pending
 
 
 async def _read(client: Any, stream: str, subject: str | None, config: ConsumerConfig, limit: int) -> list:

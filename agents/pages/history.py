@@ -11,65 +11,15 @@ That is a handful of API calls, logarithmic in the stream's size, never a scan o
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any
-
-from nats.errors import Error as NatsError
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from agents.events import parse_agent_event, subject_agent_id
 from mistersmith.messages import InvalidMessage, decode_json
 from mistersmith.models import excerpt
-from mistersmith.nats import connection
-from mistersmith.stream_reader import MAX_LIMIT, StreamMessage, read_stream
+from mistersmith.stream_reader import StreamMessage, read_latest
 
 STREAM = "AGENT_EVENTS"
 TEXT_LIMIT = 2000  # the bridge's frames cut texts there too
-
-
-async def _pending_from(js: Any, subject: str, start: int) -> int:
-    """How many messages on ``subject`` lie at or after stream sequence ``start`` (nothing is delivered)."""
-    config = ConsumerConfig(
-        filter_subject=subject,
-        deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
-        opt_start_seq=start,
-        ack_policy=AckPolicy.NONE,
-        inactive_threshold=10.0,  # removed by the server if the delete below never happens
-        mem_storage=True,
-    )
-    info = await js.add_consumer(STREAM, config)
-    with contextlib.suppress(NatsError):
-        await js.delete_consumer(STREAM, info.name)
-    return info.num_pending
-
-
-async def _newest_start(js: Any, subject: str, count: int) -> tuple[int, int] | None:
-    """A stream sequence from which at least ``count`` (or, when fewer exist, all) messages on ``subject``
-    remain, and at most MAX_LIMIT when it can be helped, with that number; None when there are none."""
-    state = (await js.stream_info(STREAM)).state
-    first, last = state.first_seq, state.last_seq
-    if not state.messages or last < first:
-        return None
-    # Gallop back from the end: windows of count, 4 x count, 16 x count ... until one holds enough.
-    high, window = last + 1, count
-    while True:
-        start = max(first, last - window + 1)
-        pending = await _pending_from(js, subject, start)
-        if pending >= count or start == first:
-            break
-        high, window = start, window * 4
-    if pending == 0:
-        return None
-    # Too many to read at once (a dense burst): bisect towards the end until a read can take them all.
-    low = start
-    while pending > MAX_LIMIT and high - low > 1:
-        middle = (low + high) // 2
-        found = await _pending_from(js, subject, middle)
-        if found >= count:
-            low, pending = middle, found
-        else:
-            high = middle
-    return low, pending
 
 
 def latest_messages(subject: str, count: int = 100) -> list[StreamMessage]:
@@ -77,15 +27,7 @@ def latest_messages(subject: str, count: int = 100) -> list[StreamMessage]:
 
     Raises NatsUnavailable when NATS is away.
     """
-    nats = connection()
-    js = nats.client().jetstream()  # connected here, outside the loop that runs the search
-    found = nats.run(_newest_start(js, subject, count), timeout=10)
-    if found is None:
-        return []
-    start, pending = found
-    # All that remain from the start (and a few that may have arrived since), the newest kept.
-    messages = read_stream(STREAM, subject=subject, start_sequence=start, limit=min(MAX_LIMIT, pending + count))
-    return messages[-count:]
+    return read_latest(STREAM, subject=subject, count=count)
 
 
 def history_event(message: StreamMessage) -> dict[str, Any]:
