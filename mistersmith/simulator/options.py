@@ -64,6 +64,7 @@ class SimulatorStats:
     nodes_created: int = 0
     commands_ok: int = 0  # agent.command requests answered with Success
     commands_refused: int = 0  # answered with Error: an illegal move, an unreadable command
+    broadcasts_published: int = 0  # discoveries and system.health reports (outside the rate budget)
     command_events_published: int = 0  # events of commanded moves: answers, so outside the rate budget
     agents_animated: int = 0
     elapsed_seconds: float = 0.0  # from the first token to the stop: rate * this + burst bounds the events

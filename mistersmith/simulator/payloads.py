@@ -147,6 +147,46 @@ def health(agent_id: uuid.UUID, rng: random.Random) -> Message:
     return f"supervision.agent.{agent_id}.health.{check}", body
 
 
+DISCOVERY_SUBJECTS = {  # discovery_type -> the last token of its subject (CONTRACTS.md §4)
+    "Pattern": "patterns",
+    "Anomaly": "anomalies",
+    "Connection": "connections",
+    "Solution": "solutions",
+    "Question": "questions",
+    "Insight": "insights",
+}
+ROLES = ["researcher", "coder", "reviewer", "planner"]
+FINDINGS = [
+    "retries cluster after deploys",
+    "cache misses double under load",
+    "the flaky test depends on wall-clock time",
+    "two agents are editing the same file",
+    "latency spikes follow GC pauses",
+]
+
+
+def discovery(agent_id: uuid.UUID, rng: random.Random) -> Message:
+    """A discovery shared by an agent, on ``discoveries.<agent>.<kind>`` (as the runtime's broadcaster)."""
+    kind = rng.choice(list(DISCOVERY_SUBJECTS))
+    body = {
+        "agent_id": str(agent_id),
+        "agent_role": rng.choice(ROLES),
+        "discovery_type": kind,
+        "content": rng.choice(FINDINGS),
+        "confidence": round(rng.uniform(0.3, 1.0), 2),
+        "timestamp": rfc3339(),
+        "related_to": None,
+    }
+    return f"discoveries.{agent_id}.{DISCOVERY_SUBJECTS[kind]}", body
+
+
+def system_health(active: int, capacity: int) -> Message:
+    """The runtime's health reply on ``system.health``: the agent pool's use."""
+    capacity = max(capacity, active)
+    body = {"pool_active": active, "pool_capacity": capacity, "pool_available": capacity - active, "healthy": True}
+    return "system.health", body
+
+
 def random_failure(rng: random.Random) -> Failure:
     reason = rng.choice(list(FAILURES))
     details, severity = FAILURES[reason]

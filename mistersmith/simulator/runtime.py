@@ -56,6 +56,9 @@ MOVES: dict[str, dict[str, int]] = {
     S.STOPPING: {S.TERMINATED: 1},
 }
 CHATTER = {"heartbeat": 4, "health": 2, "state": 3, "output": 2}
+# Outside the agent.> / supervision.> budget: a discovery now and then, and the pool's health report.
+DISCOVERY_SECONDS = 2.0
+HEALTH_REPORT_SECONDS = 5.0
 # Agent commands: the states each move is taken from (the runtime's can_pause, can_stop ...).
 PAUSABLE = frozenset({S.RUNNING, S.IDLE})
 STOPPABLE = frozenset({S.RUNNING, S.IDLE, S.PROCESSING, S.PAUSED, S.ERROR})
@@ -175,6 +178,7 @@ class Simulator:
         workers: list[Coroutine[Any, Any, None]] = [self._flush_heartbeats()]
         if self.options.events and self.options.rate > 0:
             workers.append(self._chatter())
+            workers.append(self._broadcasts())
         if self.options.failure_rate > 0:
             workers.append(self._failures())
         if self.options.restarts:
@@ -279,6 +283,31 @@ class Simulator:
 
     async def _emit_health(self, agent: SimAgent) -> None:
         await self._publish(payloads.health(agent.agent_id, self.rng))
+
+    async def _broadcasts(self) -> None:
+        """A live agent's discovery every DISCOVERY_SECONDS, and the pool's use on system.health every
+        HEALTH_REPORT_SECONDS (the discoveries page and the dashboard show them)."""
+        since_report = HEALTH_REPORT_SECONDS
+        while True:
+            alive = [agent for agent in self.agents.values() if agent.alive]
+            if alive:
+                await self._broadcast(payloads.discovery(self.rng.choice(alive).agent_id, self.rng))
+            if since_report >= HEALTH_REPORT_SECONDS:
+                await self._broadcast(payloads.system_health(len(alive), len(self.agents)))
+                since_report = 0.0
+            if not await pause(self.halt, DISCOVERY_SECONDS):
+                return
+            since_report += DISCOVERY_SECONDS
+
+    async def _broadcast(self, message: Message) -> None:
+        subject, body = message
+        try:
+            await self.js.publish(subject, json.dumps(body).encode(), headers={"Nats-Msg-Id": str(uuid.uuid4())})
+        except (NatsError, TimeoutError) as error:
+            self.stats.publish_errors += 1
+            logger.warning("simulator could not publish on %s: %s", subject, error)
+            return
+        self.stats.broadcasts_published += 1
 
     async def _emit_state(self, agent: SimAgent) -> None:
         moves = MOVES.get(agent.state)

@@ -476,3 +476,20 @@ def test_commands_are_read_as_strictly_as_the_runtime_reads_them(simulator):
     assert agent.status == "Running"
     with pytest.raises(nats.NatsUnavailable):  # another runtime's agent: this one stays silent
         request(agent_command("Pause", {"agent_id": str(uuid.uuid4())}), timeout=0.5)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_shares_discoveries_and_reports_the_pool_on_system_health(simulator, listener):
+    listener.subscribe("discoveries.>", "system.health")
+    sim = simulator(rate=20, failure_rate=0, restarts=False)
+    wait_until(lambda: any(s == "system.health" for s, _ in listener.messages), what="a health report")
+    wait_until(lambda: any(s.startswith("discoveries.") for s, _ in listener.messages), what="a discovery")
+    sim.stop()
+    from agents.discoveries import parse_discovery
+
+    for subject, body in listener.messages:
+        if subject == "system.health":
+            assert body["pool_active"] + body["pool_available"] == body["pool_capacity"] and body["healthy"]
+        else:
+            found = parse_discovery(body)  # the contract's shape, or InvalidMessage
+            assert subject == f"discoveries.{found.agent_id}.{subject.rsplit('.', 1)[-1]}"

@@ -34,7 +34,10 @@ class Command(BaseCommand):
         parser.add_argument("--seed", type=int, default=None, help="seed for repeatable randomness")
         parser.add_argument("--duration", type=float, default=0.0, help="seconds to run; 0 runs until stopped")
         parser.add_argument("--no-restarts", action="store_true", help="do not answer RestartNode commands")
-        parser.add_argument("--no-events", action="store_true", help="no background heartbeats or state changes")
+        parser.add_argument("--no-agent-commands", action="store_true", help="do not answer commands on agent.command")
+        parser.add_argument(
+            "--no-events", action="store_true", help="no background heartbeats, state changes, discoveries, health"
+        )
         parser.add_argument("--consumer-name", default=DEFAULT_CONSUMER, help="durable consumer on system.control")
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -47,6 +50,7 @@ class Command(BaseCommand):
             seed=options["seed"],
             duration=options["duration"],
             restarts=not options["no_restarts"],
+            commands=not options["no_agent_commands"],
             events=not options["no_events"],
             consumer_name=options["consumer_name"],
         )
