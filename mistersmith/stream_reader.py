@@ -16,6 +16,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from mistersmith.models import excerpt
 from mistersmith.nats import NatsUnavailable, connection
 from mistersmith.streams import STREAMS
+from mistersmith.subjects import intersection
 
 MAX_LIMIT = 1000
 KEEP_BYTES = 64 * 1024  # of each payload: a page of 1,000 messages of 1 MiB must not hold 1 GiB
@@ -57,6 +58,19 @@ def stream_names() -> list[str]:
     return list(STREAMS)
 
 
+def subject_filters(stream: str, subject: str | None) -> list[str]:
+    """The consumer filters that read ``subject`` from ``stream``: ``[">"]`` for all of it, one per
+    stream subject it overlaps otherwise (servers before NATS 2.10 refuse a filter that is not inside
+    one stream subject), ``[]`` when it matches nothing there. A bad pattern raises ValueError."""
+    if subject in (None, "", ">"):
+        return [">"]
+    stream_subjects = STREAMS[stream].subjects
+    found = [i for each in stream_subjects if (i := intersection(subject, each)) is not None]
+    if sorted(found) == sorted(stream_subjects):
+        return [">"]
+    return list(dict.fromkeys(found))
+
+
 def read_stream(
     stream: str,
     *,
@@ -86,8 +100,15 @@ def read_stream(
         )
     else:
         config = ConsumerConfig(deliver_policy=DeliverPolicy.ALL)
+    filters = subject_filters(stream, subject)
+    if not filters:
+        return []
     nats = connection()
-    return nats.run(_read(nats.client(), stream, subject, config, limit), timeout)
+    client = nats.client()
+    found: list[StreamMessage] = []
+    for each in filters:  # one ordered read per filter; merged in stream order
+        found.extend(nats.run(_read(client, stream, each, config, limit), timeout))
+    return sorted(found, key=lambda message: message.sequence)[:limit]
 
 
 def read_latest(stream: str, *, subject: str | None = None, count: int = 20) -> list[StreamMessage]:
@@ -102,7 +123,10 @@ def read_latest(stream: str, *, subject: str | None = None, count: int = 20) -> 
     """
     nats = connection()
     js = nats.client().jetstream()  # connected here, outside the loop that runs the search
-    found = nats.run(_newest_start(js, stream, subject or ">", count), timeout=10)
+    filters = subject_filters(stream, subject)
+    if not filters:
+        return []
+    found = nats.run(_newest_start(js, stream, filters, count), timeout=10)
     if found is None:
         return []
     start, pending = found
@@ -111,36 +135,39 @@ def read_latest(stream: str, *, subject: str | None = None, count: int = 20) -> 
     return messages[-count:]
 
 
-async def _pending_from(js: Any, stream: str, subject: str, start: int) -> int:
-    """How many messages on ``subject`` lie at or after stream sequence ``start`` (nothing is delivered)."""
-    config = ConsumerConfig(
-        filter_subject=None if subject == ">" else subject,
-        deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
-        opt_start_seq=start,
-        ack_policy=AckPolicy.NONE,
-        inactive_threshold=10.0,  # removed by the server if the delete below never happens
-        mem_storage=True,
-    )
-    info = await js.add_consumer(stream, config)
-    with contextlib.suppress(NatsError):
-        await js.delete_consumer(stream, info.name)
-    return info.num_pending
+async def _pending_from(js: Any, stream: str, filters: list[str], start: int) -> int:
+    """How many messages under ``filters`` lie at or after stream sequence ``start`` (nothing is delivered)."""
+    pending = 0
+    for each in filters:
+        config = ConsumerConfig(
+            filter_subject=None if each == ">" else each,
+            deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+            opt_start_seq=start,
+            ack_policy=AckPolicy.NONE,
+            inactive_threshold=10.0,  # removed by the server if the delete below never happens
+            mem_storage=True,
+        )
+        info = await js.add_consumer(stream, config)
+        with contextlib.suppress(NatsError):
+            await js.delete_consumer(stream, info.name)
+        pending += info.num_pending
+    return pending
 
 
-async def _newest_start(js: Any, stream: str, subject: str, count: int) -> tuple[int, int] | None:
-    """A stream sequence from which at least ``count`` (or, when fewer exist, all) messages on ``subject``
-    remain, and at most MAX_LIMIT when it can be helped, with that number; None when there are none."""
+async def _newest_start(js: Any, stream: str, filters: list[str], count: int) -> tuple[int, int] | None:
+    """A stream sequence from which at least ``count`` (or, when fewer exist, all) messages under
+    ``filters`` remain, and at most MAX_LIMIT when it can be helped, with that number; None when none."""
     state = (await js.stream_info(stream)).state
     first, last = state.first_seq, state.last_seq
     if not state.messages or last < first:
         return None
-    if subject == ">":  # every message counts: no search needed
+    if filters == [">"]:  # every message counts: no search needed
         start = max(first, last - count + 1)
         return start, last - start + 1
     high, window = last + 1, count
     while True:
         start = max(first, last - window + 1)
-        pending = await _pending_from(js, stream, subject, start)
+        pending = await _pending_from(js, stream, filters, start)
         if pending >= count or start == first:
             break
         high, window = start, window * 4
@@ -149,7 +176,7 @@ async def _newest_start(js: Any, stream: str, subject: str, count: int) -> tuple
     low = start  # too many to read at once (a dense burst): bisect towards the end
     while pending > MAX_LIMIT and high - low > 1:
         middle = (low + high) // 2
-        found = await _pending_from(js, stream, subject, middle)
+        found = await _pending_from(js, stream, filters, middle)
         if found >= count:
             low, pending = middle, found
         else:
@@ -157,7 +184,7 @@ async def _newest_start(js: Any, stream: str, subject: str, count: int) -> tuple
     return low, pending
 
 
-async def _read(client: Any, stream: str, subject: str | None, config: ConsumerConfig, limit: int) -> list:
+async def _read(client: Any, stream: str, subject: str, config: ConsumerConfig, limit: int) -> list:
     js = client.jetstream()
     info = await js.stream_info(stream)
     if info.state.messages == 0:
@@ -183,7 +210,7 @@ async def _read(client: Any, stream: str, subject: str | None, config: ConsumerC
             done.set()
 
     subscription = await js.subscribe(
-        subject or ">", stream=stream, ordered_consumer=True, config=config, cb=on_message, manual_ack=True
+        subject, stream=stream, ordered_consumer=True, config=config, cb=on_message, manual_ack=True
     )
     try:
         while not done.is_set():

@@ -9,9 +9,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from mistersmith.event_log.subjects import BadPattern, overlaps
 from mistersmith.stream_reader import MAX_LIMIT, read_latest, read_stream, stream_names
 from mistersmith.streams import STREAMS
+from mistersmith.subjects import BadPattern, overlaps
 
 SNAPSHOT_SIZE = 50
 DEFAULT_LIMIT = 200

@@ -13,7 +13,7 @@ from django.contrib.auth.models import Permission
 from django.urls import reverse
 
 from mistersmith import nats
-from mistersmith.event_log import subjects
+from mistersmith import subjects
 from mistersmith.stream_reader import stream_names
 
 pytestmark = pytest.mark.django_db

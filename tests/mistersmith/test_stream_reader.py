@@ -50,3 +50,33 @@ def test_reads_from_a_sequence_and_from_a_time_with_big_payloads_cut():
 def test_bad_reads_are_refused_clearly(arguments, message):
     with pytest.raises(ValueError, match=message):
         read_stream(**arguments)
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "both"),
+    [
+        ("agent.X.*", "agent.*.events", "agent.X.events"),
+        ("agent.X.>", "agent.*.status", "agent.X.status"),
+        (">", "agent.*.events", "agent.*.events"),
+        ("agent.*.output", "agent.*.events", None),
+        ("supervision.error.>", "supervision.>", "supervision.error.>"),
+        ("a.>", "a", None),
+        ("a", "a.>", None),
+        ("a.*", "a.b.c", None),
+    ],
+)
+def test_subject_intersections(first, second, both):
+    from mistersmith.subjects import intersection
+
+    assert intersection(first, second) == both
+    assert intersection(second, first) == both
+
+
+def test_a_read_is_split_into_one_filter_per_stream_subject():
+    from mistersmith.stream_reader import subject_filters
+
+    assert subject_filters("AGENT_EVENTS", "agent.X.*") == ["agent.X.events", "agent.X.status", "agent.X.output"]
+    assert subject_filters("AGENT_EVENTS", "agent.>") == [">"]
+    assert subject_filters("AGENT_EVENTS", "discoveries.>") == []
+    with pytest.raises(ValueError, match="wildcard"):
+        subject_filters("AGENT_EVENTS", "agent*")

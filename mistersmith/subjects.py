@@ -1,4 +1,4 @@
-"""NATS subject patterns, as the event log's replay accepts them.
+"""NATS subject patterns, as the event log's replay and the stream reader take them.
 
 A pattern is dot-separated tokens; ``*`` stands for exactly one token and ``>`` (last token
 only) for one or more. A wildcard inside a token (``agent*``) is literal to NATS, which is never
@@ -59,3 +59,30 @@ def overlaps(first: str, second: str) -> bool:
         if x != y and "*" not in (x, y):
             return False
     return len(a) == len(b)
+
+
+def intersection(first: str, second: str) -> str | None:
+    """The pattern of the subjects both patterns match, or None when there are none.
+
+    NATS servers before 2.10 accept a consumer filter only inside one of the stream's subjects
+    (``agent.<id>.*`` is refused on a stream of ``agent.*.events, agent.*.status, ...``): a read is
+    split into one filter per stream subject, each the intersection of the two.
+    """
+    a, b = parse_pattern(first), parse_pattern(second)
+    result = []
+    for index in range(max(len(a), len(b))):
+        x = a[index] if index < len(a) else None
+        y = b[index] if index < len(b) else None
+        if x == ">":  # the rest of the other, which must have at least one more token
+            return ".".join(result + b[index:]) if y is not None else None
+        if y == ">":
+            return ".".join(result + a[index:]) if x is not None else None
+        if x is None or y is None:
+            return None
+        if x == "*":
+            result.append(y)
+        elif y == "*" or x == y:
+            result.append(x)
+        else:
+            return None
+    return ".".join(result)
