@@ -3,29 +3,20 @@ filter, then every new one that matches, pushed through the socket with the same
 
 from __future__ import annotations
 
-from django.contrib import admin
-from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.template.response import TemplateResponse
-from django.views.decorators.http import require_safe
 
 from agents import discoveries
 from agents.models import DiscoveryType
-from mistersmith.live import live_page_context, stream_positions
+from mistersmith.live import admin_page, live_page_context, stream_positions
 
 SNAPSHOT_SIZE = 100
 PERMISSION = "agents.view_discovery"
 
 
-def _allowed(request: HttpRequest) -> None:
-    if not request.user.has_perm(PERMISSION):
-        raise PermissionDenied("You may not see discoveries.")
-
-
-@require_safe
+@admin_page(PERMISSION)
 def discovery_live(request: HttpRequest) -> HttpResponse:
-    _allowed(request)
     context = live_page_context(
         request,
         "Discoveries",
@@ -38,10 +29,9 @@ def discovery_live(request: HttpRequest) -> HttpResponse:
     return TemplateResponse(request, "agents/discovery_live.html", context)
 
 
-@require_safe
+@admin_page(PERMISSION)
 def discovery_snapshot(request: HttpRequest) -> JsonResponse:
     """The newest matching discoveries, the store's stats and the stream position they reflect."""
-    _allowed(request)
     try:
         found = discoveries.DiscoveryFilter.from_query(request.GET)
     except ValueError as error:
@@ -57,7 +47,3 @@ def discovery_snapshot(request: HttpRequest) -> JsonResponse:
                 "positions": stream_positions(),
             }
         )
-
-
-discovery_live_view = admin.site.admin_view(discovery_live)
-discovery_snapshot_view = admin.site.admin_view(discovery_snapshot)

@@ -2,9 +2,9 @@
 
 from django.urls import path
 
-from agents.discovery_page import discovery_live_view, discovery_snapshot_view
+from agents.discovery_page import discovery_live, discovery_snapshot
 
 urlpatterns = [
-    path("", discovery_live_view, name="page"),
-    path("snapshot/", discovery_snapshot_view, name="snapshot"),
+    path("", discovery_live, name="page"),
+    path("snapshot/", discovery_snapshot, name="snapshot"),
 ]

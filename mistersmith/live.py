@@ -4,11 +4,15 @@ snapshot reflects (the page drops frames at or below them; see static/mistersmit
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from functools import wraps
 from typing import Any
 
 from django.contrib import admin
+from django.core.exceptions import PermissionDenied
 from django.db.models import Max
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
+from django.views.decorators.http import require_safe
 
 DEFAULT_CONSUMER_PREFIX = "mistersmith-console"
 
@@ -35,3 +39,19 @@ def stream_positions() -> dict[str, int]:
 def live_page_context(request: HttpRequest, title: str, **extra: Any) -> dict[str, Any]:
     """The admin's context (sidebar, user links, theme) plus a title, for a page on live_base.html."""
     return {**admin.site.each_context(request), "title": title, **extra}
+
+
+def admin_page(permission: str) -> Callable[[Callable[..., HttpResponse]], Callable[..., HttpResponse]]:
+    """A read-only admin page or snapshot: the admin's access rules (anonymous and non-staff go to
+    the login page), then ``permission`` (403 without it); GET and HEAD only, never cached."""
+
+    def decorate(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+        @wraps(view)
+        def checked(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            if not request.user.has_perm(permission):
+                raise PermissionDenied
+            return view(request, *args, **kwargs)
+
+        return admin.site.admin_view(require_safe(checked))
+
+    return decorate

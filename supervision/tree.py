@@ -10,20 +10,17 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from functools import wraps
 from typing import Any
 from urllib.parse import urlencode
 
 from django.contrib import admin
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
 from django.template.response import TemplateResponse
 from django.urls import reverse
-from django.views.decorators.http import require_safe
 
-from mistersmith.live import stream_positions
+from mistersmith.live import admin_page, stream_positions
 from supervision import selectors
 from supervision.models import NodeStatus, NodeType
 
@@ -35,17 +32,7 @@ URL_PLACEHOLDER = uuid.UUID(int=0)
 View = Callable[..., HttpResponse]
 
 
-def tree_view(view: View) -> View:
-    """The admin's access rules (anonymous: to the login page; not staff: likewise) plus the
-    view permission on nodes (403 without it); reads only (GET, HEAD), never cached."""
-
-    @wraps(view)
-    def checked(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        if not request.user.has_perm(VIEW_PERMISSION):
-            raise PermissionDenied
-        return view(request, *args, **kwargs)
-
-    return admin.site.admin_view(require_safe(checked))
+tree_view = admin_page(VIEW_PERMISSION)
 
 
 def _restart_url(node_pk: uuid.UUID | str) -> str:

@@ -14,6 +14,30 @@ def nats_url() -> str:
 
 
 @pytest.fixture
+def stand_in(nats_url):
+    """The runtime stand-in answering agent.command, quiet otherwise (no chatter, failures or
+    restart consumer): what a page's or a service's agent commands talk to."""
+    import uuid
+
+    from mistersmith.simulator import SimulatorOptions, SimulatorThread
+
+    options = SimulatorOptions(
+        nats_url=nats_url,
+        consumer_name=f"test-commands-{uuid.uuid4().hex[:10]}",
+        seed=11,
+        nodes=4,
+        failure_rate=0.0,
+        events=False,
+        restarts=False,
+    )
+    thread = SimulatorThread(options)
+    thread.start()
+    assert thread.ready.wait(30) and thread.error is None, thread.error
+    yield thread
+    thread.stop()
+
+
+@pytest.fixture
 def admin_user(django_user_model):
     return django_user_model.objects.create_superuser("admin", "admin@example.com", "admin-pass-123")
 

@@ -14,7 +14,6 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
-from django.contrib import admin
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
@@ -28,7 +27,7 @@ from agents import commands
 from agents.lifecycle import AgentState
 from agents.models import Agent, AgentCommand
 from agents.pages import history, selectors
-from mistersmith.live import live_page_context, stream_positions
+from mistersmith.live import admin_page, live_page_context, stream_positions
 from mistersmith.nats import NatsUnavailable
 from supervision.tree import node_tree_url
 
@@ -38,16 +37,7 @@ HISTORY_COUNT = 100
 View = Callable[..., HttpResponse]
 
 
-def page_view(view: View) -> View:
-    """An admin page: login and staff (the admin's redirect), the view permission (403), GET only."""
-
-    @wraps(view)
-    def checked(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        if not request.user.has_perm(VIEW_PERMISSION):
-            raise PermissionDenied
-        return view(request, *args, **kwargs)
-
-    return admin.site.admin_view(require_safe(checked))
+page_view = admin_page(VIEW_PERMISSION)
 
 
 def json_view(permission: str = VIEW_PERMISSION) -> Callable[[View], View]:

@@ -28,7 +28,6 @@ from agents.commands import (
 from agents.models import Agent, AgentCommandRecord, AgentInstance
 from mistersmith import nats
 from mistersmith.messages import InvalidMessage
-from mistersmith.simulator import SimulatorOptions, SimulatorThread
 from tests.conftest import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -75,24 +74,6 @@ def subscribe():
     for subscriber in made:
         subscriber.close()
 
-
-@pytest.fixture
-def stand_in(nats_url):
-    """The runtime stand-in answering agent.command (no chatter, failures or restart consumer)."""
-    options = SimulatorOptions(
-        nats_url=nats_url,
-        consumer_name=f"test-commands-{uuid.uuid4().hex[:10]}",
-        seed=11,
-        nodes=4,
-        failure_rate=0.0,
-        events=False,
-        restarts=False,
-    )
-    thread = SimulatorThread(options)
-    thread.start()
-    assert thread.ready.wait(30) and thread.error is None, thread.error
-    yield thread
-    thread.stop()
     connections.close_all()
 
 

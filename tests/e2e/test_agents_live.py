@@ -12,7 +12,6 @@ from playwright.sync_api import expect
 
 from agents.models import Agent, AgentCommandRecord
 from mistersmith.nats import connection
-from mistersmith.simulator import SimulatorOptions, SimulatorThread
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -32,23 +31,6 @@ def script_errors(live_page):
     yield errors
     assert errors == []
 
-
-@pytest.fixture
-def stand_in(nats_url):
-    """The runtime stand-in answering agent.command (quiet otherwise)."""
-    options = SimulatorOptions(
-        nats_url=nats_url,
-        consumer_name=f"test-e2e-commands-{uuid.uuid4().hex[:10]}",
-        nodes=3,
-        failure_rate=0.0,
-        events=False,
-        restarts=False,
-    )
-    thread = SimulatorThread(options)
-    thread.start()
-    assert thread.ready.wait(30) and thread.error is None, thread.error
-    yield thread
-    thread.stop()
     with contextlib.suppress(Exception):
         connections.close_all()
 
