@@ -12,8 +12,7 @@ import pytest
 from django.contrib.auth.models import Permission
 from django.urls import reverse
 
-from mistersmith import nats
-from mistersmith import subjects
+from mistersmith import nats, subjects
 from mistersmith.stream_reader import stream_names
 
 pytestmark = pytest.mark.django_db
