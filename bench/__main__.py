@@ -12,12 +12,14 @@ import json
 import os
 import sys
 
-BENCHMARKS = ["changelist", "seed", "cold_start", "restarts", "tree", "bridge"]
+BENCHMARKS = ["changelist", "seed", "cold_start", "restarts", "tree", "bridge", "live_latency", "bridge_memory"]
+OPTIONS = {"bridge_memory": ["events"]}  # benchmark -> the options below that its run() takes
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="make bench")
     parser.add_argument("names", nargs="*", default=BENCHMARKS, help=f"which benchmarks ({', '.join(BENCHMARKS)})")
+    parser.add_argument("--events", type=int, help="bridge_memory: agent events to publish (default 1,000,000)")
     args = parser.parse_args()
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mistersmith.settings")
     import django
@@ -28,7 +30,8 @@ def main() -> None:
     for name in args.names:
         if name not in BENCHMARKS:
             sys.exit(f"unknown benchmark {name!r}; choose from {', '.join(BENCHMARKS)}")
-        for figure in import_module(f"bench.{name}").run():
+        options = {key: getattr(args, key) for key in OPTIONS.get(name, []) if getattr(args, key) is not None}
+        for figure in import_module(f"bench.{name}").run(**options):
             print(json.dumps({"bench": name, **figure}), flush=True)
 
 

@@ -41,3 +41,71 @@ def measure(action: Callable[[], object], repeat: int = 9, warmup: int = 2) -> d
         "p90_ms": round(times[int(len(times) * 0.9) - 1], 1),
         "queries": query_count,
     }
+
+
+# --- For benchmarks that run the console (or its bridge) in a process of its own ----------------
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on now (for a server started by the benchmark)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def service_env(**extra: str) -> dict[str, str]:
+    """The environment of a child process that must use this process's bench database and NATS:
+    DATABASE_URL names the bench database (inside ``bench_database()``), NATS_URL the server in use
+    (so the child joins, rather than manages, an embedded one). REDIS_URL is passed on as it is."""
+    import os
+
+    from mistersmith.embedded import postgres_url
+    from mistersmith.nats import nats_url
+
+    env = dict(os.environ)
+    env.update(DATABASE_URL=postgres_url(connection.settings_dict), NATS_URL=nats_url(), **extra)
+    return env
+
+
+def wait_for(condition: Callable[[], bool], timeout: float, what: str, interval: float = 0.05) -> None:
+    """Poll ``condition`` until it holds; raise after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what} not met within {timeout:g} s")
+        time.sleep(interval)
+
+
+def bridge_consumers_exist(prefix: str) -> bool:
+    """True once every durable consumer of a bridge started with ``prefix`` exists."""
+    from mistersmith.bridge import FEEDS
+    from mistersmith.nats import connection as nats_connection
+
+    client = nats_connection()
+    js = client.client().jetstream()
+    try:
+        for feed in FEEDS:
+            client.run(js.consumer_info(feed.stream, f"{prefix}-{feed.suffix}"))
+    except Exception:
+        return False
+    return True
+
+
+def percentile(ordered: list[float], fraction: float) -> float:
+    """The nearest-rank percentile of an already sorted list (``fraction`` in 0..1)."""
+    if not ordered:
+        return float("nan")
+    index = min(len(ordered) - 1, max(0, round(fraction * len(ordered)) - 1))
+    return ordered[index]
+
+
+def machine() -> str:
+    """One line about the machine the figures come from (they depend on it)."""
+    import os
+
+    import psutil
+
+    memory_gib = psutil.virtual_memory().total / 2**30
+    return f"{os.cpu_count()} cores, {memory_gib:.0f} GiB"

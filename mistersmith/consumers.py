@@ -19,7 +19,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from agents.discoveries import DiscoveryFilter
-from mistersmith.frames import group_name
+from mistersmith.frames import group_name, socket_text
 
 REFUSED = 4403  # WebSocket close code: authenticated but not allowed (like HTTP 403)
 AGENT_TOPIC = re.compile(r"^agent\.([0-9a-f-]{36})$")
@@ -93,11 +93,21 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         for topic in getattr(self, "topics", ()):
             await self.channel_layer.group_discard(group_name(topic), self.channel_name)
 
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        """Frames use no database: they skip Channels' close_old_connections() before each handler, a
+        hop through its one sync thread per frame per socket (the largest cost at 50 sockets)."""
+        if message.get("type") == "frame":
+            await self.frame(message)
+        else:
+            await super().dispatch(message)
+
     async def frame(self, message: dict[str, Any]) -> None:
-        """A frame from the bridge: passed on as it is (the page escapes every value it shows)."""
-        events = message["events"]
-        if message["topic"] == "discoveries" and self.discovery_filter is not None:
+        """A frame from the bridge, passed on as it is (the page escapes every value it shows): as the
+        text the bridge encoded once for every socket, unless this socket filters it."""
+        topic, events = message["topic"], message["events"]
+        if topic == "discoveries" and self.discovery_filter is not None:
             events = [event for event in events if self.discovery_filter.matches(event)]
-            if not events:
-                return
-        await self.send_json({"topic": message["topic"], "sequence": message.get("sequence"), "events": events})
+            if events:
+                await self.send_json({"topic": topic, "sequence": message.get("sequence"), "events": events})
+            return
+        await self.send(text_data=message.get("text") or socket_text(message))

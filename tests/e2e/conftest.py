@@ -93,7 +93,14 @@ class AsgiServer:
 
         from mistersmith.asgi import application
 
-        config = uvicorn.Config(application, host="127.0.0.1", port=self.port, lifespan="on", log_level="warning")
+        config = uvicorn.Config(
+            application,
+            host="127.0.0.1",
+            port=self.port,
+            lifespan="on",
+            ws_per_message_deflate=False,  # as manage.py run serves it
+            log_level="warning",
+        )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, name="asgi-test-server", daemon=True)
         self.thread.start()

@@ -94,6 +94,9 @@ class Command(BaseCommand):
                 host=options["host"],
                 port=options["port"],
                 lifespan="on",
+                # Compressing every frame for every socket was a quarter of the server's time at
+                # 50 sockets (bench/live_latency.py); frames are small JSON, sent uncompressed.
+                ws_per_message_deflate=False,
                 log_level=os.environ.get("UVICORN_LOG_LEVEL", "warning"),
             )
         finally:
