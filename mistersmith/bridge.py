@@ -261,9 +261,7 @@ async def _subscribe(js: Any, feed: Feed, name: str) -> Any:
         deliver_policy=DeliverPolicy.NEW,
     )
     info = await js.stream_info(feed.stream)
-    position = await sync_to_async(_committed_position, thread_sensitive=False)(
-        name, feed.stream, info.state.last_seq
-    )
+    position = await sync_to_async(_committed_position, thread_sensitive=False)(name, feed.stream, info.state.last_seq)
     if position is not None:
         with contextlib.suppress(nats.js.errors.NotFoundError):
             await js.delete_consumer(feed.stream, name)
