@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from bench.support import bench_database, measure
+from bench.support import admin_client, bench_database, measure
 
 FAILURES = 1_000_000
 TARGET = {"median_ms": 300, "queries": 10}
@@ -28,16 +28,9 @@ def ensure_failures(count: int) -> None:
 
 
 def run() -> Iterator[dict]:
-    from django.contrib.auth import get_user_model
-    from django.test import Client
-
     with bench_database():
         ensure_failures(FAILURES)
-        user, _ = get_user_model().objects.get_or_create(
-            username="bench-admin", defaults={"is_staff": True, "is_superuser": True}
-        )
-        client = Client(HTTP_HOST="localhost")
-        client.force_login(user)
+        client = admin_client()
         for name, params in PAGES.items():
 
             def get(params=params):

@@ -9,23 +9,16 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from bench.changelist import FAILURES, ensure_failures
-from bench.support import bench_database, measure
+from bench.support import admin_client, bench_database, measure
 
 TARGET = {"median_ms": 300}
 SNAPSHOTS = {"rates": {"parts": "rates"}, "database_parts": {"parts": "agents,nodes,rates"}, "everything": {}}
 
 
 def run() -> Iterator[dict]:
-    from django.contrib.auth import get_user_model
-    from django.test import Client
-
     with bench_database():
         ensure_failures(FAILURES)
-        user, _ = get_user_model().objects.get_or_create(
-            username="bench-admin", defaults={"is_staff": True, "is_superuser": True}
-        )
-        client = Client(HTTP_HOST="localhost")
-        client.force_login(user)
+        client = admin_client()
         for name, params in SNAPSHOTS.items():
 
             def get(params=params):

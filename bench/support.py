@@ -43,6 +43,19 @@ def measure(action: Callable[[], object], repeat: int = 9, warmup: int = 2) -> d
     }
 
 
+def admin_client() -> object:
+    """A Django test client logged in as the benchmarks' superuser (created once per bench database)."""
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+
+    user, _ = get_user_model().objects.get_or_create(
+        username="bench-admin", defaults={"is_staff": True, "is_superuser": True}
+    )
+    client = Client(HTTP_HOST="localhost")
+    client.force_login(user)
+    return client
+
+
 # --- For benchmarks that run the console (or its bridge) in a process of its own ----------------
 
 

@@ -16,7 +16,7 @@ import time
 import uuid
 from collections.abc import Iterator
 
-from bench.support import bench_database, measure
+from bench.support import admin_client, bench_database, measure
 
 TREES = {"tree10k": 10_000, "tree100k": 100_000}
 FAILURES_PER_NODE = 10
@@ -156,16 +156,9 @@ def figures_for(client, prefix: str, nodes: int) -> Iterator[dict]:
 
 
 def run() -> Iterator[dict]:
-    from django.contrib.auth import get_user_model
-    from django.test import Client
-
     with bench_database():
         for prefix, nodes in TREES.items():
             ensure_tree(prefix, nodes)
-        user, _ = get_user_model().objects.get_or_create(
-            username="bench-admin", defaults={"is_staff": True, "is_superuser": True}
-        )
-        client = Client(HTTP_HOST="localhost")
-        client.force_login(user)
+        client = admin_client()
         for prefix, nodes in TREES.items():
             yield from figures_for(client, prefix, nodes)

@@ -65,13 +65,18 @@ def page(browser):
     context.close()
 
 
-@pytest.fixture
-def logged_in_page(page, live_server, admin_user):
-    page.goto(f"{live_server.url}/admin/login/")
+def log_in(page, base_url: str) -> None:
+    """Through the admin's login form, as the superuser of the ``admin_user`` fixture."""
+    page.goto(f"{base_url}/admin/login/")
     page.fill("#id_username", "admin")
     page.fill("#id_password", "admin-pass-123")
     page.click("input[type=submit]")
     page.wait_for_selector("#site-name")
+
+
+@pytest.fixture
+def logged_in_page(page, live_server, admin_user):
+    log_in(page, live_server.url)
     return page
 
 
@@ -148,10 +153,6 @@ def asgi_server(transactional_db, monkeypatch):
 @pytest.fixture
 def live_page(page, asgi_server, admin_user):
     """A browser page logged in as a superuser on the ASGI server (so WebSockets work)."""
-    page.goto(f"{asgi_server.url}/admin/login/")
-    page.fill("#id_username", "admin")
-    page.fill("#id_password", "admin-pass-123")
-    page.click("input[type=submit]")
-    page.wait_for_selector("#site-name")
+    log_in(page, asgi_server.url)
     page.server = asgi_server
     return page
