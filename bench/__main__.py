@@ -12,7 +12,17 @@ import json
 import os
 import sys
 
-BENCHMARKS = ["changelist", "seed", "cold_start", "restarts", "tree", "bridge", "live_latency", "bridge_memory"]
+BENCHMARKS = [
+    "changelist",
+    "seed",
+    "cold_start",
+    "restarts",
+    "tree",
+    "dashboard",
+    "bridge",
+    "live_latency",
+    "bridge_memory",
+]
 OPTIONS = {"bridge_memory": ["events"]}  # benchmark -> the options below that its run() takes
 
 
