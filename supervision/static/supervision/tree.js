@@ -689,13 +689,14 @@ function queueRefresh(topic, events) {
 
 async function refreshStale() {
   refreshTimer = null;
-  const nodes = [...staleNodes].filter((id) => elements.has(id)).slice(0, REFRESH_CHUNK);
+  const drawn = [...staleNodes].filter((id) => elements.has(id)); // nodes not on this page need nothing
+  const nodes = drawn.slice(0, REFRESH_CHUNK);
   const agents = [...staleAgents].slice(0, REFRESH_CHUNK);
-  nodes.forEach((id) => staleNodes.delete(id));
+  staleNodes.clear();
+  drawn.slice(REFRESH_CHUNK).forEach((id) => staleNodes.add(id)); // the rest: the next request
   agents.forEach((id) => staleAgents.delete(id));
-  staleNodes.clear(); // nodes not drawn on this page need no refresh
   if (nodes.length || agents.length) await redraw(nodes, agents);
-  if (staleAgents.size) refreshTimer = setTimeout(refreshStale, REFRESH_DELAY_MS);
+  if (staleNodes.size || staleAgents.size) refreshTimer = setTimeout(refreshStale, REFRESH_DELAY_MS);
 }
 
 async function redraw(nodeIds, agentIds = []) {
