@@ -19,7 +19,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from agents.discoveries import DiscoveryFilter
-from mistersmith.frames import group_name, socket_text
+from mistersmith.frames import group_name
 
 REFUSED = 4403  # WebSocket close code: authenticated but not allowed (like HTTP 403)
 AGENT_TOPIC = re.compile(r"^agent\.([0-9a-f-]{36})$")
@@ -104,10 +104,10 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
     async def frame(self, message: dict[str, Any]) -> None:
         """A frame from the bridge, passed on as it is (the page escapes every value it shows): as the
         text the bridge encoded once for every socket, unless this socket filters it."""
-        topic, events = message["topic"], message["events"]
+        topic = message["topic"]
         if topic == "discoveries" and self.discovery_filter is not None:
-            events = [event for event in events if self.discovery_filter.matches(event)]
+            events = [event for event in message["events"] if self.discovery_filter.matches(event)]
             if events:
                 await self.send_json({"topic": topic, "sequence": message.get("sequence"), "events": events})
             return
-        await self.send(text_data=message.get("text") or socket_text(message))
+        await self.send(text_data=message["text"])

@@ -1,10 +1,11 @@
-"""Frames: the events of one short tick, per topic, as one channel-layer group message.
+"""Frames: the events of one bridge batch, per topic, as one channel-layer group message.
 
-The bridge adds an event per applied change; every ``TICK_SECONDS`` each topic with events gets
-one ``frame`` message holding all of them and the highest stream sequence they reflect. Each
-event carries its own ``stream`` and ``sequence`` (a topic may mix streams), so a page drops
-exactly the events its snapshot already reflects (see ``mistersmith/static/mistersmith/live.js``).
-A burst of a thousand events on a topic becomes a few frames, not a thousand messages per browser.
+The bridge adds an event per applied change; after each batch is committed, each topic with
+events gets one ``frame`` message holding all of them and the highest stream sequence they
+reflect. Each event carries its own ``stream`` and ``sequence`` (a topic may mix streams), so a
+page drops exactly the events its snapshot already reflects (see
+``mistersmith/static/mistersmith/live.js``). A burst of a thousand events on a topic becomes a
+few frames, not a thousand messages per browser.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from typing import Any
 
 from channels.layers import get_channel_layer
 
-TICK_SECONDS = 0.05
 TOPIC = re.compile(r"^[a-z][a-z0-9_.-]{0,80}$")
 
 
@@ -77,8 +77,17 @@ def socket_text(frame: dict[str, Any]) -> str:
     return json.dumps(body, default=str)
 
 
+# Topics whose sockets may filter a frame's events: their frames keep the events as well as the text.
+FILTERED_TOPICS = frozenset({"discoveries"})
+
+
 async def send_frames(frames: list[dict[str, Any]]) -> None:
+    """Each frame goes to its topic's group as its socket text only: a frame's events again beside
+    the text would double what the channel layer copies per socket (with Redis: serializes, stores
+    and reads back once per socket). Frames of a filtered topic keep their events too."""
     layer = get_channel_layer()
     for frame in frames:
-        frame["text"] = socket_text(frame)
-        await layer.group_send(group_name(frame["topic"]), frame)
+        message = {"type": "frame", "topic": frame["topic"], "sequence": frame["sequence"], "text": socket_text(frame)}
+        if frame["topic"] in FILTERED_TOPICS:
+            message["events"] = frame["events"]
+        await layer.group_send(group_name(frame["topic"]), message)
