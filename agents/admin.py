@@ -19,6 +19,7 @@ from agents.models import (
     SessionMessage,
 )
 from mistersmith.admin import ReadOnlyAdmin
+from mistersmith.forms import IndexedTextLimitMixin
 
 
 class AgentForm(forms.ModelForm):
@@ -68,8 +69,9 @@ class SessionInline(admin.TabularInline):
 
 
 @admin.register(Agent)
-class AgentAdmin(admin.ModelAdmin):
+class AgentAdmin(IndexedTextLimitMixin, admin.ModelAdmin):
     form = AgentForm
+    indexed_text_fields = ("name",)  # under the list's sort indexes: a huge name would fail them
     list_display = ["name", "agent_type", "status", "model", "supervision_node", "last_heartbeat", "state_changed_at"]
     list_filter = ["status", "agent_type", "model", "enable_mcp"]
     list_select_related = ["supervision_node"]

@@ -154,7 +154,7 @@ def check_stop_timeout(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int | str):
         raise ValueError(f"The stop timeout must be a whole number of seconds from 1 to {MAX_STOP_TIMEOUT_SECONDS}.")
     text = str(value).strip()
-    if not text.isdigit() or not 1 <= int(text) <= MAX_STOP_TIMEOUT_SECONDS:
+    if not text.isascii() or not text.isdigit() or len(text) > 6 or not 1 <= int(text) <= MAX_STOP_TIMEOUT_SECONDS:
         raise ValueError(f"The stop timeout must be a whole number of seconds from 1 to {MAX_STOP_TIMEOUT_SECONDS}.")
     return int(text)
 

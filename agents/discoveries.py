@@ -16,10 +16,13 @@ from django.db import transaction
 from django.db.models import Count, Q, QuerySet
 
 from agents.models import Discovery, DiscoveryType
-from mistersmith.messages import InvalidMessage, open_envelope, parse_timestamp
+from mistersmith.messages import InvalidMessage, clean_text, open_envelope, parse_timestamp
 
 CAPACITY = 1000
 MAX_CONTENT = 10_000
+# A filter's lists: enough for any person, not enough to make one query of thousands of OR terms.
+MAX_FILTER_ITEMS = 50
+MAX_FILTER_TEXT = 200
 TYPE_BY_NAME = {value.lower(): value for value in DiscoveryType.values}
 
 
@@ -34,7 +37,7 @@ def parse_discovery(message: Any, *, sequence: int | None = None) -> Discovery:
         value = body.get(key)
         if not isinstance(value, str) or not value:
             raise InvalidMessage("bad_field", f"{key} is missing or not text")
-        texts[key] = value
+        texts[key] = clean_text(value)
     kind = TYPE_BY_NAME.get(str(body.get("discovery_type", "")).lower())
     if kind is None:
         raise InvalidMessage("bad_field", "discovery_type is not one of " + ", ".join(DiscoveryType.values))
@@ -44,15 +47,16 @@ def parse_discovery(message: Any, *, sequence: int | None = None) -> Discovery:
     related = body.get("related_to")
     if related is not None and not isinstance(related, str):
         raise InvalidMessage("bad_field", "related_to is not text")
+    message_id = wrapped.message_id
     return Discovery(
-        message_id=wrapped.message_id,
+        message_id=clean_text(message_id[:200]) if message_id else None,  # the column's length
         agent_id=texts["agent_id"][:100],
         agent_role=texts["agent_role"][:100],
         discovery_type=kind,
         content=texts["content"][:MAX_CONTENT],
         confidence=float(confidence),
         timestamp=parse_timestamp(body.get("timestamp")),
-        related_to=related[:200] if related else None,
+        related_to=clean_text(related[:200]) if related else None,
         stream_sequence=sequence,
     )
 
@@ -79,10 +83,22 @@ class DiscoveryFilter:
 
     @classmethod
     def from_query(cls, params: Any) -> DiscoveryFilter:
-        """From query parameters (comma-separated lists); bad values raise ValueError with a clear text."""
+        """From query parameters (comma-separated lists); bad values raise ValueError with a clear text.
+
+        A NUL character is refused here (PostgreSQL cannot compare text with one: the query would
+        fail with a server error), and so are lists longer than MAX_FILTER_ITEMS or values longer
+        than MAX_FILTER_TEXT characters."""
+        for name in ("types", "agent_roles", "keywords", "subscriber", "min_confidence"):
+            if "\x00" in (params.get(name) or ""):
+                raise ValueError(f"{name} must not contain NUL characters.")
 
         def listed(name: str) -> list[str]:
-            return [part.strip() for part in params.get(name, "").split(",") if part.strip()]
+            found = [part.strip() for part in params.get(name, "").split(",") if part.strip()]
+            if len(found) > MAX_FILTER_ITEMS:
+                raise ValueError(f"Give at most {MAX_FILTER_ITEMS} {name}.")
+            if any(len(part) > MAX_FILTER_TEXT for part in found):
+                raise ValueError(f"Each of {name} must be at most {MAX_FILTER_TEXT} characters.")
+            return found
 
         types = []
         for name in listed("types"):
@@ -99,7 +115,10 @@ class DiscoveryFilter:
                 raise ValueError("min_confidence must be a number from 0 to 1.")
         else:
             minimum = None
-        return cls(types, listed("agent_roles"), minimum, listed("keywords"), params.get("subscriber") or None)
+        subscriber = params.get("subscriber") or None
+        if subscriber is not None and len(subscriber) > MAX_FILTER_TEXT:
+            raise ValueError(f"subscriber must be at most {MAX_FILTER_TEXT} characters.")
+        return cls(types, listed("agent_roles"), minimum, listed("keywords"), subscriber)
 
     def apply(self, queryset: QuerySet) -> QuerySet:
         if self.types:

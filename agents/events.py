@@ -13,11 +13,20 @@ from datetime import datetime
 from typing import Any
 
 from agents.lifecycle import AgentState
-from mistersmith.messages import InvalidMessage, open_envelope, parse_timestamp, tagged_variant, uuid_field
+from mistersmith.messages import (
+    InvalidMessage,
+    clean_text,
+    open_envelope,
+    parse_timestamp,
+    tagged_variant,
+    uuid_field,
+)
 
 VARIANTS = ("Spawned", "StateChanged", "Terminated", "Error", "Output", "Heartbeat")
 TERMINATION_REASONS = ("graceful_stop", "forced_stop")
 MAX_TEXT = 100_000
+MAX_NAME = 255
+INT_MAX = 2**31 - 1  # the agents table's INTEGER columns
 
 
 @dataclass(frozen=True)
@@ -44,7 +53,34 @@ def _text(body: dict, key: str) -> str:
     value = body.get(key)
     if not isinstance(value, str):
         raise InvalidMessage("bad_field", f"{key} is not a string")
-    return value[:MAX_TEXT]
+    return clean_text(value[:MAX_TEXT])
+
+
+def _config(value: Any) -> dict[str, Any]:
+    """Spawned's AgentConfig (and the console's ``name``), with every known field the projection
+    stores kept only when the agents table can hold it: a whole number from 1 to INT_MAX, a bool,
+    a list of strings, a string without NUL (at most MAX_NAME characters for the name and model).
+    A field that fails is dropped, so the column keeps its default (the runtime's own defaults);
+    an out-of-range number written as it is would fail the bridge's whole batch in PostgreSQL."""
+    if not isinstance(value, dict):
+        raise InvalidMessage("bad_field", "config is not an object")
+    config: dict[str, Any] = {}
+    for key, item in value.items():
+        if key in ("max_turns", "timeout_seconds", "memory_limit_mb"):
+            if isinstance(item, int) and not isinstance(item, bool) and 1 <= item <= INT_MAX:
+                config[key] = item
+        elif key == "enable_mcp":
+            if isinstance(item, bool):
+                config[key] = item
+        elif key == "allowed_tools":
+            if isinstance(item, list) and all(isinstance(tool, str) for tool in item):
+                config[key] = [clean_text(tool[:MAX_NAME]) for tool in item]
+        elif key in ("name", "model"):
+            if isinstance(item, str) and item.strip():
+                config[key] = clean_text(item[:MAX_NAME])
+        else:
+            config[key] = item
+    return config
 
 
 def parse_agent_event(message: Any, *, subject_agent: str | None = None) -> AgentEvent:
@@ -74,10 +110,7 @@ def parse_agent_event(message: Any, *, subject_agent: str | None = None) -> Agen
     elif kind == "Heartbeat":
         event["occurred_at"] = parse_timestamp(body.get("timestamp"))
     elif kind == "Spawned":
-        config = body.get("config", {})
-        if not isinstance(config, dict):
-            raise InvalidMessage("bad_field", "config is not an object")
-        event["config"] = config
+        event["config"] = _config(body.get("config", {}))
     return AgentEvent(**event)
 
 

@@ -147,6 +147,13 @@ class SessionMessage(models.Model):
     role = models.CharField(max_length=16, choices=MessageRole.choices)
     content = models.TextField()
     timestamp = models.DateTimeField()
+    stream_sequence = models.BigIntegerField(
+        null=True,
+        blank=True,
+        unique=True,
+        editable=False,
+        help_text="AGENT_EVENTS sequence of the Output this message projects (empty: written by the console).",
+    )
 
     class Meta:
         ordering = ["session", "position"]

@@ -43,11 +43,14 @@ def discovery_list(request: HttpRequest) -> JsonResponse:
     return JsonResponse([d.as_contract() for d in discoveries.search(found)], safe=False)
 
 
+MAX_PAGE = 1_000_000  # the store holds 1,000: a bound that keeps the OFFSET inside PostgreSQL's bigint
+
+
 def _positive(value: str | None, default: int, name: str) -> int:
     if value in (None, ""):
         return default
-    if not value.isdigit() or int(value) < 1:
-        raise ValueError(f"{name} must be a whole number from 1.")
+    if not value.isascii() or not value.isdigit() or len(value) > 7 or not 1 <= int(value) <= MAX_PAGE:
+        raise ValueError(f"{name} must be a whole number from 1 to {MAX_PAGE}.")
     return int(value)
 
 

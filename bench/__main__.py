@@ -22,14 +22,47 @@ BENCHMARKS = [
     "bridge",
     "live_latency",
     "bridge_memory",
+    "rebuild",
+    "prune",
+    "metrics",
+    "snapshots",
+    "verify_state",
+    "load_sockets",
+    "load_admin",
 ]
+# Load tests: minutes of the whole machine each, load_sockets needs REDIS_URL; run when named.
+ON_REQUEST = {"load_sockets", "load_admin"}
 OPTIONS = {"bridge_memory": ["events"]}  # benchmark -> the options below that its run() takes
+OPTIONS.update(rebuild=["events"], prune=["failures"])
+OPTIONS.update(metrics=["failures"])
+OPTIONS.update(snapshots=["failures"])
+OPTIONS.update(verify_state=["runs"])
+OPTIONS.update(load_sockets=["sockets", "seconds", "rate", "workers"], load_admin=["users", "seconds", "workers"])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="make bench")
-    parser.add_argument("names", nargs="*", default=BENCHMARKS, help=f"which benchmarks ({', '.join(BENCHMARKS)})")
-    parser.add_argument("--events", type=int, help="bridge_memory: agent events to publish (default 1,000,000)")
+    parser.add_argument(
+        "names",
+        nargs="*",
+        default=[name for name in BENCHMARKS if name not in ON_REQUEST],
+        help=f"which benchmarks ({', '.join(BENCHMARKS)}; all but {', '.join(sorted(ON_REQUEST))} when none named)",
+    )
+    parser.add_argument(
+        "--events", type=int, help="bridge_memory, rebuild: agent events to publish (defaults 1,000,000, 100,000)"
+    )
+    parser.add_argument(
+        "--failures",
+        type=int,
+        help="prune: old failures to write and prune; metrics: failures held; "
+        "snapshots: failures exported and imported (default 1,000,000 each)",
+    )
+    parser.add_argument("--runs", type=int, help="verify_state: reports timed (default 9; the command 3 at most)")
+    parser.add_argument("--sockets", type=int, help="load_sockets: WebSockets held (default 500)")
+    parser.add_argument("--seconds", type=int, help="load_sockets: seconds of events; load_admin: of browsing (60)")
+    parser.add_argument("--rate", type=int, help="load_sockets: agent events published per second (default 1,000)")
+    parser.add_argument("--workers", type=int, help="load_sockets, load_admin: console worker processes (default 2)")
+    parser.add_argument("--users", type=int, help="load_admin: concurrent logged-in admin users (default 200)")
     args = parser.parse_args()
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mistersmith.settings")
     import django

@@ -152,11 +152,11 @@ async def measure(ws_url: str, cookie: str, url: str, subjects: list[str], serve
     wanted = set(publisher.published)
     await _wait_received(arrivals, wanted, DRAIN_SECONDS)
     window = time.perf_counter() - started  # publishing and the drain after it
-    server_seconds = _cpu_seconds(server_cpu, server.cpu_times())
+    server_seconds = cpu_seconds(server_cpu, server.cpu_times())
     cpu = {
         "server_cpu_pct": round(100 * server_seconds / window),
-        "client_cpu_pct": round(100 * _cpu_seconds(my_cpu, me.cpu_times()) / window),
-        "machine_cpu_pct": _machine_pct(machine_cpu, psutil.cpu_times()),
+        "client_cpu_pct": round(100 * cpu_seconds(my_cpu, me.cpu_times()) / window),
+        "machine_cpu_pct": machine_pct(machine_cpu, psutil.cpu_times()),
         "load_before": load_before,
     }
 
@@ -192,11 +192,11 @@ async def measure(ws_url: str, cookie: str, url: str, subjects: list[str], serve
     }
 
 
-def _cpu_seconds(before, after) -> float:
+def cpu_seconds(before, after) -> float:
     return (after.user - before.user) + (after.system - before.system)
 
 
-def _machine_pct(before, after) -> int:
+def machine_pct(before, after) -> int:
     """Busy share of all cores over the interval (100 = every core busy)."""
     busy = (sum(after) - after.idle - after.iowait) - (sum(before) - before.idle - before.iowait)
     total = sum(after) - sum(before)
@@ -211,16 +211,21 @@ def _answers(url: str) -> bool:
         return False
 
 
-def start_server(port: int, prefix: str) -> subprocess.Popen:
-    """The console's ASGI app under uvicorn, bridge in process, on the bench database."""
-    env = service_env(MISTERSMITH_BRIDGE_IN_PROCESS="1", MISTERSMITH_BRIDGE_PREFIX=prefix)
+def start_server(port: int, prefix: str | None, *, workers: int = 1, **env: str) -> subprocess.Popen:
+    """The console's ASGI app under uvicorn on the bench database, with the bridge in process when a
+    consumer ``prefix`` is given; ``workers`` > 1: uvicorn's own worker processes; ``env``: added."""
+    if prefix:
+        env.update(MISTERSMITH_BRIDGE_IN_PROCESS="1", MISTERSMITH_BRIDGE_PREFIX=prefix)
     command = [sys.executable, "-m", "uvicorn", "mistersmith.asgi:application", "--host", "127.0.0.1"]
     command += ["--port", str(port), "--lifespan", "on", "--log-level", "warning"]
     command += ["--ws-per-message-deflate", "false"]  # as manage.py run serves it
-    process = subprocess.Popen(command, cwd=ROOT, env=env, stdin=subprocess.DEVNULL)
+    if workers > 1:
+        command += ["--workers", str(workers)]
+    process = subprocess.Popen(command, cwd=ROOT, env=service_env(**env), stdin=subprocess.DEVNULL)
     try:
         wait_for(lambda: process.poll() is None and _answers(f"http://127.0.0.1:{port}/admin/login/"), 60, "server")
-        wait_for(lambda: bridge_consumers_exist(prefix), 30, "the bridge's consumers")
+        if prefix:
+            wait_for(lambda: bridge_consumers_exist(prefix), 30, "the bridge's consumers")
     except BaseException:
         process.kill()
         raise

@@ -7,7 +7,6 @@ run ``manage.py bridge`` on its own instead, with the Redis channel layer.
 """
 
 import asyncio
-import logging
 import os
 
 from django.core.asgi import get_asgi_application
@@ -21,8 +20,6 @@ from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E40
 
 from mistersmith.routing import websocket_urlpatterns  # noqa: E402
 
-logger = logging.getLogger(__name__)
-
 router = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
@@ -32,14 +29,9 @@ router = ProtocolTypeRouter(
 
 
 async def _bridge_until(stop: asyncio.Event) -> None:
-    from mistersmith.bridge import run_bridge
+    from mistersmith.bridge import run_bridge_supervised
 
-    while not stop.is_set():
-        try:
-            await run_bridge(stop)
-        except Exception:
-            logger.exception("bridge stopped by an error; starting again in 1 s")
-            await asyncio.sleep(1)
+    await run_bridge_supervised(stop)
 
 
 async def lifespan(receive, send) -> None:

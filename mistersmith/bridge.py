@@ -34,8 +34,10 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from agents.discoveries import add_discoveries, parse_discovery
 from agents.events import AgentEvent, parse_agent_event, subject_agent_id
-from agents.projections import apply_agent_events
-from mistersmith.frames import FrameBuffer, send_frames
+from agents.models import Discovery
+from agents.projections import apply_agent_events, forget_stream_sequences
+from mistersmith.bridge_leader import Leadership, LeadershipLost
+from mistersmith.frames import FrameBuffer, send_bridge_status, send_frames
 from mistersmith.live import bridge_consumer_prefix
 from mistersmith.messages import InvalidMessage, decode_json, open_envelope
 from mistersmith.models import BridgePosition, DeadLetter
@@ -59,6 +61,10 @@ BATCH = 500
 class BridgeStats:
     processed: Counter = field(default_factory=Counter)
     rejected: Counter = field(default_factory=Counter)
+
+
+# The stats of the bridges running in this process, by consumer prefix (read by /metrics).
+RUNNING: dict[str, BridgeStats] = {}
 
 
 def database_work(function: Callable[..., T]) -> Callable[..., T]:
@@ -129,6 +135,27 @@ def apply_control(batch: Batch, stats: BridgeStats, consumer: str, frames: Frame
             frames.add("supervision", event, sequence, "SYSTEM_EVENTS")
 
 
+def parse_agent_items(
+    items: Batch, stats: BridgeStats, *, dead_letters: bool = True
+) -> tuple[list[tuple[int, AgentEvent]], Counter]:
+    """AGENT_EVENTS messages as (sequence, event) pairs, and the refused ones counted by reason.
+
+    Shared by the bridge and ``rebuild_projections``; a rebuild passes ``dead_letters=False``
+    (the bridge recorded those messages when it first refused them)."""
+    events: list[tuple[int, AgentEvent]] = []
+    rejected: Counter = Counter()
+    for item in items:
+        sequence, subject, data = item
+        try:
+            events.append((sequence, parse_agent_event(decode_json(data), subject_agent=subject_agent_id(subject))))
+        except InvalidMessage as error:
+            if subject.endswith(".events"):
+                rejected[_reject("AGENT_EVENTS", item, error) if dead_letters else error.reason] += 1
+            else:  # agent.*.status and agent.*.output have no schema in the contract: logged, not refused
+                stats.processed[f"unparsed:{subject.rsplit('.', 1)[-1]}"] += 1
+    return events, rejected
+
+
 @database_work
 def apply_agent_batch(batch: Batch, stats: BridgeStats, consumer: str, frames: FrameBuffer | None = None) -> None:
     """agent.*.events: one transaction for the batch, the consumer's position included."""
@@ -145,24 +172,17 @@ def apply_agent_batch(batch: Batch, stats: BridgeStats, consumer: str, frames: F
         frames.add("agents", change, sequence, "AGENT_EVENTS")
         frames.add(f"agent.{event.agent_id}", change, sequence, "AGENT_EVENTS")
 
-    rejected: Counter = Counter()
     with transaction.atomic():
         position, _ = BridgePosition.objects.select_for_update().get_or_create(
             consumer=consumer, defaults={"stream": "AGENT_EVENTS"}
         )
-        events = []
+        fresh = []
         for item in batch:
-            sequence, subject, data = item
-            if sequence <= position.sequence:
+            if item[0] <= position.sequence:
                 stats.processed["replay_skipped"] += 1
-                continue
-            try:
-                events.append((sequence, parse_agent_event(decode_json(data), subject_agent=subject_agent_id(subject))))
-            except InvalidMessage as error:
-                if subject.endswith(".events"):
-                    rejected[_reject("AGENT_EVENTS", item, error)] += 1
-                else:  # agent.*.status and agent.*.output have no schema in the contract: logged, not refused
-                    stats.processed[f"unparsed:{subject.rsplit('.', 1)[-1]}"] += 1
+            else:
+                fresh.append(item)
+        events, rejected = parse_agent_items(fresh, stats)
         outcome = apply_agent_events(events, on_applied=to_frame)
         position.sequence = max([position.sequence, *(item[0] for item in batch)])
         position.save(update_fields=["sequence", "updated_at"])
@@ -170,15 +190,24 @@ def apply_agent_batch(batch: Batch, stats: BridgeStats, consumer: str, frames: F
     stats.rejected.update(rejected)
 
 
-@database_work
-def apply_discovery_batch(batch: Batch, stats: BridgeStats, consumer: str, frames: FrameBuffer) -> None:
-    """discoveries.>: into the store (a stream sequence is stored once), and to the live page."""
-    found = []
-    for item in batch:
+def parse_discovery_items(items: Batch, *, dead_letters: bool = True) -> tuple[list[Discovery], Counter]:
+    """DISCOVERIES messages as unsaved discoveries, and the refused ones counted by reason
+    (shared by the bridge and ``rebuild_projections``, which does not dead-letter them again)."""
+    found: list[Discovery] = []
+    rejected: Counter = Counter()
+    for item in items:
         try:
             found.append(parse_discovery(decode_json(item[2]), sequence=item[0]))
         except InvalidMessage as error:
-            stats.rejected[_reject("DISCOVERIES", item, error)] += 1
+            rejected[_reject("DISCOVERIES", item, error) if dead_letters else error.reason] += 1
+    return found, rejected
+
+
+@database_work
+def apply_discovery_batch(batch: Batch, stats: BridgeStats, consumer: str, frames: FrameBuffer) -> None:
+    """discoveries.>: into the store (a stream sequence is stored once), and to the live page."""
+    found, rejected = parse_discovery_items(batch)
+    stats.rejected.update(rejected)
     stats.processed["discovery"] += add_discoveries(found)
     for discovery in found:
         frames.add("discoveries", discovery.as_contract(), discovery.stream_sequence, "DISCOVERIES")
@@ -239,7 +268,10 @@ def _committed_position(name: str, stream: str, last_sequence: int) -> int | Non
         return None
     if position.sequence > last_sequence:
         logger.warning("%s: %s restarted at #%s below our #%s; starting over", name, stream, last_sequence, position)
-        BridgePosition.objects.filter(pk=position.pk).update(sequence=0)
+        with transaction.atomic():
+            BridgePosition.objects.filter(pk=position.pk).update(sequence=0)
+            if stream == "AGENT_EVENTS":
+                forget_stream_sequences()
         return 0
     return position.sequence
 
@@ -271,6 +303,22 @@ async def _subscribe(js: Any, feed: Feed, name: str) -> Any:
     return await js.pull_subscribe_bind(durable=name, stream=feed.stream)
 
 
+class FeedLost(Exception):
+    """A feed's durable consumer, or its whole stream, was deleted under the bridge."""
+
+
+async def _check_feed(feed: Feed, name: str, subscription: Any) -> None:
+    """Raise FeedLost when the feed's consumer is gone: a pull to a consumer that does not exist has
+    no responder, which looks like a JetStream outage but never ends. Starting the bridge again
+    makes the stream (if it went too) and the consumer anew."""
+    try:
+        await subscription.consumer_info()
+    except nats.js.errors.NotFoundError as error:
+        raise FeedLost(f"{name}: the consumer or its stream {feed.stream} was deleted; making them again") from error
+    except (nats.errors.Error, TimeoutError):  # JetStream itself is away: keep waiting for it
+        pass
+
+
 async def _consume(feed: Feed, name: str, subscription: Any, stats: BridgeStats, stop: asyncio.Event) -> None:
     """One feed: fetch a batch, apply and commit it, hand its frames on, then ack it."""
     apply = sync_to_async(feed.apply, thread_sensitive=False)
@@ -278,6 +326,11 @@ async def _consume(feed: Feed, name: str, subscription: Any, stats: BridgeStats,
         try:
             messages = await subscription.fetch(BATCH, timeout=FETCH_WAIT_SECONDS)
         except (TimeoutError, nats.errors.TimeoutError):
+            continue
+        except nats.js.errors.ServiceUnavailableError:  # JetStream restarting, or our consumer gone
+            await _check_feed(feed, name, subscription)
+            logger.warning("%s: JetStream unavailable; fetching again in %s s", name, FETCH_WAIT_SECONDS)
+            await asyncio.sleep(FETCH_WAIT_SECONDS)
             continue
         frames = FrameBuffer()
         for m in messages:
@@ -299,6 +352,12 @@ async def _sweep_until(stop: asyncio.Event, stats: BridgeStats) -> None:
             await asyncio.wait_for(stop.wait(), SWEEP_INTERVAL_SECONDS)
 
 
+async def _connection_lost(stop: asyncio.Event) -> None:
+    if not stop.is_set():  # a bridge that is stopping says nothing: another may still be running
+        logger.warning("the bridge lost NATS; reconnecting")
+        await send_bridge_status(False)
+
+
 async def run_bridge(
     stop: asyncio.Event,
     *,
@@ -309,13 +368,41 @@ async def run_bridge(
 ) -> BridgeStats:
     """Consume until ``stop`` is set; reconnects by itself while NATS is away.
 
-    Each feed has a durable consumer ``<consumer_prefix>-<feed>``. A batch is acked only after
-    it is applied and committed. ``ready`` is set once the consumers exist, so a caller can
-    publish knowing the bridge will see it.
+    Only one bridge per ``consumer_prefix`` consumes at a time; others wait as standbys until
+    it goes (see mistersmith/bridge_leader.py). Each feed has a durable consumer
+    ``<consumer_prefix>-<feed>``. A batch is acked only after it is applied and committed.
+    ``ready`` is set once the consumers exist, so a caller can publish knowing the bridge will
+    see it.
     """
     stats = stats or BridgeStats()
     consumer_prefix = consumer_prefix or bridge_consumer_prefix()
-    client = await nats.connect(url or nats_url(), name="mistersmith-bridge", max_reconnect_attempts=-1)
+    leadership = Leadership(consumer_prefix)
+    try:
+        if not await leadership.acquire(stop):
+            return stats
+        return await _lead(stop, leadership, url=url, stats=stats, consumer_prefix=consumer_prefix, ready=ready)
+    finally:
+        await sync_to_async(leadership.release, thread_sensitive=False)()
+
+
+async def _lead(
+    stop: asyncio.Event,
+    leadership: Leadership,
+    *,
+    url: str | None,
+    stats: BridgeStats,
+    consumer_prefix: str,
+    ready: asyncio.Event | None,
+) -> BridgeStats:
+    """The leading bridge's work: consumers, feeds and sweeper, until stop or an error."""
+    client = await nats.connect(
+        url or nats_url(),
+        name="mistersmith-bridge",
+        max_reconnect_attempts=-1,
+        disconnected_cb=functools.partial(_connection_lost, stop),
+        reconnected_cb=functools.partial(send_bridge_status, True),
+    )
+    RUNNING[consumer_prefix] = stats
     try:
         js = client.jetstream()
         await ensure_streams(js)
@@ -323,16 +410,47 @@ async def run_bridge(
         subscriptions = [(feed, name, await _subscribe(js, feed, name)) for feed, name in feeds]
         if ready is not None:
             ready.set()
+        await send_bridge_status(True)  # pages that saw the bridge lose NATS catch up now
         tasks = [asyncio.create_task(_consume(feed, name, sub, stats, stop)) for feed, name, sub in subscriptions]
         tasks.append(asyncio.create_task(_sweep_until(stop, stats)))
+        tasks.append(asyncio.create_task(leadership.hold(stop)))
         try:
             await asyncio.gather(*tasks)
         finally:
             for task in tasks:
                 task.cancel()
     finally:
+        if RUNNING.get(consumer_prefix) is stats:
+            del RUNNING[consumer_prefix]
         await client.close()
     return stats
+
+
+RESTART_BACKOFF_SECONDS = (1, 2, 4, 8, 16, 30)
+
+
+async def run_bridge_supervised(stop: asyncio.Event, **options: Any) -> None:
+    """run_bridge until ``stop``, started again after any error (NATS or PostgreSQL away at start, a
+    stream deleted, a bug): 1 s, doubling to 30 s between attempts, back to 1 s after a run that
+    lasted a minute. The one restart policy of the bridge process, the server's in-process bridge
+    and the test thread. What was not acked is delivered again (see _subscribe)."""
+    attempt = 0
+    while not stop.is_set():
+        started = time.monotonic()
+        try:
+            await run_bridge(stop, **options)
+            return
+        except (FeedLost, LeadershipLost) as error:
+            logger.error("%s", error)
+        except Exception:
+            logger.exception("the bridge stopped by an error")
+        if time.monotonic() - started > 60:
+            attempt = 0
+        delay = RESTART_BACKOFF_SECONDS[min(attempt, len(RESTART_BACKOFF_SECONDS) - 1)]
+        attempt += 1
+        logger.warning("the bridge starts again in %s s", delay)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), delay)
 
 
 class BridgeThread(threading.Thread):
@@ -349,23 +467,18 @@ class BridgeThread(threading.Thread):
 
     def run(self) -> None:
         asyncio.set_event_loop(self.loop)
-        while True:
-            try:
-                self.loop.run_until_complete(self._run())
-                return
-            except Exception:
-                if self.stop_event.is_set():
-                    return
-                logger.exception("bridge stopped by an error; starting again in 1 s")
-                time.sleep(1)
+        self.loop.run_until_complete(self._run())
 
     async def _run(self) -> None:
         ready = asyncio.Event()
         ready_waiter = asyncio.ensure_future(ready.wait())
         ready_waiter.add_done_callback(lambda _: self.ready.set())
-        await run_bridge(
-            self.stop_event, url=self.url, stats=self.stats, consumer_prefix=self.consumer_prefix, ready=ready
-        )
+        try:
+            await run_bridge_supervised(
+                self.stop_event, url=self.url, stats=self.stats, consumer_prefix=self.consumer_prefix, ready=ready
+            )
+        finally:
+            ready_waiter.cancel()
 
     def stop(self) -> None:
         self.loop.call_soon_threadsafe(self.stop_event.set)

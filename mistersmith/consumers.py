@@ -19,7 +19,8 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from agents.discoveries import DiscoveryFilter
-from mistersmith.frames import group_name
+from mistersmith.frames import STATUS_GROUP, group_name
+from mistersmith.operations.metrics import LIVE_SOCKETS
 
 REFUSED = 4403  # WebSocket close code: authenticated but not allowed (like HTTP 403)
 AGENT_TOPIC = re.compile(r"^agent\.([0-9a-f-]{36})$")
@@ -54,7 +55,10 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
             return
         self.topics: set[str] = set()
         self.discovery_filter: DiscoveryFilter | None = None
+        await self.channel_layer.group_add(STATUS_GROUP, self.channel_name)
         await self.accept()
+        LIVE_SOCKETS.inc()
+        self.counted = True
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
         wanted = content.get("subscribe") if isinstance(content, dict) else None
@@ -90,6 +94,10 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         return self.scope["user"].has_perm(permission)
 
     async def disconnect(self, code: int) -> None:
+        if getattr(self, "counted", False):
+            LIVE_SOCKETS.dec()
+            self.counted = False
+        await self.channel_layer.group_discard(STATUS_GROUP, self.channel_name)
         for topic in getattr(self, "topics", ()):
             await self.channel_layer.group_discard(group_name(topic), self.channel_name)
 
@@ -100,6 +108,10 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
             await self.frame(message)
         else:
             await super().dispatch(message)
+
+    async def bridge_status(self, message: dict[str, Any]) -> None:
+        """The bridge lost or regained the runtime's streams (see frames.send_bridge_status)."""
+        await self.send_json({"bridge": {"connected": bool(message.get("connected"))}})
 
     async def frame(self, message: dict[str, Any]) -> None:
         """A frame from the bridge, passed on as it is (the page escapes every value it shows): as the

@@ -91,3 +91,13 @@ async def send_frames(frames: list[dict[str, Any]]) -> None:
         if frame["topic"] in FILTERED_TOPICS:
             message["events"] = frame["events"]
         await layer.group_send(group_name(frame["topic"]), message)
+
+
+STATUS_GROUP = "live.status"  # every socket is in it: the bridge's own state, for the pages' badge
+
+
+async def send_bridge_status(connected: bool) -> None:
+    """Tell every page whether the bridge has the runtime's streams: while NATS is away no event can
+    arrive, so a page shows "reconnecting" instead of a "live" that is silently stale; when it is
+    back, pages reload their snapshot and the bridge's durable consumers deliver what was missed."""
+    await get_channel_layer().group_send(STATUS_GROUP, {"type": "bridge.status", "connected": connected})

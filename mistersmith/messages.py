@@ -7,6 +7,8 @@ Every parser in the console builds on these, and none of them lets anything but
 from __future__ import annotations
 
 import json
+import math
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -21,18 +23,32 @@ class InvalidMessage(ValueError):
         self.reason = reason
 
 
-def decode_json(data: bytes) -> Any:
+def decode_json(data: bytes | str) -> Any:
+    """A message's JSON value, or InvalidMessage: the bytes must be UTF-8 (RFC 8259) and the value
+    must be what the runtime's serde_json could have written.
+
+    Refused: invalid UTF-8, bad JSON, nesting deeper than MAX_DEPTH (checked without recursion),
+    integers too long for Python to read (over 4,300 digits: a ValueError, not a JSONDecodeError),
+    and NaN or infinities (``NaN``, ``Infinity``, ``1e999``: serde_json never writes them, and a
+    frame holding one would be JSON no browser can read). Strings come back storable: a NUL or a
+    lone surrogate (both only possible through a ``\\u`` escape) becomes U+FFFD, since PostgreSQL
+    refuses NUL in text and jsonb and a lone surrogate cannot be encoded as UTF-8.
+    """
     try:
-        value = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
+        text = data if isinstance(data, str) else bytes(data).decode("utf-8")
+        value = json.loads(text)
+    except (UnicodeDecodeError, ValueError, RecursionError) as error:  # JSONDecodeError is a ValueError
         raise InvalidMessage("not_json", str(error)[:200]) from error
     if _depth(value) > MAX_DEPTH:
         raise InvalidMessage("too_deep", f"nested deeper than {MAX_DEPTH}")
+    if "\\u" in text:  # NUL and surrogates cannot appear in JSON text but as escapes
+        value = _storable(value)
     return value
 
 
 def _depth(value: Any) -> int:
-    """Nesting depth without recursion (a hostile message may nest thousands of levels)."""
+    """Nesting depth without recursion (a hostile message may nest thousands of levels); a float
+    that is not finite is refused on the way."""
     deepest, stack = 0, [(value, 1)]
     while stack:
         current, depth = stack.pop()
@@ -43,7 +59,28 @@ def _depth(value: Any) -> int:
             stack.extend((child, depth + 1) for child in current.values())
         elif isinstance(current, list):
             stack.extend((child, depth + 1) for child in current)
+        elif isinstance(current, float) and not math.isfinite(current):
+            raise InvalidMessage("not_json", f"{current} is not a JSON number")
     return deepest
+
+
+UNSTORABLE = re.compile(r"[\x00\ud800-\udfff]")
+
+
+def clean_text(value: str) -> str:
+    """``value`` with NUL and lone surrogates replaced by U+FFFD: text PostgreSQL and UTF-8 accept."""
+    return UNSTORABLE.sub("\ufffd", value)
+
+
+def _storable(value: Any) -> Any:
+    """A decoded value with every string (keys too) made storable (depth already bounded)."""
+    if isinstance(value, str):
+        return clean_text(value)
+    if isinstance(value, dict):
+        return {clean_text(key): _storable(child) for key, child in value.items()}
+    if isinstance(value, list):
+        return [_storable(child) for child in value]
+    return value
 
 
 @dataclass(frozen=True)
@@ -57,16 +94,22 @@ class Envelope:
 
 
 def parse_timestamp(value: Any) -> datetime:
-    """An RFC 3339 string or the runtime's ``{secs_since_epoch, nanos_since_epoch}``, as aware UTC."""
+    """An RFC 3339 string or the runtime's ``{secs_since_epoch, nanos_since_epoch}``, as aware UTC.
+
+    A string's offset is converted to UTC here: ``0001-01-01T00:00:00+01:00`` is a valid string
+    whose instant lies before year 1, which Python cannot hold in UTC (it would fail later, when
+    the database layer converts it) and PostgreSQL would store as a BC date no reader can load.
+    """
     if isinstance(value, str):
         try:
             parsed = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
-        except ValueError as error:
+            return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+        except (ValueError, OverflowError) as error:
             raise InvalidMessage("bad_timestamp", value[:64]) from error
-        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
     if isinstance(value, dict):
         seconds, nanos = value.get("secs_since_epoch"), value.get("nanos_since_epoch", 0)
-        if isinstance(seconds, int) and isinstance(nanos, int) and not isinstance(seconds, bool):
+        integers = isinstance(seconds, int) and isinstance(nanos, int)
+        if integers and not isinstance(seconds, bool) and not isinstance(nanos, bool):
             try:
                 return datetime.fromtimestamp(seconds + nanos / 1e9, tz=UTC)
             except (OverflowError, OSError, ValueError) as error:

@@ -9,8 +9,9 @@ EXCERPT_LENGTH = 500
 
 
 def excerpt(data: bytes) -> str:
-    """The start of a payload as text, whatever its bytes (invalid UTF-8 becomes U+FFFD)."""
-    return data[:EXCERPT_LENGTH].decode("utf-8", errors="replace")
+    """The start of a payload as text, whatever its bytes (invalid UTF-8 and NUL become U+FFFD:
+    PostgreSQL refuses NUL in text, and a dead letter holding one could not be recorded)."""
+    return data[:EXCERPT_LENGTH].decode("utf-8", errors="replace").replace("\x00", "\ufffd")
 
 
 class BridgePosition(models.Model):
@@ -55,7 +56,7 @@ class DeadLetter(models.Model):
             subject=subject[:255],
             sequence=sequence,
             reason=reason[:64],
-            error=error[:2000],
+            error=error[:2000].replace("\x00", "\ufffd"),
             payload_excerpt=excerpt(data),
         )
 

@@ -80,7 +80,11 @@ class SyncNats:
             reconnect_time_wait=0.5,
             error_cb=_log_error,
         )
-        await ensure_streams(client.jetstream())
+        try:
+            await ensure_streams(client.jetstream())
+        except BaseException:  # e.g. no room in the store: close it, or every retry leaks a connection
+            await client.close()
+            raise
         return client
 
     def publish(

@@ -2,7 +2,8 @@
 
 Without DATABASE_URL / NATS_URL the console uses embedded services under ``var/``
 (see :mod:`mistersmith.embedded`). ``MISTERSMITH_ENV=production`` makes SECRET_KEY,
-DATABASE_URL and NATS_URL mandatory and turns on the secure cookie settings.
+DATABASE_URL and NATS_URL mandatory and turns on https: redirect, HSTS, secure cookies
+(docs/security.md lists the production variables).
 """
 
 from __future__ import annotations
@@ -61,6 +62,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.contrib.postgres",
     "channels",
+    "csp",
+    "axes",
     "django_prometheus",
     "mistersmith",
     "supervision",
@@ -71,13 +74,17 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
+    "mistersmith.unavailable.DatabaseUnavailableMiddleware",  # a 503 page while PostgreSQL is away
     "servestatic.middleware.ServeStaticMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
+    "mistersmith.input_guard.RefuseNulQueryMiddleware",  # 400 for a NUL in the query, which PostgreSQL refuses
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",  # turns a locked-out login into the lockout answer
     "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
@@ -107,7 +114,8 @@ DATABASE_POOL = {
     "max_size": int(os.environ.get("DB_POOL_MAX", 30)),
     "max_lifetime": 3600,
     "max_idle": 300,
-    "timeout": 10,
+    # How long a request waits for a connection; while PostgreSQL is down it then gets the 503 page.
+    "timeout": float(os.environ.get("DB_POOL_TIMEOUT", 10)),
 }
 
 if database_url := os.environ.get("DATABASE_URL"):
@@ -116,8 +124,14 @@ elif PRODUCTION:
     raise ImproperlyConfigured("DATABASE_URL must be set when MISTERSMITH_ENV=production.")
 else:
     _default_db = embedded.postgres_settings(VAR_DIR)
-_default_db.update(CONN_MAX_AGE=0, CONN_HEALTH_CHECKS=False)
+# CONN_HEALTH_CHECKS makes the pool check a connection before handing it out: after PostgreSQL
+# restarts, the pool drops the dead connections by itself instead of failing a request with each.
+_default_db.update(CONN_MAX_AGE=0, CONN_HEALTH_CHECKS=True)
 _default_db.setdefault("OPTIONS", {})["pool"] = DATABASE_POOL
+# django-prometheus' query counters and timings (django_db_*): its engine only adds a cursor
+# factory, Django's psycopg pool works unchanged under it (docs/metrics.md).
+if env_bool("METRICS_DB_INSTRUMENTATION", True) and _default_db["ENGINE"] == "django.db.backends.postgresql":
+    _default_db["ENGINE"] = "django_prometheus.db.backends.postgresql"
 
 HIVE_DIR = Path(os.environ.get("HIVE_MIND_DIR", VAR_DIR / "hive" / ".hive-mind"))
 HIVE_DB_PATH = Path(os.environ.get("HIVE_DB_PATH", HIVE_DIR / "hive.db"))
@@ -154,7 +168,10 @@ if REDIS_URL:
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             "CONFIG": {
-                "hosts": [REDIS_URL],
+                # redis-py 8 reads with a 5 s socket timeout by default, the length of channels-redis'
+                # blocking pop: an idle socket's receive lost that race and the socket was closed
+                # (1011) every 5 s (django/channels_redis#422). A read may take longer than the pop.
+                "hosts": [{"address": REDIS_URL, "socket_timeout": 15}],
                 "prefix": os.environ.get("CHANNEL_LAYER_PREFIX", "mistersmith"),
             },
         }
@@ -184,10 +201,60 @@ STATICFILES_DIRS = [BASE_DIR / "static"] if (BASE_DIR / "static").exists() else 
 SERVESTATIC_USE_FINDERS = True
 SERVESTATIC_AUTOREFRESH = DEBUG
 
-SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = PRODUCTION
-SESSION_COOKIE_HTTPONLY = True
+# --- Security: headers, cookies, TLS, CSP, login throttling (docs/security.md) ------------------
+# Production sits behind a proxy that terminates TLS: plain http is redirected, cookies are
+# secure-only and HSTS is sent (on https requests only). Development stays on plain http.
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env_bool("SECURE_COOKIES", PRODUCTION)
+SESSION_COOKIE_HTTPONLY = CSRF_COOKIE_HTTPONLY = True  # the pages read the form's token, never the cookie
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", PRODUCTION)
+# Probes and the scraper reach a worker directly over plain http inside the cluster.
+SECURE_REDIRECT_EXEMPT = [r"^(healthz|readyz|metrics)$"]
+SECURE_HSTS_SECONDS = int(os.environ.get("SECURE_HSTS_SECONDS", 31_536_000 if PRODUCTION else 0))
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", PRODUCTION)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD")
+if _proxy_header := os.environ.get("SECURE_PROXY_SSL_HEADER"):  # e.g. HTTP_X_FORWARDED_PROTO=https
+    _name, _, _value = _proxy_header.partition("=")
+    SECURE_PROXY_SSL_HEADER = (_name.strip(), _value.strip() or "https")
+# Preloading puts the whole domain on the browsers' HTTPS-only list for good: the operator's
+# choice (SECURE_HSTS_PRELOAD=1), so its deploy-check reminder is silenced until then.
+SILENCED_SYSTEM_CHECKS = [] if SECURE_HSTS_PRELOAD else ["security.W021"]
+
+# Content-Security-Policy in every mode (django-csp), so the browser tests catch a violation:
+# scripts, styles and images from this origin only, no inline code; connect-src 'self' covers the
+# live pages' fetches and their WebSocket to the same host (ws:/wss:, CSP level 3).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    },
+}
+
+# Login throttling (django-axes): LOGIN_FAILURE_LIMIT failures for one username from one address
+# lock that pair out for LOGIN_COOLOFF_MINUTES (429 page); a successful login resets the count.
+# Per username *and* address, so nobody can lock an operator out from elsewhere. Behind a proxy
+# the address is the client's as uvicorn reports it (FORWARDED_ALLOW_IPS, see docs/security.md).
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",  # first: refuses a locked-out pair before any password check
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_ENABLED = env_bool("LOGIN_THROTTLING", True)
+AXES_FAILURE_LIMIT = int(os.environ.get("LOGIN_FAILURE_LIMIT", 5))
+AXES_COOLOFF_TIME = float(os.environ.get("LOGIN_COOLOFF_MINUTES", 15)) / 60  # hours, as axes counts
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "mistersmith.security.lockout_response"
 
 LOGGING = {
     "version": 1,
@@ -195,9 +262,26 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
-    "loggers": {"pgserver": {"level": "WARNING"}},
+    "loggers": {"pgserver": {"level": "WARNING"}, "axes.apps": {"level": "WARNING"}},
 }
 
 # --- The console's own settings ----------------------------------------------------------------
 # Rows a changelist counts exactly before it shows an estimate ("more than N").
 ADMIN_EXACT_COUNT_LIMIT = int(os.environ.get("ADMIN_EXACT_COUNT_LIMIT", 10_000))
+# /metrics (docs/metrics.md): who may scrape (CIDR list; empty: nobody by address) or a bearer
+# token; the window of the *_recent metrics; the scrape's budget for NATS and for a DB connection.
+METRICS_ALLOWED_NETWORKS = env_list("METRICS_ALLOWED_NETWORKS", "127.0.0.0/8,::1/128")
+METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
+METRICS_WINDOW_SECONDS = int(os.environ.get("METRICS_WINDOW_SECONDS", 300))
+METRICS_NATS_TIMEOUT = float(os.environ.get("METRICS_NATS_TIMEOUT", 1.0))
+METRICS_DATABASE_TIMEOUT = float(os.environ.get("METRICS_DATABASE_TIMEOUT", 2.0))
+# Retention in days per state type, for `manage.py prune` (0 keeps forever); see docs/state.md.
+RETENTION_DAYS = {
+    "failures": int(os.environ.get("MISTERSMITH_RETENTION_FAILURES_DAYS", 90)),
+    "restarts": int(os.environ.get("MISTERSMITH_RETENTION_RESTARTS_DAYS", 90)),
+    "events": int(os.environ.get("MISTERSMITH_RETENTION_EVENTS_DAYS", 30)),
+    "sessions": int(os.environ.get("MISTERSMITH_RETENTION_SESSIONS_DAYS", 30)),
+    "dead_letters": int(os.environ.get("MISTERSMITH_RETENTION_DEAD_LETTERS_DAYS", 30)),
+}
+# Where `manage.py export_state` writes snapshots and the admin's snapshot page lists them.
+SNAPSHOT_DIR = Path(os.environ.get("SNAPSHOT_DIR", VAR_DIR / "snapshots")).resolve()

@@ -4,16 +4,20 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 
 from agents import views as agent_views
+from mistersmith.operations.metrics_view import metrics_view
+from mistersmith.operations.verify_views import readyz
 
 
 def healthz(request: HttpRequest) -> HttpResponse:
-    """Liveness: the process answers. Readiness checks come with the verification matrix."""
+    """Liveness: the process answers. Readiness (database, NATS, channel layer) is /readyz."""
     return HttpResponse("ok", content_type="text/plain")
 
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="admin:index", permanent=False)),
     path("healthz", healthz, name="healthz"),
+    path("readyz", readyz, name="readyz"),  # unauthenticated: component names and ok/failed only
+    path("metrics", metrics_view, name="metrics"),  # network- or token-restricted (docs/metrics.md)
     path("discoveries", agent_views.discovery_list, name="discoveries"),
     path("api/v1/discoveries", agent_views.discovery_page, name="discoveries-api"),
     # Before admin.site.urls: custom admin pages under the app's own prefix, and the live pages.
@@ -22,8 +26,12 @@ urlpatterns = [
     path("admin/events/", include(("mistersmith.event_log_urls", "event_log"))),
     path("admin/agents/live/", include(("agents.page_urls", "agent_pages"))),
     path("admin/discoveries/", include(("agents.discovery_urls", "discovery_pages"))),
+    path("admin/state/", include(("mistersmith.operations.verify_urls", "verify_state"))),
+    path("admin/state/snapshots/", include(("mistersmith.snapshot_urls", "snapshots"))),
     path("admin/", admin.site.urls),
 ]
+
+handler500 = "mistersmith.unavailable.server_error"
 
 admin.site.site_header = "MisterSmith console"
 admin.site.site_title = "MisterSmith"

@@ -15,6 +15,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
 from mistersmith.admin_scale import LargeTableAdmin
+from mistersmith.forms import STORABLE_JSON, IndexedTextLimitMixin
 from supervision import services, views
 from supervision.console_events import publish_policy_saved
 from supervision.models import (
@@ -71,8 +72,10 @@ class PolicyInline(PolicyDelayPreviewMixin, admin.StackedInline):
     readonly_fields = ["restart_delays"]
 
 
-class ChildStateInline(admin.TabularInline):
+class ChildStateInline(IndexedTextLimitMixin, admin.TabularInline):
     model = SupervisionChildState
+    formfield_overrides = STORABLE_JSON
+    indexed_text_fields = ("child_id",)
     fk_name = "node"
     extra = 0
     fields = ["child_id", "child_node", "instance", "state", "last_heartbeat", "error_count", "restart_count"]
@@ -121,7 +124,9 @@ class LatestRestartsInline(LatestForNodeInline):
 
 
 @admin.register(SupervisionNode)
-class SupervisionNodeAdmin(admin.ModelAdmin):
+class SupervisionNodeAdmin(IndexedTextLimitMixin, admin.ModelAdmin):
+    formfield_overrides = STORABLE_JSON  # jsonb refuses \u0000 and NaN: a field error, not a server error
+    indexed_text_fields = ("node_id",)  # unique: a huge name would fail its index
     list_display = ["node_id", "node_type", "node_type_detail", "status", "parent", "agent", "updated_at"]
     list_filter = ["status", "node_type", ("updated_at", admin.DateFieldListFilter)]
     list_select_related = ["parent", "agent"]
@@ -264,6 +269,7 @@ class NodeHistoryMixin:
 
 @admin.register(SupervisionFailure)
 class SupervisionFailureAdmin(RuntimeOwnedMixin, NodeHistoryMixin, LargeTableAdmin):
+    formfield_overrides = STORABLE_JSON
     runtime_owned_fields = (
         "node",
         "failure_reason",
@@ -335,7 +341,9 @@ class SupervisionRestartAdmin(RuntimeOwnedMixin, NodeHistoryMixin, LargeTableAdm
 
 
 @admin.register(SupervisionChildState)
-class SupervisionChildStateAdmin(RuntimeOwnedMixin, NodeHistoryMixin, admin.ModelAdmin):
+class SupervisionChildStateAdmin(RuntimeOwnedMixin, NodeHistoryMixin, IndexedTextLimitMixin, admin.ModelAdmin):
+    formfield_overrides = STORABLE_JSON
+    indexed_text_fields = ("child_id",)
     runtime_owned_fields = ("node", "child_id", "state", "state_data", "last_heartbeat", "error_count", "restart_count")
     list_display = ["child_id", "node_link", "state", "last_heartbeat", "error_count", "restart_count", "updated_at"]
     list_filter = ["state", ("last_heartbeat", admin.DateFieldListFilter)]

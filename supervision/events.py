@@ -10,7 +10,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from mistersmith.messages import InvalidMessage, envelope, open_envelope, tagged_variant, uuid_field
+from mistersmith.messages import InvalidMessage, clean_text, envelope, open_envelope, tagged_variant, uuid_field
 
 CONTROL_SUBJECT = "system.control"
 
@@ -67,6 +67,6 @@ def parse_restart_completed(body: Any) -> RestartCompleted:
         restart_id=uuid_field(body, "restart_id"),
         node_id=uuid_field(body, "node_id", required=False),
         success=success,
-        error_message=error_message[:5000] if error_message else None,
+        error_message=clean_text(error_message[:5000]) if error_message else None,
         new_instance_id=uuid_field(body, "new_instance_id", required=False),
     )

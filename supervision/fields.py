@@ -25,6 +25,15 @@ class PgEnumField(models.CharField):
         kwargs.pop("max_length", None)
         return name, path, args, kwargs
 
+    def get_prep_value(self, value: Any) -> Any:
+        """A label of the enum, or ValueError before any SQL runs: PostgreSQL fails a whole
+        statement on an unknown label, even in a comparison (``?status__exact=foo`` in the admin
+        was a server error; a ValueError is what the admin's filters turn into "bad filter")."""
+        value = super().get_prep_value(value)
+        if isinstance(value, str) and self.choices and value not in {choice for choice, _ in self.flatchoices}:
+            raise ValueError(f"{value[:40]!r} is not a label of the {self.enum_type} type.")
+        return value
+
     def db_type(self, connection: Any) -> str:
         return self.enum_type
 

@@ -31,6 +31,10 @@ class RestartError(Exception):
     """A restart that cannot even be planned (unknown node) or sent (NATS down); nothing changed."""
 
 
+class NodeNotFound(RestartError):
+    """The node is not there (any more: it may have been deleted while the restart was requested)."""
+
+
 @dataclass
 class PlannedRestart:
     node: SupervisionNode
@@ -109,7 +113,7 @@ def plan_restart(node_pk: uuid.UUID | str) -> RestartPlan:
     try:
         node = SupervisionNode.objects.select_related("parent").get(pk=node_pk)
     except (SupervisionNode.DoesNotExist, ValueError) as error:
-        raise RestartError(f"There is no supervision node {node_pk}.") from error
+        raise NodeNotFound(f"There is no supervision node {node_pk} (it may have just been deleted).") from error
     policy = SupervisionPolicy.objects.filter(node=node).first()
     if policy is None:
         return RestartPlan(
@@ -183,7 +187,7 @@ def request_restart(
     Raises :class:`RestartError` when NATS cannot take the command; the transaction is then
     rolled back and no restart row remains.
     """
-    reason = reason.strip()[:1000]
+    reason = reason.replace("\x00", "").strip()[:1000]  # free text; PostgreSQL refuses NUL in it
     with transaction.atomic():
         plan = plan_restart(node_pk)
         _lock(plan.node, [t.node for t in plan.targets])

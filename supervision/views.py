@@ -66,6 +66,9 @@ def restart_node(request: HttpRequest, node_pk: uuid.UUID) -> HttpResponse:
             reason=request.POST.get("reason", ""),
             confirmed_fingerprint=request.POST.get("fingerprint", ""),
         )
+    except services.NodeNotFound as error:  # deleted between the confirmation and the request
+        messages.error(request, str(error))
+        return HttpResponseRedirect(reverse("admin:supervision_supervisionnode_changelist"))
     except services.RestartError as error:
         messages.error(request, str(error))
         return render_confirmation(request, plan, status=503)

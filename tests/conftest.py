@@ -2,9 +2,22 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
+from hypothesis import HealthCheck, settings
 
 from mistersmith.nats import nats_url as console_nats_url
+
+# Property tests (hypothesis): a few hundred examples, no per-example deadline (some examples
+# write to the real database, whose speed varies on a busy machine). In CI (CI=true) the examples
+# are derandomized and nothing is kept between runs: the same run passes or fails the same way.
+# HYPOTHESIS_PROFILE picks another profile ("dev", "ci").
+settings.register_profile(
+    "dev", max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
+)
+settings.register_profile("ci", settings.get_profile("dev"), derandomize=True, database=None, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "dev"))
 
 
 @pytest.fixture(scope="session")

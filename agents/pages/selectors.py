@@ -90,8 +90,10 @@ def encode_cursor(name: str, pk: Any) -> str:
 def decode_cursor(cursor: str) -> tuple[str, str]:
     try:
         name, pk = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        if "\x00" in str(name):  # PostgreSQL cannot compare text holding NUL
+            raise ValueError("NUL in the cursor")
         return str(name), str(uuid.UUID(pk))
-    except (ValueError, TypeError, binascii.Error) as error:
+    except (ValueError, TypeError, RecursionError, binascii.Error) as error:
         raise ValueError("The page cursor is not valid; start again from the first page.") from error
 
 

@@ -122,6 +122,6 @@ def _utc_time(text: str) -> dt.datetime:
     offset it is UTC, whatever the browser's or the server's zone."""
     try:
         when = dt.datetime.fromisoformat(text)
-    except ValueError:
+        return when.replace(tzinfo=dt.UTC) if when.tzinfo is None else when.astimezone(dt.UTC)
+    except (ValueError, OverflowError):  # an offset can move a valid time out of Python's years 1-9999
         raise ValueError(f"The start time {text!r} is not a time like 2025-01-31T13:45 (UTC).") from None
-    return when.replace(tzinfo=dt.UTC) if when.tzinfo is None else when.astimezone(dt.UTC)

@@ -58,7 +58,12 @@ def browser():
 
 @pytest.fixture
 def page(browser):
-    context = browser.new_context()
+    """A fresh browser context that does not apply the console's Content-Security-Policy:
+    Playwright's wait_for_function compiles its predicate inside the page, which script-src
+    'self' (no 'unsafe-eval') forbids; and a test that shows hostile text must prove the page's
+    own escaping, not lean on the CSP as a safety net. tests/e2e/test_csp.py checks the policy
+    itself on every console page, in a context that applies it."""
+    context = browser.new_context(bypass_csp=True)
     page = context.new_page()
     page.set_default_timeout(15_000)
     yield page

@@ -13,7 +13,7 @@ from django.test import Client
 
 from mistersmith.asgi import application
 from mistersmith.consumers import REFUSED
-from mistersmith.frames import FrameBuffer, send_frames
+from mistersmith.frames import FrameBuffer, send_bridge_status, send_frames
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -115,4 +115,15 @@ async def test_a_discovery_filter_on_the_socket_passes_only_matching_discoveries
 
     await communicator.send_json_to({"subscribe": ["discoveries"], "filters": {"discoveries": {"min_confidence": "2"}}})
     assert "min_confidence" in (await communicator.receive_json_from(timeout=5))["error"]
+    await communicator.disconnect()
+
+
+async def test_every_socket_hears_when_the_bridge_loses_and_regains_nats():
+    _, cookie = await make_user(perms=("view_agent",))
+    communicator = socket(cookie)
+    assert (await communicator.connect())[0]
+    await send_bridge_status(False)
+    assert await communicator.receive_json_from(timeout=5) == {"bridge": {"connected": False}}
+    await send_bridge_status(True)
+    assert await communicator.receive_json_from(timeout=5) == {"bridge": {"connected": True}}
     await communicator.disconnect()

@@ -37,6 +37,7 @@ const result = $("agent-command-result");
 
 let agent = null; // the agent's row as the snapshot gave it, kept current by events
 const seen = new Set(); // stream sequences already in the history
+let seenFloor = 0; // events at or below it are older than the whole table (see forgetOldSequences)
 const live = { state: null, uptime: null, heartbeat: null };
 
 function definitions(list, pairs) {
@@ -169,20 +170,36 @@ function historyRow(event) {
 
 function addHistory(event, atTop) {
   if (event.sequence !== undefined && event.sequence !== null) {
-    if (seen.has(event.sequence)) return false;
+    if (seen.has(event.sequence) || event.sequence <= seenFloor) return false;
     seen.add(event.sequence);
   }
   const row = historyRow(event);
   if (atTop) historyBody.prepend(row);
   else historyBody.append(row);
   while (historyBody.rows.length > HISTORY_LIMIT) historyBody.lastElementChild.remove();
+  if (seen.size > HISTORY_LIMIT * 10) forgetOldSequences();
   return true;
 }
 
-function appendOutput(text) {
+/** Keep ``seen`` as small as the table: remember the rows shown, and drop whatever is older than
+ * all of them (an old event redelivered after this point would be below the table anyway). */
+function forgetOldSequences() {
+  const shown = [...historyBody.rows].map((row) => Number(row.dataset.sequence)).filter((n) => n > 0);
+  seen.clear();
+  for (const sequence of shown) seen.add(sequence);
+  seenFloor = Math.max(seenFloor, Math.min(...shown) - 1);
+}
+
+/** Append the Output lines of a batch of events at once: one layout for the whole batch (reading
+ * the scroll position after each line would lay the pane out again per line, which a burst of
+ * thousands of lines turns into seconds of a frozen page). */
+function appendOutput(texts) {
+  if (!texts.length) return;
   const atBottom = output.scrollTop + output.clientHeight >= output.scrollHeight - 4;
-  output.append(document.createTextNode(text.endsWith("\n") ? text : `${text}\n`));
-  while (output.childNodes.length > OUTPUT_LIMIT) output.firstChild.remove();
+  const lines = texts.slice(-OUTPUT_LIMIT).map((text) => document.createTextNode(text.endsWith("\n") ? text : `${text}\n`));
+  output.append(...lines);
+  const extra = output.childNodes.length - OUTPUT_LIMIT;
+  for (let i = 0; i < extra; i += 1) output.firstChild.remove();
   if (atBottom) output.scrollTop = output.scrollHeight;
 }
 
@@ -191,12 +208,15 @@ function render(snapshot) {
   renderFacts();
   renderTables(snapshot);
   seen.clear();
+  seenFloor = 0;
   historyBody.replaceChildren();
   output.replaceChildren();
+  const texts = [];
   for (const event of snapshot.history) {
     addHistory(event, true); // the snapshot comes oldest first; newest ends on top
-    if (event.kind === "Output" && event.text) appendOutput(event.text);
+    if (event.kind === "Output" && event.text) texts.push(event.text);
   }
+  appendOutput(texts);
   historyError.hidden = !snapshot.history_error;
   historyError.textContent = snapshot.history_error || "";
   if (!snapshot.history.length && !snapshot.history_error) {
@@ -206,11 +226,11 @@ function render(snapshot) {
   document.body.dataset.agentReady = "true";
 }
 
-function applyEvent(event) {
+/** One live event; an Output's text is added to ``texts`` for the batch's one appendOutput. */
+function applyEvent(event, texts) {
   if (event.agent_id !== agentId || !agent) return;
-  historyBody.querySelector(".agent-history-empty")?.remove();
   if (!addHistory(event, true)) return;
-  if (event.kind === "Output" && event.text !== undefined) appendOutput(event.text);
+  if (event.kind === "Output" && event.text !== undefined) texts.push(event.text);
   if (event.kind === "Heartbeat" && event.at) {
     agent.last_heartbeat = newer(agent.last_heartbeat, event.at);
     live.heartbeat.textContent = ago(agent.last_heartbeat);
@@ -338,7 +358,10 @@ startLive({
     }
   },
   applyEvents: (topic, events) => {
-    for (const event of events) applyEvent(event);
+    historyBody.querySelector(".agent-history-empty")?.remove();
+    const texts = [];
+    for (const event of events) applyEvent(event, texts);
+    appendOutput(texts);
   },
 });
 setInterval(() => {

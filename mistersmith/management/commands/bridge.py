@@ -8,7 +8,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from mistersmith.bridge import BridgeStats, run_bridge
+from mistersmith.bridge import BridgeStats, run_bridge_supervised
 
 
 class Command(BaseCommand):
@@ -24,4 +24,6 @@ class Command(BaseCommand):
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         self.stdout.write("bridge running; Ctrl-C stops it")
-        return await run_bridge(stop)
+        stats = BridgeStats()
+        await run_bridge_supervised(stop, stats=stats)
+        return stats

@@ -108,6 +108,7 @@ export class LiveConnection {
     this.stopped = false;
     this.timer = null;
     this.snapshots = 0; // how many snapshots were loaded (pages and tests read it)
+    this.bridgeAway = false; // the server said its bridge lost the runtime's streams
     document.addEventListener("visibilitychange", () => this.flushHidden());
     window.addEventListener("offline", () => {
       this.show("offline");
@@ -163,6 +164,7 @@ export class LiveConnection {
     const socket = new WebSocket(`${scheme}//${location.host}${this.path}`);
     this.socket = socket;
     this.buffer = [];
+    this.bridgeAway = false; // a new socket hears the bridge's next change; until then it trusts the server
     if (this.state !== "reconnecting" && this.state !== "offline") this.show("connecting");
     socket.onopen = () => {
       const message = { subscribe: this.topics };
@@ -180,11 +182,26 @@ export class LiveConnection {
   async receive(socket, message) {
     if (message.subscribed) {
       await this.reloadSnapshot(socket);
+    } else if (message.bridge) {
+      this.bridgeStatus(socket, message.bridge.connected);
     } else if (message.error) {
       this.show("offline", message.error);
     } else if (message.topic) {
       if (this.buffer !== null) this.buffer.push(message);
       else this.deliver(message);
+    }
+  }
+
+  /** The server's bridge lost the runtime's streams (no event can come: not "live"), or has them
+   * again: then the snapshot is loaded again, and the events it missed arrive as frames. */
+  bridgeStatus(socket, connected) {
+    if (socket !== this.socket) return;
+    if (!connected) {
+      this.bridgeAway = true;
+      this.show("reconnecting", "The console lost the runtime's event streams; it catches up when they are back.");
+    } else if (this.bridgeAway) {
+      this.bridgeAway = false;
+      this.reloadSnapshot(socket);
     }
   }
 
@@ -207,7 +224,7 @@ export class LiveConnection {
       const events = unseenEvents(frame.events, positions);
       if (events.length) this.deliver({ ...frame, events });
     }
-    if (socket === this.socket) {
+    if (socket === this.socket && !this.bridgeAway) {
       this.attempts = 0;
       this.show("live", `Subscribed to ${this.topics.join(", ")}`);
     }

@@ -1,0 +1,1 @@
+"""State operations: verification, metrics, snapshots, rebuild from events, retention (issue 5)."""

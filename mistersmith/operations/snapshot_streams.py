@@ -1,0 +1,244 @@
+"""The JetStream side of a snapshot: the streams' identity, their retained messages out, and
+those messages published again on a restore.
+
+A stream member is a sequence of msgpack records ``[sequence, subject, headers, data,
+time_us]`` in stream order: everything needed to publish the message again, plus where and when
+it was first stored. Reading uses an ephemeral pull consumer, a batch at a time, so memory stays
+flat whatever the stream's size.
+
+Republishing gives the messages new sequences (JetStream numbers them itself). The publisher
+keeps the old and new sequence of each message so the restored projections (bridge positions,
+the discovery store's stream sequences) can be translated to the new numbering. A message whose
+``Nats-Msg-Id`` the server may still remember (stored less than the stream's duplicate window
+ago) is published with that header renamed ``Mistersmith-Restored-Msg-Id``, since the server
+would otherwise drop it as a duplicate of the very message the restore purged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from array import array
+from bisect import bisect_right
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from typing import IO, Any, TypeVar
+
+import msgpack
+import nats
+from nats.errors import Error as NatsError
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+from mistersmith.nats import nats_url
+from mistersmith.operations.snapshot_format import SnapshotError
+from mistersmith.streams import STREAMS, ensure_streams
+
+T = TypeVar("T")
+BATCH = 500
+PUBLISH_WINDOW = 2000
+FETCH_TIMEOUT = 2.0
+RESTORED_ID_HEADER = "Mistersmith-Restored-Msg-Id"
+# Headers that would make the server refuse or act on a republished message.
+DROPPED_HEADERS = ("Nats-Expected-", "Nats-Rollup")
+
+
+class StreamsUnavailable(SnapshotError):
+    """NATS could not be reached."""
+
+
+def with_jetstream(work: Callable[[Any], Awaitable[T]], timeout: float | None = None) -> T:
+    """Run ``work(js)`` on a connection of its own (commands and views are synchronous)."""
+
+    async def quiet(error: Exception) -> None:
+        """The failure is raised as StreamsUnavailable; nats-py's default would log each attempt."""
+
+    async def main() -> T:
+        try:
+            client = await nats.connect(nats_url(), connect_timeout=2, max_reconnect_attempts=1, error_cb=quiet)
+        except (OSError, NatsError, TimeoutError) as error:
+            raise StreamsUnavailable(f"NATS at {nats_url()} is unavailable: {error}") from error
+        try:
+            return await asyncio.wait_for(work(client.jetstream()), timeout)
+        finally:
+            await client.close()
+
+    try:
+        return asyncio.run(main())
+    except (NatsError, TimeoutError) as error:
+        raise StreamsUnavailable(f"NATS at {nats_url()} failed: {error!r}") from error
+
+
+async def identities(js: Any, names: list[str] | None = None) -> dict[str, dict[str, Any] | None]:
+    """Per stream (the contract's by default): when it was created and which sequences it holds
+    (None: no such stream). The creation time tells one stream from another of the same name."""
+    found: dict[str, dict[str, Any] | None] = {}
+    for name in names or list(STREAMS):
+        try:
+            info = await js.stream_info(name)
+        except nats.js.errors.NotFoundError:
+            found[name] = None
+            continue
+        state = info.state
+        found[name] = {
+            "created": info.created.isoformat() if info.created else None,
+            "first_seq": state.first_seq,
+            "last_seq": state.last_seq,
+            "messages": state.messages,
+            "bytes": state.bytes,
+        }
+    return found
+
+
+def stream_identities(names: list[str] | None = None) -> dict[str, dict[str, Any] | None] | None:
+    """The identities, or None when NATS cannot be reached."""
+    try:
+        return with_jetstream(lambda js: identities(js, names), timeout=10)
+    except StreamsUnavailable:
+        return None
+
+
+async def export_stream(
+    js: Any, name: str, target: IO[bytes], max_bytes: int | None, on_message: Callable[[int], object]
+) -> dict[str, Any]:
+    """Write ``name``'s retained messages to ``target``; returns the member's description.
+
+    With ``max_bytes``, about the newest messages that fit are kept: the start is estimated from
+    the stream's average message size, and the write stops at the cap whatever the estimate.
+    """
+    info = await js.stream_info(name)
+    state = info.state
+    meta: dict[str, Any] = {"messages": 0, "bytes": 0, "first_seq": None, "last_seq": None, "truncated": False}
+    if not state.messages:
+        return meta
+    start = state.first_seq
+    if max_bytes and state.bytes > max_bytes:
+        average = state.bytes / state.messages
+        start = max(state.first_seq, state.last_seq - int(max_bytes / average) + 1)
+        meta["truncated"] = True
+    last = state.last_seq
+    config = ConsumerConfig(
+        deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+        opt_start_seq=start,
+        ack_policy=AckPolicy.ALL,
+        max_ack_pending=BATCH * 4,
+        inactive_threshold=60.0,
+        mem_storage=True,
+    )
+    consumer = await js.add_consumer(name, config)
+    subscription = await js.pull_subscribe_bind(consumer=consumer.name, stream=name)
+    packer = msgpack.Packer(use_bin_type=True)
+    try:
+        done = False
+        while not done:
+            try:
+                messages = await subscription.fetch(BATCH, timeout=FETCH_TIMEOUT)
+            except (TimeoutError, nats.errors.TimeoutError):
+                break  # nothing more came: what remains was removed since we looked
+            for message in messages:
+                sequence = message.metadata.sequence.stream
+                size = len(message.data) + len(message.subject)
+                if max_bytes and meta["bytes"] + size > max_bytes:
+                    meta["truncated"] = done = True
+                    break
+                stamp = message.metadata.timestamp
+                record = [
+                    sequence,
+                    message.subject,
+                    dict(message.headers) if message.headers else None,
+                    message.data,
+                    int(stamp.timestamp() * 1_000_000) if stamp else None,
+                ]
+                target.write(packer.pack(record))
+                meta["messages"] += 1
+                meta["bytes"] += size
+                meta["first_seq"] = meta["first_seq"] or sequence
+                meta["last_seq"] = sequence
+                on_message(1)
+                if sequence >= last:
+                    done = True
+                    break
+            if messages:
+                await messages[-1].ack()
+    finally:
+        await subscription.unsubscribe()
+        with contextlib.suppress(NatsError):
+            await js.delete_consumer(name, consumer.name)
+    return meta
+
+
+def records(source: IO[bytes]) -> Iterator[list[Any]]:
+    """The records of a stream member, one at a time."""
+    unpacker = msgpack.Unpacker(source, raw=False, max_buffer_size=64 * 1024 * 1024)
+    yield from unpacker
+
+
+@dataclass
+class Renumbering:
+    """Old (snapshot) to new (restored) sequences of one stream, both ascending."""
+
+    old: array = field(default_factory=lambda: array("q"))
+    new: array = field(default_factory=lambda: array("q"))
+    before_first: int = 0  # the stream's last sequence before the republish
+    duplicates: int = 0
+
+    def position(self, old_position: int) -> int:
+        """The new position that covers exactly the messages at or below ``old_position``."""
+        index = bisect_right(self.old, old_position) - 1
+        return self.new[index] if index >= 0 else self.before_first
+
+    def exact(self, old_sequence: int) -> int | None:
+        index = bisect_right(self.old, old_sequence) - 1
+        return self.new[index] if index >= 0 and self.old[index] == old_sequence else None
+
+
+def republish_headers(headers: dict[str, str] | None, stored_us: int | None, window_s: float) -> dict | None:
+    if not headers:
+        return None
+    kept = {key: value for key, value in headers.items() if not key.startswith(DROPPED_HEADERS)}
+    recent = stored_us is None or stored_us / 1_000_000 > time.time() - window_s - 1
+    if recent and "Nats-Msg-Id" in kept:
+        kept[RESTORED_ID_HEADER] = kept.pop("Nats-Msg-Id")
+    return kept or None
+
+
+async def stream_is_empty(js: Any, name: str) -> bool:
+    try:
+        return (await js.stream_info(name)).state.messages == 0
+    except nats.js.errors.NotFoundError:
+        return True
+
+
+async def republish(
+    js: Any, name: str, source: IO[bytes], *, purge: bool, on_message: Callable[[int], object]
+) -> Renumbering:
+    """Publish a stream member's messages again, in order, at most PUBLISH_WINDOW unacknowledged."""
+    await ensure_streams(js)
+    if purge:
+        await js.purge_stream(name)
+    info = await js.stream_info(name)
+    window_s = float(info.config.duplicate_window or 0)
+    renumbering = Renumbering(before_first=info.state.last_seq)
+    pending: deque[tuple[int, asyncio.Future]] = deque()
+
+    async def settle() -> None:
+        old_sequence, future = pending.popleft()
+        ack = await future
+        if ack.duplicate:
+            renumbering.duplicates += 1
+            return
+        if ack.stream != name:
+            raise SnapshotError(f"A message of {name} landed in stream {ack.stream}; the stream subjects changed.")
+        renumbering.old.append(old_sequence)
+        renumbering.new.append(ack.seq)
+        on_message(1)
+
+    for sequence, subject, headers, data, stored_us in records(source):
+        future = await js.publish_async(subject, data, headers=republish_headers(headers, stored_us, window_s))
+        pending.append((sequence, future))
+        if len(pending) >= PUBLISH_WINDOW:
+            await settle()
+    while pending:
+        await settle()
+    return renumbering
