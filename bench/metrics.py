@@ -11,7 +11,7 @@ so a small trial run never leaves a small data set where the 1M benchmarks expec
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 
 from django.db import connection, transaction
 
@@ -34,19 +34,9 @@ SELECT gen_random_uuid(), node_id, id, 1, 100, now() - random() * interval '4 mi
 """
 
 
-@contextmanager
-def scaled_database(failures: int) -> Iterator[str]:
-    if failures == FAILURES:
-        with bench_database() as name:
-            yield name
-        return
-    settings_dict = connection.settings_dict
-    settings_dict.setdefault("TEST", {})["NAME"] = f"{settings_dict['NAME']}_bench_metrics_{failures}"
-    name = connection.creation.create_test_db(verbosity=0, autoclobber=True, keepdb=True)
-    try:
-        yield name
-    finally:
-        connection.close()
+def scaled_database(failures: int) -> AbstractContextManager[str]:
+    """The bench database at the default scale, else one of its own per scale."""
+    return bench_database() if failures == FAILURES else bench_database(f"bench_metrics_{failures}")
 
 
 def run(failures: int = FAILURES) -> Iterator[dict]:

@@ -16,27 +16,21 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 from django.db import connection
 
-from bench.support import machine, service_env
+from bench.support import bench_database, machine, service_env
 
 ROOT = Path(__file__).resolve().parent.parent
 FAILURES = 1_000_000
 TARGET = {"wall_s": 60, "peak_rss_mb": 300}
 
 
-@contextmanager
-def snapshot_database(failures: int) -> Iterator[str]:
-    settings_dict = connection.settings_dict
-    settings_dict.setdefault("TEST", {})["NAME"] = f"{settings_dict['NAME']}_bench_snapshots_{failures}"
-    name = connection.creation.create_test_db(verbosity=0, autoclobber=True, keepdb=True)
-    try:
-        yield name
-    finally:
-        connection.close()
+def snapshot_database(failures: int) -> AbstractContextManager[str]:
+    """A database of its own per scale (the export and import replace its content)."""
+    return bench_database(f"bench_snapshots_{failures}")
 
 
 def ensure_data(failures: int) -> None:

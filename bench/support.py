@@ -12,11 +12,13 @@ from django.test.utils import CaptureQueriesContext
 
 
 @contextmanager
-def bench_database() -> Iterator[str]:
-    """Point the default connection at ``<name>_bench`` (created and migrated when missing)."""
+def bench_database(suffix: str = "bench") -> Iterator[str]:
+    """Point the default connection at ``<name>_<suffix>`` (created and migrated when missing)."""
     settings_dict = connection.settings_dict
-    settings_dict.setdefault("TEST", {})["NAME"] = f"{settings_dict['NAME']}_bench"
-    name = connection.creation.create_test_db(verbosity=0, autoclobber=True, keepdb=True)
+    settings_dict.setdefault("TEST", {})["NAME"] = f"{settings_dict['NAME']}_{suffix}"
+    # serialize=False: a test database serializes its whole content for TransactionTestCase rollbacks,
+    # minutes for the million-row data set, on every benchmark start; benchmarks never roll back to it.
+    name = connection.creation.create_test_db(verbosity=0, autoclobber=True, serialize=False, keepdb=True)
     try:
         yield name
     finally:
@@ -93,17 +95,9 @@ def wait_for(condition: Callable[[], bool], timeout: float, what: str, interval:
 
 def bridge_consumers_exist(prefix: str) -> bool:
     """True once every durable consumer of a bridge started with ``prefix`` exists."""
-    from mistersmith.bridge import FEEDS
-    from mistersmith.nats import connection as nats_connection
+    from mistersmith.bridge import consumers_exist
 
-    client = nats_connection()
-    js = client.client().jetstream()
-    try:
-        for feed in FEEDS:
-            client.run(js.consumer_info(feed.stream, f"{prefix}-{feed.suffix}"))
-    except Exception:
-        return False
-    return True
+    return consumers_exist(prefix)
 
 
 def percentile(ordered: list[float], fraction: float) -> float:

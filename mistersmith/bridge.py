@@ -485,6 +485,21 @@ class BridgeThread(threading.Thread):
         self.join(10)
 
 
+def consumers_exist(prefix: str, client: Any = None) -> bool:
+    """True once every durable consumer of a bridge that uses ``prefix`` exists (tests, benchmarks);
+    ``client`` is a SyncNats for another server than the process's own."""
+    from mistersmith.nats import connection
+
+    client = client or connection()
+    js = client.client().jetstream()
+    try:
+        for feed in FEEDS:
+            client.run(js.consumer_info(feed.stream, f"{prefix}-{feed.suffix}"))
+    except Exception:
+        return False
+    return True
+
+
 def delete_consumers(prefix: str) -> None:
     """Remove the durable consumers of a bridge that used ``prefix`` (tests, benchmarks)."""
     from mistersmith.nats import connection

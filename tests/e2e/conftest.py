@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from mistersmith.bridge import consumers_exist as bridge_consumers_exist
 from tests.conftest import delete_bridge_consumers, wait_until
 
 CHROMIUM_ARGS = [
@@ -122,19 +123,6 @@ class AsgiServer:
             self.thread.join(20)
             assert not self.thread.is_alive(), "the ASGI server did not stop"
             self.server = None
-
-
-def bridge_consumers_exist(prefix: str) -> bool:
-    from mistersmith.bridge import FEEDS
-    from mistersmith.nats import connection
-
-    js = connection().client().jetstream()
-    try:
-        for feed in FEEDS:
-            connection().run(js.consumer_info(feed.stream, f"{prefix}-{feed.suffix}"))
-    except Exception:
-        return False
-    return True
 
 
 @pytest.fixture

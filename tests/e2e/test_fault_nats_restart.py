@@ -18,7 +18,7 @@ import uuid
 import pytest
 
 from agents.models import Agent, InteractiveSession, SessionMessage
-from mistersmith.bridge import FEEDS
+from mistersmith.bridge import consumers_exist
 from mistersmith.nats import NatsUnavailable, SyncNats
 from tests.conftest import wait_until
 from tests.e2e.conftest import log_in
@@ -61,16 +61,6 @@ class Publisher(threading.Thread):
             client.close()
 
 
-def consumers_exist(client: SyncNats, prefix: str) -> bool:
-    js = client.client().jetstream()
-    try:
-        for feed in FEEDS:
-            client.run(js.consumer_info(feed.stream, f"{prefix}-{feed.suffix}"))
-    except Exception:
-        return False
-    return True
-
-
 def test_nats_restart_loses_and_repeats_nothing_and_the_page_catches_up(page, admin_user, tmp_path):
     nats = PrivateNats(tmp_path).start()
     agent = Agent.objects.create(name="talker", status="Running")
@@ -81,7 +71,7 @@ def test_nats_restart_loses_and_repeats_nothing_and_the_page_catches_up(page, ad
     publisher = Publisher(nats.url, str(agent.pk))
     try:
         console.start()
-        wait_until(lambda: consumers_exist(watcher, prefix), timeout=30, what="the bridge's consumers")
+        wait_until(lambda: consumers_exist(prefix, watcher), timeout=30, what="the bridge's consumers")
         watcher.close()
         log_in(page, console.url)
         page.goto(f"{console.url}/admin/agents/live/{agent.pk}/")
