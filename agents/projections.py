@@ -38,24 +38,12 @@ def _target_state(event: AgentEvent) -> str | None:
 
 
 def _spawn(event: AgentEvent) -> Agent:
+    # parse_agent_event kept only config values the agents table can hold (agents/events.py _config)
     config = {key: value for key, value in event.config.items() if key in CONFIG_FIELDS}
     config.setdefault("model", DEFAULT_MODEL)
     name = event.config.get("name") if isinstance(event.config.get("name"), str) else f"agent-{str(event.agent_id)[:8]}"
-    agent, _ = Agent.objects.get_or_create(pk=event.agent_id, defaults={"name": name, **_valid_config(config)})
+    agent, _ = Agent.objects.get_or_create(pk=event.agent_id, defaults={"name": name, **config})
     return agent
-
-
-def _valid_config(config: dict) -> dict:
-    """Config values of the right type only: a wrong one keeps the column's default."""
-    checks = {
-        "model": str,
-        "max_turns": int,
-        "allowed_tools": list,
-        "enable_mcp": bool,
-        "timeout_seconds": int,
-        "memory_limit_mb": int,
-    }
-    return {key: value for key, value in config.items() if isinstance(value, checks[key])}
 
 
 def apply_agent_events(

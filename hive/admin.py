@@ -30,6 +30,7 @@ from hive.models import (
     Swarm,
     Task,
 )
+from mistersmith.forms import STORABLE_JSON
 
 
 def _field_name(option: Any) -> str | None:
@@ -64,7 +65,9 @@ class HiveAdminMixin:
 class HiveModelAdmin(HiveAdminMixin, admin.ModelAdmin):
     """Base admin of the hive tables: JSON columns as text areas, absent columns hidden."""
 
-    formfield_overrides = {models.JSONField: {"widget": forms.Textarea(attrs={"rows": 3, "cols": 60})}}
+    formfield_overrides = {
+        models.JSONField: {**STORABLE_JSON[models.JSONField], "widget": forms.Textarea(attrs={"rows": 3, "cols": 60})}
+    }
     list_per_page = 50
 
     def get_list_display(self, request: HttpRequest) -> list[Any]:
@@ -106,7 +109,9 @@ class AgentInline(HiveAdminMixin, admin.TabularInline):
     model = HiveAgent
     fields = ("name", "type", "status", "capabilities", "created_at")
     readonly_fields = ("created_at",)
-    formfield_overrides = {models.JSONField: {"widget": forms.TextInput(attrs={"size": 40})}}
+    formfield_overrides = {
+        models.JSONField: {**STORABLE_JSON[models.JSONField], "widget": forms.TextInput(attrs={"size": 40})}
+    }
     extra = 0
     show_change_link = True
 

@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 
 import nats
 from asgiref.sync import sync_to_async
-from django.db import close_old_connections, connections, transaction
+from django.db import DataError, IntegrityError, close_old_connections, connections, transaction
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from agents.discoveries import add_discoveries, parse_discovery
@@ -51,6 +51,8 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 SWEEP_INTERVAL_SECONDS = 1.0
+# The runtime's system messages on system.control (CONTRACTS.md §5): counted by name when ignored.
+CONTROL_VARIANTS = frozenset({"Startup", "Shutdown", "PoolStatus", "SystemHealth"})
 # Each feed runs on its own task: a busy feed answers a fetch at once, an idle one is waited on
 # this long (then the stop flag is checked). The events of one batch become one frame per topic.
 FETCH_WAIT_SECONDS = 0.5
@@ -117,7 +119,8 @@ def apply_control(batch: Batch, stats: BridgeStats, consumer: str, frames: Frame
                 stats.processed["restart_requested"] += 1
                 continue
             if name != "RestartCompleted":
-                stats.processed[f"ignored:{name}"] += 1
+                # the variant's name comes off the wire: only the contract's own become counter keys
+                stats.processed[f"ignored:{name}" if name in CONTROL_VARIANTS else "ignored:other"] += 1
                 continue
             answer = parse_restart_completed(body)
             outcome = services.complete_restart(answer)
@@ -332,14 +335,55 @@ async def _consume(feed: Feed, name: str, subscription: Any, stats: BridgeStats,
             logger.warning("%s: JetStream unavailable; fetching again in %s s", name, FETCH_WAIT_SECONDS)
             await asyncio.sleep(FETCH_WAIT_SECONDS)
             continue
-        frames = FrameBuffer()
-        for m in messages:
-            sequence = m.metadata.sequence.stream
-            frames.add("events", log_event(feed.stream, sequence, m.subject, m.metadata.timestamp, m.data))
-        await apply([(m.metadata.sequence.stream, m.subject, m.data) for m in messages], stats, name, frames)
-        await send_frames(frames.take())
+        try:
+            await send_frames(await _apply_messages(feed, apply, messages, stats, name))
+        except (DataError, IntegrityError) as error:
+            # A message the database refuses (a check, a race on a unique key) must not block the
+            # feed forever: every restart would fetch the same batch again from its position.
+            logger.error("%s: a batch failed (%s); applying it one message at a time", name, error)
+            for message in messages:
+                try:
+                    frames = await _apply_messages(feed, apply, [message], stats, name)
+                except (DataError, IntegrityError) as refused:
+                    await _dead_letter_refused(feed, name, message, refused, stats)
+                    frames = _log_frames(feed, [message]).take()
+                await send_frames(frames)
         for message in messages:
             await message.ack()
+
+
+def _log_frames(feed: Feed, messages: list[Any]) -> FrameBuffer:
+    """The event log's frame of every message fetched, applied or not."""
+    frames = FrameBuffer()
+    for m in messages:
+        sequence = m.metadata.sequence.stream
+        frames.add("events", log_event(feed.stream, sequence, m.subject, m.metadata.timestamp, m.data))
+    return frames
+
+
+async def _apply_messages(feed: Feed, apply: Callable, messages: list[Any], stats: BridgeStats, name: str) -> list:
+    frames = _log_frames(feed, messages)
+    await apply([(m.metadata.sequence.stream, m.subject, m.data) for m in messages], stats, name, frames)
+    return frames.take()
+
+
+@sync_to_async(thread_sensitive=False)
+@database_work
+def _dead_letter_refused(feed: Feed, name: str, message: Any, error: Exception, stats: BridgeStats) -> None:
+    """Keep a message the database refused in the dead-letter list, and move a feed position past it."""
+    sequence = message.metadata.sequence.stream
+    with transaction.atomic():
+        DeadLetter.record(
+            stream=feed.stream,
+            subject=message.subject,
+            sequence=sequence,
+            reason="apply_failed",
+            error=str(error),
+            data=message.data,
+        )
+        BridgePosition.objects.filter(consumer=name, sequence__lt=sequence).update(sequence=sequence)
+    stats.rejected["apply_failed"] += 1
+    logger.error("%s #%s refused by the database, dead-lettered: %s", message.subject, sequence, error)
 
 
 async def _sweep_until(stop: asyncio.Event, stats: BridgeStats) -> None:

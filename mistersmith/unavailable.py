@@ -20,6 +20,20 @@ from django.template.loader import render_to_string
 
 logger = logging.getLogger(__name__)
 DATABASE_ERRORS = (OperationalError, InterfaceError)
+# SQLSTATEs that mean "the server is not there": connection exceptions (class 08), shutting down
+# or starting (57P01-57P03), too many connections. Other OperationalErrors (e.g. 54000, an index
+# row too large) are errors of the request and stay 500s.
+UNAVAILABLE_SQLSTATE_PREFIXES = ("08", "57P01", "57P02", "57P03", "53300")
+
+
+def database_away(error: BaseException | None) -> bool:
+    """Whether ``error`` says PostgreSQL cannot be reached (not that a statement failed)."""
+    if not isinstance(error, DATABASE_ERRORS):
+        return False
+    sqlstate = getattr(error.__cause__, "sqlstate", None)
+    return sqlstate is None or sqlstate.startswith(UNAVAILABLE_SQLSTATE_PREFIXES)
+
+
 RETRY_AFTER_SECONDS = 10
 
 
@@ -45,7 +59,7 @@ class DatabaseUnavailableMiddleware:
         return self.get_response(request)
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
-        if isinstance(exception, DATABASE_ERRORS):
+        if database_away(exception):
             logger.error("database unavailable: %s %s: %s", request.method, request.path, exception)
             return database_unavailable(request)
         return None
@@ -53,6 +67,6 @@ class DatabaseUnavailableMiddleware:
 
 def server_error(request: HttpRequest) -> HttpResponse:
     """Django's handler500: a database error raised outside a view still gets the 503 page."""
-    if isinstance(sys.exc_info()[1], DATABASE_ERRORS):
+    if database_away(sys.exc_info()[1]):
         return database_unavailable(request)
     return HttpResponseServerError(render_to_string("500.html"))
