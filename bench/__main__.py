@@ -37,7 +37,8 @@ OPTIONS.update(rebuild=["events"], prune=["failures"])
 OPTIONS.update(metrics=["failures"])
 OPTIONS.update(snapshots=["failures"])
 OPTIONS.update(verify_state=["runs"])
-OPTIONS.update(load_sockets=["sockets", "seconds", "rate", "workers"], load_admin=["users", "seconds", "workers"])
+OPTIONS.update(load_sockets=["sockets", "seconds", "rate", "workers"])
+OPTIONS.update(load_admin=["users", "seconds", "workers", "think"])
 
 
 def main() -> None:
@@ -63,6 +64,7 @@ def main() -> None:
     parser.add_argument("--rate", type=int, help="load_sockets: agent events published per second (default 1,000)")
     parser.add_argument("--workers", type=int, help="load_sockets, load_admin: console worker processes (default 2)")
     parser.add_argument("--users", type=int, help="load_admin: concurrent logged-in admin users (default 200)")
+    parser.add_argument("--think", type=float, help="load_admin: mean seconds between two pages of a user (5)")
     args = parser.parse_args()
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mistersmith.settings")
     import django

@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 USERS = 200
 SECONDS = 60
 WORKERS = 2
-THINK = 2.0  # mean seconds between two pages of one user
+THINK = 5.0  # mean seconds between two pages of one user (uniform over half to one and a half times it)
 SPAWN_PER_S = 20  # users starting per second (each logs in first)
 LOGIN_ALLOWANCE_S = 600  # locust's hard stop: logins plus browsing plus this
 
@@ -92,7 +92,7 @@ def tree_cpu(processes: list) -> float:
     return total
 
 
-def run_locust(url: str, prefix: str, password: str, users: int, seconds: int, server_pid: int) -> dict:
+def run_locust(url: str, prefix: str, password: str, users: int, seconds: int, think: float, server_pid: int) -> dict:
     """locust headless against ``url``; its result file, plus CPU and load figures of the browsing window."""
     import psutil
 
@@ -106,7 +106,7 @@ def run_locust(url: str, prefix: str, password: str, users: int, seconds: int, s
             "LOAD_ADMIN_USER_PREFIX": prefix,
             "LOAD_ADMIN_PASSWORD": password,
             "LOAD_ADMIN_SECONDS": str(seconds),
-            "LOAD_ADMIN_THINK": str(THINK),
+            "LOAD_ADMIN_THINK": str(think),
             "LOAD_ADMIN_RESULT": str(result),
         }
         log = Path(directory) / "locust.log"
@@ -142,10 +142,12 @@ def run_locust(url: str, prefix: str, password: str, users: int, seconds: int, s
     return figures
 
 
-def run(users: int = USERS, seconds: int = SECONDS, workers: int = WORKERS) -> Iterator[dict]:
+def run(users: int = USERS, seconds: int = SECONDS, workers: int = WORKERS, think: float = THINK) -> Iterator[dict]:
+    import psutil
     from django.conf import settings
     from django.utils import timezone
 
+    load_at_start = round(psutil.getloadavg()[0], 1)  # the later readings include this run's own threads
     with bench_database():
         ensure_failures(FAILURES)
         prefix, password = f"bench-load-admin-{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
@@ -154,14 +156,14 @@ def run(users: int = USERS, seconds: int = SECONDS, workers: int = WORKERS) -> I
         port = free_port()
         server = None
         try:
-            server = start_server(port, None, workers=workers)
-            figures = run_locust(f"http://127.0.0.1:{port}", prefix, password, users, seconds, server.pid)
+            server = start_server(port, None, workers=workers, LOG_LEVEL="WARNING")  # no line per login
+            figures = run_locust(f"http://127.0.0.1:{port}", prefix, password, users, seconds, think, server.pid)
         finally:
             if server is not None:
                 stop_server(server)
             delete_users(prefix, ids, since)
         overall = figures["overall"]
-        common = {"users": users, "seconds": figures["seconds"], "workers": workers, "think_s": THINK}
+        common = {"users": users, "seconds": figures["seconds"], "workers": workers, "think_s": think}
         yield {
             "figure": "load_admin",
             **overall,
@@ -170,6 +172,7 @@ def run(users: int = USERS, seconds: int = SECONDS, workers: int = WORKERS) -> I
             "logged_in": figures["logged_in"],
             "login_failures": figures["login_failures"],
             "logins_s": figures["logins_s"],
+            "load_at_start": load_at_start,
             **figures["cpu"],
             "errors": figures["errors"],
             "machine": f"{machine()}: uvicorn --workers {workers}, PostgreSQL, NATS and locust share them",

@@ -8,8 +8,10 @@ WebSockets of a staff user on the ``agents`` topic, spread evenly over the worke
 ``RATE`` events/s for ``SECONDS`` s with bench/live_latency.py's publisher.
 
 Latency, per socket per event, as in live_latency: frame arrival minus the time the event was
-handed to the NATS client. At this scale (30 million deliveries a minute) each socket keeps its
-arrivals in a float array indexed by stream sequence, and the latencies go into a 0.1 ms histogram.
+handed to the NATS client. At this scale (30 million deliveries a minute) the client does little
+while it receives: a frame's text is parsed once for all the sockets that get it, each socket notes
+(arrival, sequences) per frame, and the latencies are worked out after the run, into a 0.1 ms
+histogram.
 
 Errors (the issue's target: none): sockets that failed to connect or subscribe, sockets closed
 before the end, lost deliveries ((event, socket) pairs published and never received), duplicates
@@ -24,7 +26,6 @@ import json
 import math
 import time
 import uuid
-from array import array
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -48,53 +49,62 @@ WORKERS = 2
 CONNECTING_AT_ONCE = 50  # sockets opening at the same time (a crowd of browsers, not one burst)
 DRAIN_SECONDS = 30  # after the last publish: how long the sockets may take to receive the rest
 BUCKETS_PER_MS = 10  # the latency histogram's resolution: 0.1 ms
+MAX_LATENCY_S = 120  # its last bucket: this or more
 
 
 @dataclass
 class Window:
-    """The measured stream sequences: ``base`` .. ``base + size - 1``; arrival times from ``t0``."""
+    """The measured stream sequences: ``base`` .. ``base + size - 1``, once ``open``."""
 
-    base: int = 2**62  # nothing is measured before the window opens (warm-up)
+    base: int = 0
     size: int = 0
-    t0: float = 0.0
+    open: bool = False
+
+
+class FrameCache:
+    """The AGENT_EVENTS sequences of a frame, parsed once for all the sockets that get the same text
+    (the server encodes a frame once for every socket): the client's cost must not be the figure."""
+
+    def __init__(self, size: int = 1024) -> None:
+        self.size = size
+        self.known: dict[bytes, tuple[int, tuple[int, ...]]] = {}
+
+    def sequences(self, data: bytes) -> tuple[int, tuple[int, ...]]:
+        """(the highest sequence, every sequence) of the frame's AGENT_EVENTS events."""
+        found = self.known.get(data)
+        if found is None:
+            frame = json.loads(data)
+            events = frame.get("events", ()) if frame.get("topic") == "agents" else ()
+            sequences = tuple(event["sequence"] for event in events if event.get("stream") == "AGENT_EVENTS")
+            found = self.known[data] = (max(sequences, default=0), sequences)
+            if len(self.known) > self.size:
+                del self.known[next(iter(self.known))]
+        return found
 
 
 @dataclass
 class Tally:
-    """What one socket received: the first arrival of each measured sequence (NaN: never)."""
+    """What one socket received: the frames (arrival time, sequences) while the window is open."""
 
-    arrivals: array = field(default_factory=lambda: array("f"))
-    received: int = 0  # measured sequences received at least once
-    duplicates: int = 0
+    frames: list[tuple[float, tuple[int, ...]]] = field(default_factory=list)
+    events: int = 0  # sequences in those frames
     last: int = 0  # the highest AGENT_EVENTS sequence seen, warm-up included
 
-    def open(self, window: Window) -> None:
-        self.arrivals = array("f", [math.nan]) * window.size
-        self.received = self.duplicates = 0
 
-
-async def receive(socket, tally: Tally, window: Window) -> None:
-    """Note each AGENT_EVENTS sequence's arrival on this socket until it closes."""
+async def receive(socket, tally: Tally, window: Window, cache: FrameCache) -> None:
+    """Note each frame's arrival on this socket until it closes; accounted for after the run."""
     from websockets.exceptions import ConnectionClosed
 
     try:
-        async for text in socket:
+        while True:
+            data = await socket.recv(decode=False)
             arrived = time.perf_counter()
-            frame = json.loads(text)
-            if frame.get("topic") != "agents":
-                continue
-            for event in frame["events"]:
-                if event.get("stream") != "AGENT_EVENTS":
-                    continue
-                sequence = event["sequence"]
-                tally.last = max(tally.last, sequence)
-                index = sequence - window.base
-                if 0 <= index < window.size:
-                    if tally.arrivals[index] == tally.arrivals[index]:  # not NaN: seen before
-                        tally.duplicates += 1
-                    else:
-                        tally.arrivals[index] = arrived - window.t0
-                        tally.received += 1
+            last, sequences = cache.sequences(data)
+            if sequences:
+                tally.last = max(tally.last, last)
+                if window.open:
+                    tally.frames.append((arrived, sequences))
+                    tally.events += len(sequences)
     except ConnectionClosed:
         pass  # counted by the caller: a receiver that ended before the run did is a closed socket
 
@@ -144,40 +154,56 @@ async def wait_until(condition, timeout: float) -> bool:
     return True
 
 
-def histogram_percentile(histogram: Counter, total: int, fraction: float) -> float:
+def histogram_percentile(histogram: list[int], total: int, fraction: float) -> float:
     """Nearest-rank percentile, in ms, of a histogram of 0.1 ms buckets (as support.percentile)."""
     if not total:
         return math.nan
     rank = min(total, max(1, round(fraction * total)))
     seen = 0
-    for bucket in sorted(histogram):
-        seen += histogram[bucket]
+    for bucket, count in enumerate(histogram):
+        seen += count
         if seen >= rank:
             return bucket / BUCKETS_PER_MS
-    return max(histogram) / BUCKETS_PER_MS
+    return math.nan
 
 
 def delivery_figures(tallies: list[Tally], window: Window, published: dict[int, float]) -> dict:
     """Latency percentiles, lost and duplicated deliveries of the measured events over every socket."""
-    handed = [(sequence - window.base, at - window.t0) for sequence, at in published.items()]
-    outside = sum(1 for index, _ in handed if not 0 <= index < window.size)  # never measured: lost
-    handed = [(index, at) for index, at in handed if 0 <= index < window.size]
-    histogram: Counter = Counter()
-    lost = outside * len(tallies)
+    handed = [math.nan] * window.size  # by sequence - base: when this run handed the event over
+    for sequence, at in published.items():
+        if 0 <= sequence - window.base < window.size:
+            handed[sequence - window.base] = at
+    ours = window.size - sum(1 for at in handed if at != at)
+    lost = (len(published) - ours) * len(tallies)  # published outside the window: never measured
+    histogram = [0] * (BUCKETS_PER_MS * 1000 * MAX_LATENCY_S + 1)  # the last bucket: MAX_LATENCY_S or more
+    top = len(histogram) - 1
+    duplicates = 0
+    slowest = 0.0
     for tally in tallies:
-        arrivals = tally.arrivals
-        latencies = [arrivals[index] - at for index, at in handed]
-        received = [latency for latency in latencies if latency == latency]  # NaN: not received
-        lost += len(latencies) - len(received)
-        histogram.update(max(0, round(latency * 1000 * BUCKETS_PER_MS)) for latency in received)
-    deliveries = sum(histogram.values())
+        seen = bytearray(window.size)
+        got = 0
+        for arrived, sequences in tally.frames:
+            for sequence in sequences:
+                index = sequence - window.base
+                if not 0 <= index < window.size or handed[index] != handed[index]:
+                    continue  # not an event of this run's window
+                if seen[index]:
+                    duplicates += 1
+                    continue
+                seen[index] = 1
+                got += 1
+                latency = arrived - handed[index]
+                slowest = max(slowest, latency)
+                histogram[min(top, max(0, round(latency * 1000 * BUCKETS_PER_MS)))] += 1
+        lost += ours - got
+    deliveries = sum(histogram)
     return {
         "p50_ms": histogram_percentile(histogram, deliveries, 0.50),
         "p99_ms": histogram_percentile(histogram, deliveries, 0.99),
-        "max_ms": max(histogram) / BUCKETS_PER_MS if histogram else None,
+        "max_ms": round(slowest * 1000, 1) if deliveries else None,
         "deliveries": deliveries,
         "lost_events": lost,
-        "duplicates": sum(tally.duplicates for tally in tallies),
+        "duplicates": duplicates,
     }
 
 
@@ -198,10 +224,11 @@ async def measure(
     started_connecting = time.perf_counter()
     opened, connect_failures = await open_sockets(urls, cookie, sockets)
     connect_s = time.perf_counter() - started_connecting
-    window = Window()
+    window, cache = Window(), FrameCache()
     tallies = [Tally() for _ in opened]
     receivers = [
-        asyncio.create_task(receive(socket, tally, window)) for (_, socket), tally in zip(opened, tallies, strict=True)
+        asyncio.create_task(receive(socket, tally, window, cache))
+        for (_, socket), tally in zip(opened, tallies, strict=True)
     ]
 
     client = await nats.connect(nats_url)
@@ -212,9 +239,7 @@ async def measure(
     last_warmup = max(publisher.published, default=0)
     await wait_until(lambda: all(tally.last >= last_warmup for tally in tallies), DRAIN_SECONDS)
     events = rate * seconds
-    window.base, window.size, window.t0 = last_warmup + 1, events + events // 10 + 1000, time.perf_counter()
-    for tally in tallies:
-        tally.open(window)
+    window.base, window.size, window.open = last_warmup + 1, events + events // 10 + 1000, True
     publisher.published.clear()
 
     servers, me = [psutil.Process(pid) for pid in pids], psutil.Process()
@@ -223,7 +248,7 @@ async def measure(
     started = time.perf_counter()
     elapsed = await publisher.publish(js, events, rate)
     wanted = len(publisher.published)
-    drained = await wait_until(lambda: all(tally.received >= wanted for tally in tallies), DRAIN_SECONDS)
+    drained = await wait_until(lambda: all(tally.events >= wanted for tally in tallies), DRAIN_SECONDS)
     measured = time.perf_counter() - started  # publishing and the drain after it
     worker_seconds = [cpu_seconds(before, s.cpu_times()) for before, s in zip(server_cpu, servers, strict=True)]
     cpu = {

@@ -42,6 +42,7 @@ from mistersmith.live import bridge_consumer_prefix
 from mistersmith.messages import InvalidMessage, decode_json, open_envelope
 from mistersmith.models import BridgePosition, DeadLetter
 from mistersmith.nats import nats_url
+from mistersmith.nats import servers as nats_servers
 from mistersmith.stream_reader import log_event
 from mistersmith.streams import ensure_streams
 from supervision import services
@@ -440,7 +441,7 @@ async def _lead(
 ) -> BridgeStats:
     """The leading bridge's work: consumers, feeds and sweeper, until stop or an error."""
     client = await nats.connect(
-        url or nats_url(),
+        nats_servers(url or nats_url()),
         name="mistersmith-bridge",
         max_reconnect_attempts=-1,
         disconnected_cb=functools.partial(_connection_lost, stop),

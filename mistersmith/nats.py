@@ -35,6 +35,11 @@ class NatsUnavailable(RuntimeError):
     """NATS could not be reached or did not answer in time; nothing was published."""
 
 
+def servers(url: str) -> list[str]:
+    """NATS_URL may name a cluster: ``nats://a:4222,nats://b:4222``; nats-py wants a list."""
+    return [part.strip() for part in url.split(",") if part.strip()]
+
+
 @cache
 def nats_url() -> str:
     """NATS_URL, or the embedded server (started on first use)."""
@@ -72,7 +77,7 @@ class SyncNats:
         # A few reconnect attempts only: a connection that gives up is closed, and the next
         # call makes a new one; a caller is never kept waiting on an outage past its timeout.
         client = await nats.connect(
-            self.url,
+            servers(self.url),
             name="mistersmith-console",
             connect_timeout=2,
             allow_reconnect=True,

@@ -171,7 +171,16 @@ if REDIS_URL:
                 # redis-py 8 reads with a 5 s socket timeout by default, the length of channels-redis'
                 # blocking pop: an idle socket's receive lost that race and the socket was closed
                 # (1011) every 5 s (django/channels_redis#422). A read may take longer than the pop.
-                "hosts": [{"address": REDIS_URL, "socket_timeout": 15}],
+                # Its pool refuses (MaxConnectionsError) rather than waits past 100 connections: each
+                # socket that connects or closes holds one, so 250 sockets closing at once failed
+                # (bench/load_sockets.py). Connections are opened only when that many are busy.
+                "hosts": [
+                    {
+                        "address": REDIS_URL,
+                        "socket_timeout": 15,
+                        "max_connections": int(os.environ.get("REDIS_MAX_CONNECTIONS", 2000)),
+                    }
+                ],
                 "prefix": os.environ.get("CHANNEL_LAYER_PREFIX", "mistersmith"),
             },
         }

@@ -377,6 +377,8 @@ class NatsReader:
     async def _client(self, url: str, timeout: float) -> Any:
         import nats
 
+        from mistersmith.nats import servers as nats_servers
+
         client = self._clients.get(url)
         if client is not None and client.is_connected:
             return client
@@ -391,7 +393,7 @@ class NatsReader:
 
         # One reconnect attempt: nats-py retries an unreachable server forever with none allowed.
         client = await nats.connect(
-            url,
+            nats_servers(url),
             name="mistersmith-metrics",
             connect_timeout=timeout,
             max_reconnect_attempts=1,

@@ -32,6 +32,7 @@ from nats.errors import Error as NatsError
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from mistersmith.nats import nats_url
+from mistersmith.nats import servers as nats_servers
 from mistersmith.operations.snapshot_format import SnapshotError
 from mistersmith.streams import STREAMS, ensure_streams
 
@@ -56,7 +57,9 @@ def with_jetstream(work: Callable[[Any], Awaitable[T]], timeout: float | None = 
 
     async def main() -> T:
         try:
-            client = await nats.connect(nats_url(), connect_timeout=2, max_reconnect_attempts=1, error_cb=quiet)
+            client = await nats.connect(
+                nats_servers(nats_url()), connect_timeout=2, max_reconnect_attempts=1, error_cb=quiet
+            )
         except (OSError, NatsError, TimeoutError) as error:
             raise StreamsUnavailable(f"NATS at {nats_url()} is unavailable: {error}") from error
         try:

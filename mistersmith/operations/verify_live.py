@@ -47,9 +47,11 @@ async def connect_nats(url: str, timeout: float = PROBE_TIMEOUT) -> Any:
     """A connection of the check's own: one try and one quick retry, no reconnects."""
     import nats
 
+    from mistersmith.nats import servers as nats_servers
+
     return await asyncio.wait_for(
         nats.connect(
-            url,
+            nats_servers(url),
             name="mistersmith-verify",
             connect_timeout=timeout,
             allow_reconnect=False,

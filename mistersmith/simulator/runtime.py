@@ -35,6 +35,7 @@ from agents.lifecycle import IllegalTransition, check_transition
 from mistersmith.embedded import postgres_url
 from mistersmith.messages import InvalidMessage, decode_json
 from mistersmith.nats import nats_url
+from mistersmith.nats import servers as nats_servers
 from mistersmith.simulator import commands, payloads, tables
 from mistersmith.simulator.commands import AgentCommand
 from mistersmith.simulator.options import SimulatorOptions, SimulatorStats
@@ -154,7 +155,7 @@ class Simulator:
         database = self.options.database_url or postgres_url(settings.DATABASES["default"])
         self.db = await psycopg.AsyncConnection.connect(database, autocommit=True)
         url = self.options.nats_url or nats_url()
-        self.nc = await nats.connect(url, name="mistersmith-simulator", max_reconnect_attempts=-1)
+        self.nc = await nats.connect(nats_servers(url), name="mistersmith-simulator", max_reconnect_attempts=-1)
         self.js = self.nc.jetstream()
         await ensure_streams(self.js)
         if not await tables.has_nodes(self.db):

@@ -69,3 +69,10 @@ def test_random_json_only_ever_raises_invalid_message(value):
 def test_random_restart_answers_only_ever_raise_invalid_message(body):
     with contextlib.suppress(InvalidMessage):
         parse_restart_completed(body)
+
+
+def test_a_nats_url_may_name_a_cluster():
+    from mistersmith.nats import servers
+
+    assert servers("nats://a:4222, nats://b:4222,") == ["nats://a:4222", "nats://b:4222"]
+    assert servers("nats://127.0.0.1:4222") == ["nats://127.0.0.1:4222"]

@@ -13,6 +13,7 @@ import nats
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from mistersmith.nats import nats_url
+from mistersmith.nats import servers as nats_servers
 from mistersmith.streams import StreamReport, ensure_streams
 
 
@@ -38,7 +39,7 @@ class Command(BaseCommand):
             )
 
     async def _ensure(self, update: bool) -> list[StreamReport]:
-        client = await nats.connect(nats_url(), connect_timeout=2, max_reconnect_attempts=1)
+        client = await nats.connect(nats_servers(nats_url()), connect_timeout=2, max_reconnect_attempts=1)
         try:
             return await ensure_streams(client.jetstream(), update=update)
         finally:
