@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 
 import nats
 from asgiref.sync import sync_to_async
-from django.db import DataError, IntegrityError, close_old_connections, connections, transaction
+from django.db import DataError, IntegrityError, close_old_connections, connection, connections, transaction
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from agents.discoveries import add_discoveries, parse_discovery
@@ -160,6 +160,30 @@ def parse_agent_items(
     return events, rejected
 
 
+def _advance_position(consumer: str, sequence: int) -> int:
+    """Lock the consumer's position, move it to ``sequence`` if that is further, and return where it
+    was: one statement (the live path's per-batch cost), committed with the batch's changes."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            WITH old AS (SELECT id, sequence FROM mistersmith_bridgeposition WHERE consumer = %s FOR UPDATE)
+            UPDATE mistersmith_bridgeposition p SET sequence = GREATEST(old.sequence, %s), updated_at = now()
+              FROM old WHERE p.id = old.id
+            RETURNING old.sequence
+            """,
+            [consumer, sequence],
+        )
+        row = cursor.fetchone()
+    if row is not None:
+        return row[0]
+    _, created = BridgePosition.objects.select_for_update().get_or_create(
+        consumer=consumer, defaults={"stream": "AGENT_EVENTS", "sequence": sequence}
+    )
+    if created:
+        return 0
+    return _advance_position(consumer, sequence)  # another bridge made the row meanwhile
+
+
 @database_work
 def apply_agent_batch(batch: Batch, stats: BridgeStats, consumer: str, frames: FrameBuffer | None = None) -> None:
     """agent.*.events: one transaction for the batch, the consumer's position included."""
@@ -177,19 +201,15 @@ def apply_agent_batch(batch: Batch, stats: BridgeStats, consumer: str, frames: F
         frames.add(f"agent.{event.agent_id}", change, sequence, "AGENT_EVENTS")
 
     with transaction.atomic():
-        position, _ = BridgePosition.objects.select_for_update().get_or_create(
-            consumer=consumer, defaults={"stream": "AGENT_EVENTS"}
-        )
+        applied_up_to = _advance_position(consumer, max(item[0] for item in batch))
         fresh = []
         for item in batch:
-            if item[0] <= position.sequence:
+            if item[0] <= applied_up_to:
                 stats.processed["replay_skipped"] += 1
             else:
                 fresh.append(item)
         events, rejected = parse_agent_items(fresh, stats)
         outcome = apply_agent_events(events, on_applied=to_frame)
-        position.sequence = max([position.sequence, *(item[0] for item in batch)])
-        position.save(update_fields=["sequence", "updated_at"])
     stats.processed.update(outcome)
     stats.rejected.update(rejected)
 
