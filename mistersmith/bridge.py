@@ -200,6 +200,8 @@ def apply_agent_batch(batch: Batch, stats: BridgeStats, consumer: str, frames: F
         frames.add("agents", change, sequence, "AGENT_EVENTS")
         frames.add(f"agent.{event.agent_id}", change, sequence, "AGENT_EVENTS")
 
+    if not batch:
+        return
     with transaction.atomic():
         applied_up_to = _advance_position(consumer, max(item[0] for item in batch))
         fresh = []
@@ -355,6 +357,8 @@ async def _consume(feed: Feed, name: str, subscription: Any, stats: BridgeStats,
             await _check_feed(feed, name, subscription)
             logger.warning("%s: JetStream unavailable; fetching again in %s s", name, FETCH_WAIT_SECONDS)
             await asyncio.sleep(FETCH_WAIT_SECONDS)
+            continue
+        if not messages:  # a fetch may end with a status and no message
             continue
         try:
             await send_frames(await _apply_messages(feed, apply, messages, stats, name))

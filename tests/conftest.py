@@ -76,3 +76,18 @@ def wait_until(condition, timeout: float = 20.0, what: str = "condition") -> Non
     while not condition():
         assert time.monotonic() < deadline, f"{what} not met within {timeout} s"
         time.sleep(0.02)
+
+
+@pytest.fixture
+def stop_after():
+    """``stop_after(service)`` returns the started service and stops it after the test, however the
+    test ends (tests/services.py: a NATS or PostgreSQL of the test's own must not outlive it)."""
+    services = []
+
+    def keep(service):
+        services.append(service)
+        return service
+
+    yield keep
+    for service in reversed(services):
+        service.stop()

@@ -61,8 +61,8 @@ class Publisher(threading.Thread):
             client.close()
 
 
-def test_nats_restart_loses_and_repeats_nothing_and_the_page_catches_up(page, admin_user, tmp_path):
-    nats = PrivateNats(tmp_path).start()
+def test_nats_restart_loses_and_repeats_nothing_and_the_page_catches_up(page, admin_user, tmp_path, stop_after):
+    nats = stop_after(PrivateNats(tmp_path).start())
     agent = Agent.objects.create(name="talker", status="Running")
     session = InteractiveSession.objects.create(agent=agent, state="Ready")
     prefix = f"test-fault-{uuid.uuid4().hex[:8]}"
@@ -110,4 +110,3 @@ def test_nats_restart_loses_and_repeats_nothing_and_the_page_catches_up(page, ad
     finally:
         publisher.join(5)
         console.stop()
-        nats.stop()

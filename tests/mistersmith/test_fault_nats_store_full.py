@@ -17,8 +17,8 @@ from tests.services import PrivateNats
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 
-def test_a_store_without_room_gives_clear_errors_and_a_backing_off_bridge(tmp_path, caplog):
-    nats = PrivateNats(tmp_path, max_file_store="2MB").start()
+def test_a_store_without_room_gives_clear_errors_and_a_backing_off_bridge(tmp_path, caplog, stop_after):
+    nats = stop_after(PrivateNats(tmp_path, max_file_store="2MB").start())
     bridge = BridgeThread(consumer_prefix=f"test-full-{uuid.uuid4().hex[:8]}", url=nats.url)
     client = SyncNats(nats.url)
     try:
@@ -40,4 +40,3 @@ def test_a_store_without_room_gives_clear_errors_and_a_backing_off_bridge(tmp_pa
     finally:
         bridge.stop()
         client.close()
-        nats.stop()

@@ -51,9 +51,9 @@ def publish_outputs(nats_url: str, agent_id: str, done: threading.Event) -> None
         done.set()
 
 
-def test_postgres_restart_gives_503_then_recovers_and_loses_nothing(tmp_path):
-    database = PrivatePostgres(tmp_path / "pg").start()
-    nats = PrivateNats(tmp_path).start()
+def test_postgres_restart_gives_503_then_recovers_and_loses_nothing(tmp_path, stop_after):
+    database = stop_after(PrivatePostgres(tmp_path / "pg").start())
+    nats = stop_after(PrivateNats(tmp_path).start())
     env = {"DATABASE_URL": database.url, "NATS_URL": nats.url, "DB_POOL_TIMEOUT": "2"}
     manage("migrate", "--noinput", env=env)
     output = manage("shell", "-c", "import json\n" + SETUP.format(password=PASSWORD), env=env)
@@ -91,5 +91,3 @@ def test_postgres_restart_gives_503_then_recovers_and_loses_nothing(tmp_path):
         assert stored() == [f"line-{index}" for index in range(EVENTS)]  # none lost, none twice, in order
     finally:
         console.stop()
-        nats.stop()
-        database.stop()

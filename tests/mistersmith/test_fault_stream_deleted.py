@@ -32,8 +32,8 @@ def publish_lines(client: SyncNats, agent_id: str, lines: range) -> None:
                 continue
 
 
-def test_a_deleted_stream_is_made_again_and_the_bridge_goes_on(tmp_path, caplog):
-    nats = PrivateNats(tmp_path).start()
+def test_a_deleted_stream_is_made_again_and_the_bridge_goes_on(tmp_path, caplog, stop_after):
+    nats = stop_after(PrivateNats(tmp_path).start())
     agent = Agent.objects.create(name="talker", status="Running")
     session = InteractiveSession.objects.create(agent=agent, state="Ready")
     bridge = BridgeThread(consumer_prefix=f"test-deleted-{uuid.uuid4().hex[:8]}", url=nats.url)
@@ -65,4 +65,3 @@ def test_a_deleted_stream_is_made_again_and_the_bridge_goes_on(tmp_path, caplog)
     finally:
         bridge.stop()
         client.close()
-        nats.stop()
