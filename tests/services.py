@@ -193,3 +193,50 @@ class Browser:
         ).encode()
         with self.opener.open(f"{self.base_url}/admin/login/", data=data, timeout=30) as response:
             assert response.url.endswith("/admin/"), f"the login failed: ended at {response.url}"
+
+
+class RoundRobinProxy:
+    """One port in front of several console workers, as a load balancer puts them: the n-th TCP
+    connection goes to backend n % len(backends), byte for byte (HTTP and WebSocket alike). Runs on
+    the caller's event loop; ``backend_of[i]`` says where the i-th connection went."""
+
+    def __init__(self, backends: list[int]) -> None:
+        self.backends = backends
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.backend_of: list[int] = []
+        self.server = None
+
+    async def start(self) -> RoundRobinProxy:
+        import asyncio
+
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
+        return self
+
+    async def _serve(self, client_reader, client_writer) -> None:
+        import asyncio
+
+        backend = self.backends[len(self.backend_of) % len(self.backends)]
+        self.backend_of.append(backend)
+        try:
+            server_reader, server_writer = await asyncio.open_connection("127.0.0.1", backend)
+        except OSError:
+            client_writer.close()
+            return
+
+        async def pipe(reader, writer) -> None:
+            try:
+                while data := await reader.read(65536):
+                    writer.write(data)
+                    await writer.drain()
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                writer.close()
+
+        await asyncio.gather(pipe(client_reader, server_writer), pipe(server_reader, client_writer))
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            await self.server.wait_closed()

@@ -1,10 +1,10 @@
-"""Two console workers on the Redis channel layer, each with a bridge sharing the same durable
-consumers: every event reaches every socket exactly once, whichever worker holds it; one bridge
-leads and the other takes over when its worker is killed.
+"""Two console workers behind one port on the Redis channel layer, each with a bridge sharing the
+same durable consumers: every event reaches every socket exactly once, whichever worker holds it;
+one bridge leads and the other takes over when its worker is killed.
 
-Each worker is a process of its own (uvicorn, bridge in process), as a deployment behind a load
-balancer runs them; the test connects sockets to both. It needs Redis: REDIS_URL, or the
-machine's Redis on 6379 (CI has it in both of its runs).
+Each worker is a process of its own (uvicorn, bridge in process); a small round-robin TCP proxy
+is the one port in front of them, as a load balancer would be, so the sockets land on both. It
+needs Redis: REDIS_URL, or the machine's Redis on 6379 (CI has it in both of its runs).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from agents.models import Agent
 from mistersmith.bridge_leader import leader_pids
 from tests.conftest import delete_bridge_consumers, wait_until
 from tests.e2e.conftest import bridge_consumers_exist
-from tests.services import ConsoleProcess
+from tests.services import ConsoleProcess, RoundRobinProxy
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -63,15 +63,13 @@ class Sockets:
         self.received: list[Counter] = []
         self.tasks: list[asyncio.Task] = []
 
-    async def open(self, worker: ConsoleProcess, count: int, cookie: str) -> list[int]:
+    async def open(self, url: str, count: int, cookie: str) -> list[int]:
         from websockets.asyncio.client import connect
 
         indexes = []
         for _ in range(count):
             socket = await connect(
-                worker.url.replace("http://", "ws://") + "/ws/live/",
-                origin=worker.url,
-                additional_headers={"Cookie": cookie},
+                url.replace("http://", "ws://") + "/ws/live/", origin=url, additional_headers={"Cookie": cookie}
             )
             await socket.send(json.dumps({"subscribe": ["agents"]}))
             while "subscribed" not in json.loads(await socket.recv()):
@@ -149,10 +147,13 @@ def test_two_workers_one_leading_bridge_every_socket_every_event_once_and_a_take
         standby = next(worker for worker in workers if worker is not leader)
 
         async def scenario() -> None:
+            proxy = await RoundRobinProxy([worker.port for worker in workers]).start()
             sockets = Sockets()
             try:
-                on_leader = await sockets.open(leader, SOCKETS_PER_WORKER, cookie)
-                on_standby = await sockets.open(standby, SOCKETS_PER_WORKER, cookie)
+                opened = await sockets.open(proxy.url, 2 * SOCKETS_PER_WORKER, cookie)
+                on_leader = [i for i in opened if proxy.backend_of[i] == leader.port]
+                on_standby = [i for i in opened if proxy.backend_of[i] == standby.port]
+                assert len(on_leader) == len(on_standby) == SOCKETS_PER_WORKER
                 first = await publish_heartbeats(nats_url, agents, EVENTS)
                 await sockets.wait_for(on_leader + on_standby, first)
 
@@ -166,6 +167,7 @@ def test_two_workers_one_leading_bridge_every_socket_every_event_once_and_a_take
                     assert not twice, f"socket {index} got events more than once: {twice[:10]}"
             finally:
                 await sockets.close()
+                await proxy.stop()
 
         asyncio.run(scenario())
         assert leader_pids(prefix) == [standby.process.pid]  # the standby took over
