@@ -63,7 +63,9 @@ def run_database_url():
 
 
 @pytest.mark.slow
-def test_run_serves_the_login_and_ctrl_c_stops_what_it_started(tmp_path, run_database_url):
+@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_run_serves_the_login_and_a_stop_signal_stops_what_it_started(tmp_path, run_database_url, stop_signal):
+    """Ctrl-C, and SIGTERM as `docker stop` or systemd send it: the embedded services stop too."""
     port = free_port()
     env = {
         **os.environ,
@@ -85,7 +87,7 @@ def test_run_serves_the_login_and_ctrl_c_stops_what_it_started(tmp_path, run_dat
     )
     try:
         wait_for(lambda: login_page_answers(f"http://127.0.0.1:{port}/admin/login/"), 120, process)
-        process.send_signal(signal.SIGINT)
+        process.send_signal(stop_signal)
         output, _ = process.communicate(timeout=60)
     finally:
         if process.poll() is None:
@@ -94,4 +96,4 @@ def test_run_serves_the_login_and_ctrl_c_stops_what_it_started(tmp_path, run_dat
     assert f"http://127.0.0.1:{port}/admin/" in output
     assert "admin / run-test-pass-1" in output
     started_here = [p for p in psutil.process_iter(["cmdline"]) if str(tmp_path) in " ".join(p.info["cmdline"] or [])]
-    assert started_here == [], "embedded services outlived Ctrl-C"
+    assert started_here == [], f"embedded services outlived {stop_signal.name}"

@@ -11,6 +11,8 @@ from __future__ import annotations
 import io
 import os
 import secrets
+import signal
+import sys
 from typing import Any
 
 from django.conf import settings
@@ -88,6 +90,10 @@ class Command(BaseCommand):
             simulator = SimulatorThread(SimulatorOptions())
             simulator.start()
             self.stdout.write("  The runtime stand-in is running (--no-simulator turns it off).")
+        # uvicorn shuts down gracefully on SIGTERM, then raises the signal again under the handler it
+        # found: the default one would kill the process before its exit handlers stop the embedded
+        # PostgreSQL and NATS (a `docker stop` or systemd stop left both running). Exit instead.
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         try:
             uvicorn.run(
                 "mistersmith.asgi:application",
