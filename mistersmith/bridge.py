@@ -270,6 +270,10 @@ class Feed:
     stream: str
     apply: Callable[[Batch, BridgeStats, str, FrameBuffer], None]
 
+    def consumer_name(self, prefix: str) -> str:
+        """The feed's durable consumer for a bridge of ``prefix`` (MISTERSMITH_BRIDGE_PREFIX)."""
+        return f"{prefix}-{self.suffix}"
+
 
 FEEDS = [
     Feed("control", "SYSTEM_EVENTS", apply_control),
@@ -475,7 +479,7 @@ async def _lead(
     try:
         js = client.jetstream()
         await ensure_streams(js)
-        feeds = [(feed, f"{consumer_prefix}-{feed.suffix}") for feed in FEEDS]
+        feeds = [(feed, feed.consumer_name(consumer_prefix)) for feed in FEEDS]
         subscriptions = [(feed, name, await _subscribe(js, feed, name)) for feed, name in feeds]
         if ready is not None:
             ready.set()
@@ -563,7 +567,7 @@ def consumers_exist(prefix: str, client: Any = None) -> bool:
     js = client.client().jetstream()
     try:
         for feed in FEEDS:
-            client.run(js.consumer_info(feed.stream, f"{prefix}-{feed.suffix}"))
+            client.run(js.consumer_info(feed.stream, feed.consumer_name(prefix)))
     except Exception:
         return False
     return True
@@ -576,4 +580,4 @@ def delete_consumers(prefix: str) -> None:
     client = connection()
     js = client.client().jetstream()
     for feed in FEEDS:
-        client.run(js.delete_consumer(feed.stream, f"{prefix}-{feed.suffix}"))
+        client.run(js.delete_consumer(feed.stream, feed.consumer_name(prefix)))

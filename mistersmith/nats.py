@@ -47,10 +47,31 @@ def nats_url() -> str:
 
 
 class SyncNats:
-    """One NATS connection on a private event loop, usable from any thread."""
+    """One NATS connection on a private event loop, usable from any thread.
 
-    def __init__(self, url: str) -> None:
+    The defaults are the console's own connection: a few reconnect attempts, and the contract's
+    streams made on connect. A reader that must never create anything and must answer within a
+    budget (``/metrics``) passes ``create_streams=False`` and a short ``connect_timeout``.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        name: str = "mistersmith-console",
+        connect_timeout: float = 2,
+        max_reconnect_attempts: int = 3,
+        reconnect_time_wait: float = 0.5,
+        create_streams: bool = True,
+        quiet: bool = False,
+    ) -> None:
         self.url = url
+        self.name = name
+        self.connect_timeout = connect_timeout
+        self.max_reconnect_attempts = max_reconnect_attempts  # nats-py: 0 would retry forever
+        self.reconnect_time_wait = reconnect_time_wait
+        self.create_streams = create_streams
+        self.error_cb = _log_quietly if quiet else _log_error  # a scraper logs outages at debug level
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="nats-client", daemon=True)
         self._thread.start()
@@ -70,7 +91,7 @@ class SyncNats:
     def client(self) -> Client:
         with self._lock:
             if self._client is None or self._client.is_closed:
-                self._client = self.run(self._connect())
+                self._client = self.run(self._connect(), self.connect_timeout + DEFAULT_TIMEOUT)
             return self._client
 
     async def _connect(self) -> Client:
@@ -78,13 +99,15 @@ class SyncNats:
         # call makes a new one; a caller is never kept waiting on an outage past its timeout.
         client = await nats.connect(
             servers(self.url),
-            name="mistersmith-console",
-            connect_timeout=2,
+            name=self.name,
+            connect_timeout=self.connect_timeout,
             allow_reconnect=True,
-            max_reconnect_attempts=3,
-            reconnect_time_wait=0.5,
-            error_cb=_log_error,
+            max_reconnect_attempts=self.max_reconnect_attempts,
+            reconnect_time_wait=self.reconnect_time_wait,
+            error_cb=self.error_cb,
         )
+        if not self.create_streams:
+            return client
         try:
             await ensure_streams(client.jetstream())
         except BaseException:  # e.g. no room in the store: close it, or every retry leaks a connection
@@ -119,6 +142,10 @@ class SyncNats:
 
 async def _log_error(error: Exception) -> None:
     logger.warning("NATS: %s", error)
+
+
+async def _log_quietly(error: Exception) -> None:
+    logger.debug("NATS: %s", error)
 
 
 _connection: SyncNats | None = None

@@ -6,13 +6,16 @@ returns the differences, and only ``update=True`` applies them.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from nats.errors import Error as NatsError
 from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
 from nats.js.client import JetStreamContext
 from nats.js.errors import NotFoundError
 
+T = TypeVar("T")
 HOUR = 3600
 DAY = 24 * HOUR
 KIB = 1024
@@ -142,3 +145,12 @@ async def ensure_streams(
         else:
             reports.append(StreamReport(name, "differs" if diffs else "ok", diffs))
     return reports
+
+
+async def info_or_none(lookup: Callable[..., Awaitable[T]], *args: str) -> T | None:
+    """``js.stream_info(name)`` or ``js.consumer_info(stream, name)``, None when it does not exist
+    (verify_state and /metrics report a missing stream or consumer, they do not fail on it)."""
+    try:
+        return await lookup(*args)
+    except NotFoundError:
+        return None

@@ -91,7 +91,7 @@ async def _stream_health(js: Any, prefix: str) -> list[dict[str, Any]]:
     now = dt.datetime.now(dt.UTC)
     consumers: dict[str, list[str]] = {name: [] for name in STREAMS}
     for feed in FEEDS:
-        consumers.setdefault(feed.stream, []).append(f"{prefix}-{feed.suffix}")
+        consumers.setdefault(feed.stream, []).append(feed.consumer_name(prefix))
     return list(await asyncio.gather(*(_stream(js, name, consumers[name], now) for name in STREAMS)))
 
 

@@ -15,7 +15,6 @@ Each part has its own budget and failure handling: PostgreSQL or NATS away turns
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import threading
@@ -350,83 +349,42 @@ def database_reachable(timeout: float) -> bool:
 # --- NATS: streams and the bridge's consumers ---------------------------------------------------
 
 
-class NatsReader:
-    """Reads stream and consumer state on an event loop of its own, with one connection kept
-    between scrapes (per URL) and a hard time budget per scrape."""
+_READERS: dict[str, Any] = {}
+_READERS_LOCK = threading.Lock()
 
-    def __init__(self) -> None:
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._clients: dict[str, Any] = {}
-        self._lock = threading.Lock()
 
-    def _running_loop(self) -> asyncio.AbstractEventLoop:
-        with self._lock:
-            if self._loop is None:
-                self._loop = asyncio.new_event_loop()
-                threading.Thread(target=self._loop.run_forever, name="metrics-nats", daemon=True).start()
-            return self._loop
+def _reader(url: str, timeout: float) -> Any:
+    """A NATS connection of the scrapes' own, kept between them (per URL): it never creates a
+    stream, tries to reconnect once only and logs outages at debug level."""
+    from mistersmith.nats import SyncNats
 
-    def read(self, url: str, streams: list[str], consumers: list[tuple[str, str]], timeout: float) -> dict:
-        future = asyncio.run_coroutine_threadsafe(self._read(url, streams, consumers, timeout), self._running_loop())
-        try:
-            return future.result(timeout)
-        except BaseException:
-            future.cancel()
-            raise
+    with _READERS_LOCK:
+        if url not in _READERS:
+            _READERS[url] = SyncNats(
+                url,
+                name="mistersmith-metrics",
+                connect_timeout=timeout,
+                max_reconnect_attempts=1,
+                reconnect_time_wait=0.1,
+                create_streams=False,
+                quiet=True,
+            )
+        return _READERS[url]
 
-    async def _client(self, url: str, timeout: float) -> Any:
-        import nats
 
-        from mistersmith.nats import servers as nats_servers
+def read_jetstream(url: str, streams: list[str], consumers: list[tuple[str, str]], timeout: float) -> dict:
+    """Stream and consumer infos (None for a missing one) within ``timeout``."""
+    from mistersmith.streams import info_or_none
 
-        client = self._clients.get(url)
-        if client is not None and client.is_connected:
-            return client
-        if client is not None:
-            self._clients.pop(url, None)
-            if not client.is_closed:
-                with contextlib.suppress(Exception):
-                    await client.close()
+    reader = _reader(url, timeout)
+    js = reader.client().jetstream(timeout=timeout)
 
-        async def quiet(error: Exception) -> None:
-            logger.debug("metrics NATS client: %s", error)
-
-        # One reconnect attempt: nats-py retries an unreachable server forever with none allowed.
-        client = await nats.connect(
-            nats_servers(url),
-            name="mistersmith-metrics",
-            connect_timeout=timeout,
-            max_reconnect_attempts=1,
-            reconnect_time_wait=0.1,
-            error_cb=quiet,
-        )
-        self._clients[url] = client
-        return client
-
-    async def _read(self, url: str, streams: list[str], consumers: list[tuple[str, str]], timeout: float) -> dict:
-        from nats.js.errors import NotFoundError
-
-        client = await self._client(url, timeout)
-        js = client.jetstream(timeout=timeout)
-
-        async def stream(name: str) -> Any:
-            try:
-                return await js.stream_info(name)
-            except NotFoundError:
-                return None
-
-        async def consumer(stream_name: str, name: str) -> Any:
-            try:
-                return await js.consumer_info(stream_name, name)
-            except NotFoundError:
-                return None
-
-        stream_infos = await asyncio.gather(*(stream(name) for name in streams))
-        consumer_infos = await asyncio.gather(*(consumer(s, c) for s, c in consumers))
+    async def read() -> dict:
+        stream_infos = await asyncio.gather(*(info_or_none(js.stream_info, name) for name in streams))
+        consumer_infos = await asyncio.gather(*(info_or_none(js.consumer_info, s, c) for s, c in consumers))
         return {"streams": dict(zip(streams, stream_infos, strict=True)), "consumers": consumer_infos}
 
-
-NATS_READER = NatsReader()
+    return reader.run(read(), timeout)
 
 
 def _limit(value: float | int | None) -> float | int | None:
@@ -441,8 +399,8 @@ def nats_metrics(scrape: Scrape) -> bool:
     from mistersmith.streams import STREAMS
 
     prefix = bridge_consumer_prefix()
-    feeds = [(feed.stream, f"{prefix}-{feed.suffix}", feed.suffix) for feed in FEEDS]
-    found = NATS_READER.read(
+    feeds = [(feed.stream, feed.consumer_name(prefix), feed.suffix) for feed in FEEDS]
+    found = read_jetstream(
         nats_url(), list(STREAMS), [(stream, name) for stream, name, _ in feeds], settings.METRICS_NATS_TIMEOUT
     )
     labels = ["stream"]

@@ -77,9 +77,8 @@ def _size(count: int) -> str:
 
 async def jetstream_rows(url: str, streams: dict[str, Any], prefix: str) -> list[Row]:
     """The server, each stream of ``streams`` and each bridge consumer named ``<prefix>-<feed>``."""
-    from nats.js.errors import NotFoundError
-
     from mistersmith.bridge import FEEDS
+    from mistersmith.streams import info_or_none
 
     where = safe_url(url)
     try:
@@ -102,16 +101,10 @@ async def jetstream_rows(url: str, streams: dict[str, Any], prefix: str) -> list
         version = f"nats-server {server.major}.{server.minor}.{server.patch}"
         rows = [jetstream_row("server", f"JetStream at {where}", version, bad=False)]
 
-        async def info(lookup: Any, *args: str) -> Any:
-            try:
-                return await lookup(*args)
-            except NotFoundError:
-                return None
-
-        consumers = [(feed.stream, f"{prefix}-{feed.suffix}") for feed in FEEDS]
+        consumers = [(feed.stream, feed.consumer_name(prefix)) for feed in FEEDS]
         answers = await asyncio.gather(
-            *(info(js.stream_info, name) for name in streams),
-            *(info(js.consumer_info, stream, name) for stream, name in consumers),
+            *(info_or_none(js.stream_info, name) for name in streams),
+            *(info_or_none(js.consumer_info, stream, name) for stream, name in consumers),
             return_exceptions=True,
         )
         for (name, wanted), answer in zip(streams.items(), answers[: len(streams)], strict=True):

@@ -88,7 +88,7 @@ def bridge_consumers(nats_url, monkeypatch):
     for feed in FEEDS:
         # from the streams' end, as the bridge starts: what earlier runs left there is no lag of ours
         config = ConsumerConfig(
-            durable_name=f"{prefix}-{feed.suffix}", ack_policy=AckPolicy.EXPLICIT, deliver_policy=DeliverPolicy.NEW
+            durable_name=feed.consumer_name(prefix), ack_policy=AckPolicy.EXPLICIT, deliver_policy=DeliverPolicy.NEW
         )
         client.run(js.add_consumer(feed.stream, config))
     yield prefix
