@@ -4,16 +4,18 @@
 64 KiB); a rebuild needs every message of a range with its full payload, at the speed the
 server can deliver. It reads through an ephemeral pull consumer with no acks (nothing durable
 is left behind: the server also drops it after a minute without a fetch) and stops at the
-range's end, so messages published meanwhile are left to the live bridge.
+range's end, so messages published meanwhile are left to the live bridge. The snapshot export
+reads a stream's retained messages through the same reader.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
@@ -41,17 +43,17 @@ def stream_bounds(stream: str) -> StreamBounds:
     return StreamBounds(first=state.first_seq, last=state.last_seq, messages=state.messages)
 
 
-def read_range(stream: str, start: int, end: int, batch: int = 500) -> Iterator[Batch]:
-    """The messages of ``stream`` with sequences ``start``..``end``, in order, ``batch`` at a time.
+async def retained_messages(
+    js: Any, stream: str, start: int, end: int | None = None, batch: int = 500, timeout: float = FETCH_TIMEOUT
+) -> AsyncIterator[list[Msg]]:
+    """The messages of ``stream`` from sequence ``start`` to ``end`` (its last one when None), in
+    order, ``batch`` at a time, whole (subject, headers, data, metadata): the one reader of a
+    stream's history for the rebuild and the snapshot export.
 
-    Sequences the stream no longer holds (aged out, deleted) are simply absent. The consumer is
-    deleted when the iteration ends, also when the caller stops early or fails.
+    Sequences the stream no longer holds (aged out, deleted) are simply absent; nothing arriving
+    within ``timeout`` ends the read. The ephemeral consumer is deleted when the iteration ends,
+    also when the caller stops early or fails.
     """
-    if start > end:
-        return
-    nats = connection()
-    client = nats.client()
-    js = client.jetstream()
     config = ConsumerConfig(
         deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
         opt_start_seq=max(1, start),
@@ -60,32 +62,44 @@ def read_range(stream: str, start: int, end: int, batch: int = 500) -> Iterator[
         mem_storage=True,
         num_replicas=1,
     )
-    info = nats.run(js.add_consumer(stream, config))
+    info = await js.add_consumer(stream, config)
     subscription = None
     try:
-        subscription = nats.run(js.pull_subscribe_bind(consumer=info.name, stream=stream))
+        subscription = await js.pull_subscribe_bind(consumer=info.name, stream=stream)
         if info.num_pending == 0:
             return
         while True:
-            messages = nats.run(_fetch(subscription, batch), FETCH_TIMEOUT + 5)
-            if not messages:
+            try:
+                messages = await subscription.fetch(batch, timeout=timeout)
+            except (TimeoutError, NatsTimeoutError):
                 return  # nothing more within the timeout: the rest of the range is gone
-            items = [(m.metadata.sequence.stream, m.subject, m.data) for m in messages]
-            within = [item for item in items if item[0] <= end]
+            within = [m for m in messages if end is None or m.metadata.sequence.stream <= end]
             if within:
                 yield within
-            last = messages[-1].metadata
-            if last.sequence.stream >= end or last.num_pending == 0:
+            last = messages[-1].metadata if messages else None
+            if last is None or (end is not None and last.sequence.stream >= end) or last.num_pending == 0:
                 return
     finally:
-        with contextlib.suppress(NatsError, NatsUnavailable):
+        with contextlib.suppress(NatsError):
             if subscription is not None:
-                nats.run(subscription.unsubscribe())
-            nats.run(js.delete_consumer(stream, info.name))
+                await subscription.unsubscribe()
+            await js.delete_consumer(stream, info.name)
 
 
-async def _fetch(subscription: Any, batch: int) -> list:
+def read_range(stream: str, start: int, end: int, batch: int = 500) -> Iterator[Batch]:
+    """``retained_messages`` for synchronous code (the rebuild), as the bridge's (sequence, subject,
+    data) items, on the process's NATS connection."""
+    if start > end:
+        return
+    nats = connection()
+    reader = retained_messages(nats.client().jetstream(), stream, start, end, batch)
+
+    async def step() -> list[Msg] | None:
+        return await anext(reader, None)
+
     try:
-        return await subscription.fetch(batch, timeout=FETCH_TIMEOUT)
-    except (TimeoutError, NatsTimeoutError):
-        return []
+        while (messages := nats.run(step(), FETCH_TIMEOUT + 5)) is not None:
+            yield [(m.metadata.sequence.stream, m.subject, m.data) for m in messages]
+    finally:
+        with contextlib.suppress(NatsError, NatsUnavailable):
+            nats.run(reader.aclose())

@@ -29,10 +29,10 @@ from typing import IO, Any, TypeVar
 import msgpack
 import nats
 from nats.errors import Error as NatsError
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from mistersmith.nats import nats_url
 from mistersmith.nats import servers as nats_servers
+from mistersmith.operations.history import retained_messages
 from mistersmith.operations.snapshot_format import SnapshotError
 from mistersmith.streams import STREAMS, ensure_streams
 
@@ -120,31 +120,16 @@ async def export_stream(
         average = state.bytes / state.messages
         start = max(state.first_seq, state.last_seq - int(max_bytes / average) + 1)
         meta["truncated"] = True
-    last = state.last_seq
-    config = ConsumerConfig(
-        deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
-        opt_start_seq=start,
-        ack_policy=AckPolicy.ALL,
-        max_ack_pending=BATCH * 4,
-        inactive_threshold=60.0,
-        mem_storage=True,
-    )
-    consumer = await js.add_consumer(name, config)
-    subscription = await js.pull_subscribe_bind(consumer=consumer.name, stream=name)
     packer = msgpack.Packer(use_bin_type=True)
-    try:
-        done = False
-        while not done:
-            try:
-                messages = await subscription.fetch(BATCH, timeout=FETCH_TIMEOUT)
-            except (TimeoutError, nats.errors.TimeoutError):
-                break  # nothing more came: what remains was removed since we looked
+    reader = retained_messages(js, name, start, state.last_seq, BATCH, FETCH_TIMEOUT)
+    async with contextlib.aclosing(reader):  # its consumer is deleted also when the cap stops us early
+        async for messages in reader:
             for message in messages:
-                sequence = message.metadata.sequence.stream
                 size = len(message.data) + len(message.subject)
                 if max_bytes and meta["bytes"] + size > max_bytes:
-                    meta["truncated"] = done = True
-                    break
+                    meta["truncated"] = True
+                    return meta
+                sequence = message.metadata.sequence.stream
                 stamp = message.metadata.timestamp
                 record = [
                     sequence,
@@ -159,15 +144,6 @@ async def export_stream(
                 meta["first_seq"] = meta["first_seq"] or sequence
                 meta["last_seq"] = sequence
                 on_message(1)
-                if sequence >= last:
-                    done = True
-                    break
-            if messages:
-                await messages[-1].ack()
-    finally:
-        await subscription.unsubscribe()
-        with contextlib.suppress(NatsError):
-            await js.delete_consumer(name, consumer.name)
     return meta
 
 
