@@ -24,7 +24,6 @@ from mistersmith.messages import (
 
 VARIANTS = ("Spawned", "StateChanged", "Terminated", "Error", "Output", "Heartbeat")
 TERMINATION_REASONS = ("graceful_stop", "forced_stop")
-MAX_TEXT = 100_000
 MAX_NAME = 255
 INT_MAX = 2**31 - 1  # the agents table's INTEGER columns
 
@@ -50,23 +49,34 @@ def _state(body: dict, key: str) -> str:
 
 
 def _text(body: dict, key: str) -> str:
+    """Output's content or Error's text, whole: the runtime sends whole agent replies there, and the
+    stream's maximum message size (AGENT_EVENTS: 1 MiB) is the only bound. Pages show a preview and
+    fetch the rest on demand (agents/pages/texts.py)."""
     value = body.get(key)
     if not isinstance(value, str):
         raise InvalidMessage("bad_field", f"{key} is not a string")
-    return clean_text(value[:MAX_TEXT])
+    return clean_text(value)
+
+
+# AgentConfig's Option fields: an explicit null is the runtime's None (max_turns: no limit,
+# allowed_tools: every tool, memory_limit_mb: no limit) and must stay NULL, not become a default.
+NULLABLE_CONFIG = frozenset({"max_turns", "allowed_tools", "memory_limit_mb"})
 
 
 def _config(value: Any) -> dict[str, Any]:
     """Spawned's AgentConfig (and the console's ``name``), with every known field the projection
     stores kept only when the agents table can hold it: a whole number from 1 to INT_MAX, a bool,
-    a list of strings, a string without NUL (at most MAX_NAME characters for the name and model).
-    A field that fails is dropped, so the column keeps its default (the runtime's own defaults);
-    an out-of-range number written as it is would fail the bridge's whole batch in PostgreSQL."""
+    a list of strings, a string without NUL (at most MAX_NAME characters for the name and model),
+    or an explicit null for the Option fields (NULLABLE_CONFIG). A field that fails is dropped, and
+    so is a missing one, so the column keeps its default (the runtime's own defaults); an
+    out-of-range number written as it is would fail the bridge's whole batch in PostgreSQL."""
     if not isinstance(value, dict):
         raise InvalidMessage("bad_field", "config is not an object")
     config: dict[str, Any] = {}
     for key, item in value.items():
-        if key in ("max_turns", "timeout_seconds", "memory_limit_mb"):
+        if item is None and key in NULLABLE_CONFIG:
+            config[key] = None
+        elif key in ("max_turns", "timeout_seconds", "memory_limit_mb"):
             if isinstance(item, int) and not isinstance(item, bool) and 1 <= item <= INT_MAX:
                 config[key] = item
         elif key == "enable_mcp":
@@ -110,7 +120,8 @@ def parse_agent_event(message: Any, *, subject_agent: str | None = None) -> Agen
     elif kind == "Heartbeat":
         event["occurred_at"] = parse_timestamp(body.get("timestamp"))
     elif kind == "Spawned":
-        event["config"] = _config(body.get("config", {}))
+        # The runtime publishes Spawned only after Agent::spawn succeeded: the agent is Running.
+        event.update(config=_config(body.get("config", {})), new_state=AgentState.RUNNING.value)
     return AgentEvent(**event)
 
 

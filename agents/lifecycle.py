@@ -25,20 +25,28 @@ S = AgentState
 ACTIVE_STATES = frozenset({S.RUNNING, S.IDLE, S.PROCESSING})
 TERMINAL_STATES = frozenset({S.TERMINATED, S.ERROR})
 
-# state -> the states it may move to, named by the runtime's operation that moves it.
+# state -> every state the runtime's code (agent/lifecycle.rs, agent/agent.rs) may move it to, each
+# named by the operation that makes the move. Two operations reach every state but Terminated, so they
+# are in every row below: kill (any -> Terminated, or -> Error when the kill itself fails:
+# ``Agent::kill`` sets Error whatever the state was). Terminated is terminal: the runtime drops the
+# agent from its pool, nothing moves it again.
 TRANSITIONS: dict[AgentState, frozenset[AgentState]] = {
-    S.CREATED: frozenset({S.STARTING}),  # spawn
-    S.STARTING: frozenset({S.RUNNING, S.ERROR}),  # spawn succeeds or fails
-    S.RUNNING: frozenset({S.PROCESSING, S.PAUSED, S.STOPPING, S.ERROR}),  # execute, pause, stop, failed health
-    S.IDLE: frozenset({S.PROCESSING, S.PAUSED, S.STOPPING, S.ERROR}),
-    S.PROCESSING: frozenset({S.IDLE, S.STOPPING, S.ERROR}),  # execute done, stop, failed health
-    S.PAUSED: frozenset({S.RUNNING, S.STOPPING}),  # resume, stop
-    S.STOPPING: frozenset({S.TERMINATED}),
-    S.ERROR: frozenset({S.STOPPING}),  # stop is allowed from Error, which then ends Terminated
+    # spawn: Created -> Starting -> Running (Starting -> Error on failure); kill
+    S.CREATED: frozenset({S.STARTING, S.TERMINATED, S.ERROR}),
+    S.STARTING: frozenset({S.RUNNING, S.TERMINATED, S.ERROR}),
+    # execute (-> Processing), pause, stop, kill, a failed health check while active (-> Error)
+    S.RUNNING: frozenset({S.PROCESSING, S.PAUSED, S.STOPPING, S.TERMINATED, S.ERROR}),
+    S.IDLE: frozenset({S.PROCESSING, S.PAUSED, S.STOPPING, S.TERMINATED, S.ERROR}),
+    # execute done (-> Idle) or failed (-> Error), stop, kill, a failed health check
+    S.PROCESSING: frozenset({S.IDLE, S.STOPPING, S.TERMINATED, S.ERROR}),
+    # resume, stop, kill (or its failure)
+    S.PAUSED: frozenset({S.RUNNING, S.STOPPING, S.TERMINATED, S.ERROR}),
+    # the stop ends (-> Terminated) or fails (-> Error); kill
+    S.STOPPING: frozenset({S.TERMINATED, S.ERROR}),
+    # an Error agent can still be stopped (can_stop) or killed
+    S.ERROR: frozenset({S.STOPPING, S.TERMINATED}),
     S.TERMINATED: frozenset(),
 }
-# kill: any state -> Terminated.
-KILL_TARGET = S.TERMINATED
 
 
 class IllegalTransition(ValueError):
@@ -52,11 +60,8 @@ class IllegalTransition(ValueError):
 
 
 def allowed_targets(current: str) -> frozenset[str]:
-    """Every state reachable in one move from ``current`` (kill included)."""
-    moves = TRANSITIONS.get(AgentState(current), frozenset())
-    if current != KILL_TARGET:
-        moves = moves | {KILL_TARGET}
-    return frozenset(str(state) for state in moves)
+    """Every state reachable in one move from ``current`` (the table's row: kill included)."""
+    return frozenset(str(state) for state in TRANSITIONS.get(AgentState(current), frozenset()))
 
 
 def check_transition(current: str, target: str) -> None:

@@ -37,13 +37,20 @@ def _target_state(event: AgentEvent) -> str | None:
     return None
 
 
-def _spawn(event: AgentEvent) -> Agent:
-    # parse_agent_event kept only config values the agents table can hold (agents/events.py _config)
-    config = {key: value for key, value in event.config.items() if key in CONFIG_FIELDS}
+def _spawn_fields(event: AgentEvent) -> dict:
+    """The columns a Spawned sets: its AgentConfig fields (parse_agent_event kept only values the
+    agents table can hold, explicit nulls included: agents/events.py _config)."""
+    return {key: value for key, value in event.config.items() if key in CONFIG_FIELDS}
+
+
+def _create_spawned(event: AgentEvent) -> tuple[Agent, bool]:
+    """The agent of a Spawned, made Running if the console did not know it (or found if another
+    writer made the row meanwhile: then the caller decides as for a known agent)."""
+    config = _spawn_fields(event)
     config.setdefault("model", DEFAULT_MODEL)
     name = event.config.get("name") if isinstance(event.config.get("name"), str) else f"agent-{str(event.agent_id)[:8]}"
-    agent, _ = Agent.objects.get_or_create(pk=event.agent_id, defaults={"name": name, **config})
-    return agent
+    defaults = {"name": name, "status": AgentState.RUNNING, **config}
+    return Agent.objects.get_or_create(pk=event.agent_id, defaults=defaults)
 
 
 def apply_agent_events(
@@ -151,9 +158,7 @@ class _States:
 
     def apply(self, sequence: int | None, event: AgentEvent) -> str:
         if event.kind == "Spawned":
-            agent = _spawn(event)
-            self.current.setdefault(event.agent_id, agent.status)
-            return "spawned"
+            return self._spawned(sequence, event)
         target = _target_state(event)
         if target is None:
             return "ignored"
@@ -172,6 +177,47 @@ class _States:
         self.current[event.agent_id] = target
         self.moved.add(event.agent_id)
         return "state_changed"
+
+    def _spawned(self, sequence: int | None, event: AgentEvent) -> str:
+        """A Spawned: the runtime publishes it only after ``Agent::spawn`` succeeded, so the agent
+        is Running (never Created).
+
+        - Unknown agent: created, Running, with the message's config ("spawned").
+        - Created or Starting (a row the runtime or an operator wrote before the spawn ended): moved
+          to Running and given the message's config ("state_changed").
+        - Running already: nothing to move ("in_sync").
+        - Idle, Processing, Paused, Stopping: the agent has moved on since its spawn; this Spawned is
+          an older message read again (a rebuild over a row written meanwhile, a second console),
+          not news. Moving it back to Running would undo what the runtime did, so nothing moves
+          and nothing is wrong ("in_sync").
+        - Terminated or Error: an anomaly, the state stays. The runtime never spawns an agent id
+          twice (``Agent::new`` draws a new random AgentId for every Spawn command) and it
+          publishes no Spawned after a failed spawn, so a Spawned for an agent that ended is not a
+          re-spawn the console should follow: something else wrote that id (a foreign publisher,
+          a stream mixed from two runtimes) and an operator should look.
+        """
+        current = self.current.get(event.agent_id)
+        if current is None:
+            agent, created = _create_spawned(event)
+            self.current[event.agent_id] = agent.status
+            if created:
+                return "spawned"
+            current = agent.status
+        running = AgentState.RUNNING.value
+        if current in (AgentState.CREATED, AgentState.STARTING):
+            config = _spawn_fields(event)
+            if config:
+                Agent.objects.filter(pk=event.agent_id).update(**config)
+            self.current[event.agent_id] = running
+            self.moved.add(event.agent_id)
+            return "state_changed"
+        if current in (AgentState.TERMINATED, AgentState.ERROR):
+            detail = (
+                f"Spawned for an agent that is {current}: the runtime never spawns an agent id twice, "
+                "so this message does not come from the runtime's spawn of this agent"
+            )
+            return self._anomaly(sequence, event, current, running, detail)
+        return "in_sync"
 
     def _anomaly(self, sequence: int | None, event: AgentEvent, current: str, target: str, detail: str) -> str:
         self.anomalies.append(

@@ -85,18 +85,100 @@ def test_projection_follows_the_lifecycle_and_records_anomalies():
     outcome = apply_agent_events(
         [
             (1, event("Spawned", agent_id, config={"model": "claude-x", "timeout_seconds": "bad", "name": "alpha"})),
-            (2, event("StateChanged", agent_id, old_state="Created", new_state="Starting")),
-            (3, event("StateChanged", agent_id, old_state="Starting", new_state="Running")),
-            (4, event("StateChanged", agent_id, old_state="Running", new_state="Created")),  # illegal
+            (2, event("StateChanged", agent_id, old_state="Running", new_state="Processing")),
+            (3, event("StateChanged", agent_id, old_state="Processing", new_state="Idle")),
+            (4, event("StateChanged", agent_id, old_state="Idle", new_state="Created")),  # illegal
             (5, event("Error", agent_id, error="health check failed")),
-            (6, event("StateChanged", agent_id, old_state="Running", new_state="Error")),  # row already there
+            (6, event("StateChanged", agent_id, old_state="Idle", new_state="Error")),  # row already there
         ]
     )
     assert outcome == {"spawned": 1, "state_changed": 3, "anomaly": 1, "in_sync": 1}
     agent = Agent.objects.get(pk=agent_id)
     assert (agent.name, agent.model, agent.timeout_seconds, agent.status) == ("alpha", "claude-x", 300, "Error")
     (anomaly,) = AgentAnomaly.objects.filter(agent_id=agent_id)
-    assert (anomaly.current_state, anomaly.attempted_state, anomaly.stream_sequence) == ("Running", "Created", 4)
+    assert (anomaly.current_state, anomaly.attempted_state, anomaly.stream_sequence) == ("Idle", "Created", 4)
+
+
+RUNTIME_CONFIG = {
+    "model": "claude-3-5-sonnet-20241022",
+    "max_turns": None,
+    "allowed_tools": None,
+    "enable_mcp": True,
+    "timeout_seconds": 300,
+    "memory_limit_mb": None,
+}
+
+
+def runtime_spawned(agent_id: uuid.UUID, **config) -> dict:
+    """Spawned exactly as the runtime's serde writes it: the envelope, a SystemTime, explicit nulls."""
+    return {
+        "message_id": str(uuid.uuid4()),
+        "timestamp": {"secs_since_epoch": 1_790_000_000, "nanos_since_epoch": 123_456_789},
+        "source_agent": None,
+        "target_agent": None,
+        "correlation_id": None,
+        "payload": {"Spawned": {"agent_id": str(agent_id), "config": {**RUNTIME_CONFIG, **config}}},
+    }
+
+
+@pytest.mark.django_db
+def test_spawned_makes_a_new_agent_running_with_explicit_nulls_kept():
+    agent_id = uuid.uuid4()
+    spawned = parse_agent_event(decode_json(json.dumps(runtime_spawned(agent_id)).encode()))
+    assert spawned.new_state == "Running"
+    assert apply_agent_events([(1, spawned)]) == {"spawned": 1}
+    agent = Agent.objects.get(pk=agent_id)
+    assert agent.status == "Running"
+    assert (agent.memory_limit_mb, agent.max_turns, agent.allowed_tools) == (None, None, None)
+    # a missing key keeps the runtime's default (AgentConfig::default: 512 MB)
+    other = uuid.uuid4()
+    apply_agent_events([(2, event("Spawned", other, config={"model": "m", "max_turns": 7}))])
+    assert Agent.objects.values_list("memory_limit_mb", "max_turns").get(pk=other) == (512, 7)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("before", "after", "result"),
+    [
+        ("Created", "Running", "state_changed"),
+        ("Starting", "Running", "state_changed"),
+        ("Running", "Running", "in_sync"),
+        ("Paused", "Paused", "in_sync"),  # an old Spawned read again: the pause stays
+        ("Processing", "Processing", "in_sync"),
+        ("Terminated", "Terminated", "anomaly"),  # the runtime never spawns an id twice
+        ("Error", "Error", "anomaly"),
+    ],
+)
+def test_spawned_for_a_known_agent(before, after, result):
+    agent = Agent.objects.create(name="known", status=before, memory_limit_mb=512)
+    spawned = parse_agent_event(runtime_spawned(agent.pk, memory_limit_mb=None))
+    assert apply_agent_events([(3, spawned)]) == {result: 1}
+    agent.refresh_from_db()
+    assert agent.status == after
+    if before in ("Created", "Starting"):
+        assert agent.memory_limit_mb is None  # the spawn's config is the runtime's truth
+    if result == "anomaly":
+        assert "never spawns an agent id twice" in AgentAnomaly.objects.get(agent_id=agent.pk).detail
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("before", "message", "after"),
+    [
+        ("Stopping", {"Error": {"error": "Failed to stop agent: no such process"}}, "Error"),  # a failed stop
+        ("Paused", {"Error": {"error": "Failed to kill agent"}}, "Error"),  # a failed kill
+        ("Created", {"Error": {"error": "Failed to kill agent"}}, "Error"),
+        ("Idle", {"Error": {"error": "Agent process unhealthy"}}, "Error"),  # a failed health check
+        ("Paused", {"Terminated": {"reason": "forced_stop"}}, "Terminated"),  # kill
+        ("Stopping", {"StateChanged": {"old_state": "Stopping", "new_state": "Error"}}, "Error"),
+    ],
+)
+def test_every_move_the_runtime_makes_is_applied(before, message, after):
+    agent = Agent.objects.create(name="moves", status=before)
+    ((kind, body),) = message.items()
+    assert apply_agent_events([(4, event(kind, agent.pk, **body))]) == {"state_changed": 1}
+    assert Agent.objects.get(pk=agent.pk).status == after
+    assert not AgentAnomaly.objects.filter(agent_id=agent.pk).exists()
 
 
 @pytest.mark.django_db

@@ -22,8 +22,10 @@ LEGAL = {
     (S.PAUSED, S.RUNNING),
     *((state, S.STOPPING) for state in (S.RUNNING, S.IDLE, S.PROCESSING, S.PAUSED, S.ERROR)),
     (S.STOPPING, S.TERMINATED),
-    *((state, S.ERROR) for state in ACTIVE_STATES),
-    *((state, S.TERMINATED) for state in S if state != S.TERMINATED),
+    (S.STOPPING, S.ERROR),  # the stop failed (Agent::stop)
+    *((state, S.ERROR) for state in ACTIVE_STATES),  # a failed health check or execute
+    *((state, S.ERROR) for state in S if state not in (S.TERMINATED, S.ERROR)),  # a failed kill
+    *((state, S.TERMINATED) for state in S if state != S.TERMINATED),  # kill
 }
 
 
