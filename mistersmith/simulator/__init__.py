@@ -1,11 +1,11 @@
 """A stand-in MisterSmith runtime for demos, tests and benchmarks (``manage.py simulate``).
 
 It plays the runtime against the console's own PostgreSQL and NATS, so the console can be shown,
-tested and measured without the Rust runtime: it writes the supervision tables with the runtime's
-statement shapes (``tables``), publishes agent and supervision events as the runtime serialises them
-(``payloads``), injects failures, and answers the console's RestartNode commands with RestartCompleted
-(``runtime``). It never writes ``supervision_restarts``: the console inserted that row and completes it
-from the answer.
+tested and measured without the Rust runtime. By default it sends only what the real runtime sends
+(command replies, Spawned and Terminated, PoolStatus and SystemHealth answers, shared discoveries) and
+writes what the runtime's supervision writes (``tables``); ``rich_events`` adds the events the runtime
+defines but never publishes (``runtime`` says which). Failures are healed by their supervisors' policies,
+and the console's RestartNode commands are answered with RestartCompleted.
 
 Start it with :func:`run_simulator` inside an event loop, or :class:`SimulatorThread` beside a server.
 """

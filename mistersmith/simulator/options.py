@@ -21,7 +21,10 @@ class SimulatorOptions:
     duration: float = 0.0  # seconds; 0 runs until stopped
     restarts: bool = True  # answer RestartNode commands
     commands: bool = True  # answer agent commands (Pause, Resume, Stop, Status, HealthCheck ...) on agent.command
-    events: bool = True  # background chatter: heartbeats, health, state changes, output
+    events: bool = True  # background activity: shared discoveries (and, with rich_events, the chatter below)
+    rich_events: bool = False  # also what the runtime never publishes: StateChanged, Output, Error, Heartbeat,
+    # supervision.* lifecycle/health/error/task events, system.health reports, per-agent discovery subjects
+    heartbeat_interval: float = 2.0  # seconds between the batched heartbeats of running instances
     consumer_name: str = DEFAULT_CONSUMER
     nats_url: str | None = None  # None: the console's NATS
     database_url: str | None = None  # None: the console's database
@@ -35,9 +38,11 @@ class SimulatorOptions:
         """Raise ValueError naming every bad option (the command turns it into a CommandError)."""
         problems = [
             f"--{name.replace('_', '-')} must be a number ≥ 0 (got {getattr(self, name)})"
-            for name in ("rate", "failure_rate", "duration")
+            for name in ("rate", "failure_rate", "duration", "heartbeat_interval")
             if not (math.isfinite(getattr(self, name)) and getattr(self, name) >= 0)
         ]
+        if self.heartbeat_interval == 0:
+            problems.append("--heartbeat-interval must be above 0")
         if not 0 <= self.restart_failure_ratio <= 1:
             problems.append(f"--restart-failure-ratio must be between 0 and 1 (got {self.restart_failure_ratio})")
         if self.nodes < 2:
@@ -67,6 +72,14 @@ class SimulatorStats:
     broadcasts_published: int = 0  # discoveries and system.health reports (outside the rate budget)
     command_events_published: int = 0  # events of commanded moves: answers, so outside the rate budget
     agents_animated: int = 0
+    agents_spawned: int = 0
+    commands_unreadable: int = 0  # refused by the parser: no reply, as the runtime's handler
+    system_notices: int = 0  # "Startup" / "Shutdown" taken
+    system_answers: int = 0  # PoolStatus and SystemHealth requests answered on their reply_to
+    supervisor_restarts_ok: int = 0  # restarts a supervisor made by its policy after a failure
+    supervisor_restarts_failed: int = 0
+    escalations: int = 0  # failures passed to the parent because should_restart said no
+    heartbeat_batches: int = 0
     elapsed_seconds: float = 0.0  # from the first token to the stop: rate * this + burst bounds the events
 
     def summary(self) -> str:
@@ -74,6 +87,8 @@ class SimulatorStats:
             f"{self.events_published} events in {self.elapsed_seconds:.1f} s, {self.failures_injected} failures, "
             f"restarts answered: {self.restarts_ok} ok, {self.restarts_failed} failed "
             f"({self.duplicate_commands} duplicates ignored); agent commands: {self.commands_ok} carried out, "
-            f"{self.commands_refused} refused; {self.agents_animated} agents animated, "
+            f"{self.commands_refused} refused; supervisors restarted {self.supervisor_restarts_ok} "
+            f"({self.supervisor_restarts_failed} failed), {self.escalations} escalated; "
+            f"{self.agents_animated} agents animated, "
             f"{self.nodes_created} nodes created, {self.publish_errors} publish errors"
         )

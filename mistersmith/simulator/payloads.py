@@ -16,6 +16,7 @@ from typing import Any
 
 from agents.lifecycle import AgentState as S
 from mistersmith.messages import InvalidMessage
+from mistersmith.simulator import texts
 
 Message = tuple[str, dict[str, Any]]
 MAX_DELAY_MS = 300_000
@@ -44,7 +45,6 @@ FAILURES = {  # failure_reason -> (details, severity of the supervision.error ev
 }
 STACK_TRACE = "thread 'agent-worker' panicked at src/runtime/process.rs:212:9\nstack backtrace:\n  0: mistersmith::run"
 RESTART_ERRORS = ["agent did not come back: spawn timed out after 30 s", "claude CLI not found on host", "port in use"]
-OUTPUTS = ["Reading the failing test.", "Running cargo test.", "3 files changed.", "Waiting for the tool result."]
 
 
 @dataclass(frozen=True)
@@ -71,8 +71,27 @@ def system_time() -> dict[str, int]:
     return {"secs_since_epoch": ns // 1_000_000_000, "nanos_since_epoch": ns % 1_000_000_000}
 
 
+def envelope(payload: Any, correlation_id: str | None = None) -> dict[str, Any]:
+    """``MessageEnvelope::new(payload)`` as serde writes it: every key present, SystemTime, nulls explicit."""
+    return {
+        "message_id": str(uuid.uuid4()),
+        "timestamp": system_time(),
+        "source_agent": None,
+        "target_agent": None,
+        "correlation_id": correlation_id,
+        "payload": payload,
+    }
+
+
+def runtime_agent_event(agent_id: uuid.UUID, variant: str, fields: dict[str, Any]) -> Message:
+    """An AgentEvent exactly as the runtime's handler publishes it (``publish_agent_event``): in
+    ``MessageEnvelope::new`` on ``agent.{uuid}.events``, no source agent, no correlation."""
+    return f"agent.{agent_id}.events", envelope({variant: {"agent_id": str(agent_id), **fields}})
+
+
 def agent_event(agent_id: uuid.UUID, variant: str, fields: dict[str, Any], rng: random.Random) -> Message:
-    """An AgentEvent on ``agent.{id}.events``: bare, or in the envelope with either timestamp form.
+    """A --rich-events AgentEvent on ``agent.{id}.events``: bare, or in the envelope with either timestamp
+    form (the forms a console must accept, so a rich run exercises all of them).
 
     The envelope's message id doubles as the Nats-Msg-Id, so it is random, never seeded: two runs
     with the same seed must not look like duplicates to JetStream.
@@ -155,36 +174,89 @@ DISCOVERY_SUBJECTS = {  # discovery_type -> the last token of its subject (CONTR
     "Question": "questions",
     "Insight": "insights",
 }
-ROLES = ["researcher", "coder", "reviewer", "planner"]
-FINDINGS = [
-    "retries cluster after deploys",
-    "cache misses double under load",
-    "the flaky test depends on wall-clock time",
-    "two agents are editing the same file",
-    "latency spikes follow GC pauses",
-]
+ROLES = ["researcher", "coder", "reviewer", "planner", "Security", "Performance"]
+# The runtime's DiscoveryBroadcaster (collaboration/discovery_sharing.rs) publishes a Question on
+# discoveries.questions, a discovery built on another on discoveries.connections, any other on
+# discoveries.insights: bare JSON, core NATS, no headers.
+BROADCASTER_SUBJECTS = {"Question": "discoveries.questions"}
+RELATED_SUBJECT = "discoveries.connections"
+INSIGHTS_SUBJECT = "discoveries.insights"
 
 
-def discovery(agent_id: uuid.UUID, rng: random.Random) -> Message:
-    """A discovery shared by an agent, on ``discoveries.<agent>.<kind>`` (as the runtime's broadcaster)."""
-    kind = rng.choice(list(DISCOVERY_SUBJECTS))
+def discovery(agent_id: uuid.UUID, rng: random.Random, *, rich: bool, earlier: str | None = None) -> Message:
+    """A discovery shared by an agent, shaped as the runtime's ``Discovery`` (chrono timestamp, explicit null).
+
+    By default on the broadcaster's subjects (``share_discovery`` / ``share_related_discovery``); with
+    ``rich`` on ``discoveries.<agent>.<kind>`` as the contract also names, with long contents now and then.
+    ``earlier`` (a previous content) makes it a related discovery, kept whole.
+    """
+    kind = "Connection" if earlier is not None else rng.choice(list(DISCOVERY_SUBJECTS))
     body = {
         "agent_id": str(agent_id),
         "agent_role": rng.choice(ROLES),
         "discovery_type": kind,
-        "content": rng.choice(FINDINGS),
+        "content": texts.discovery_content(rng, long_ok=rich),
         "confidence": round(rng.uniform(0.3, 1.0), 2),
         "timestamp": rfc3339(),
-        "related_to": None,
+        "related_to": earlier,
     }
-    return f"discoveries.{agent_id}.{DISCOVERY_SUBJECTS[kind]}", body
+    if rich:
+        return f"discoveries.{agent_id}.{DISCOVERY_SUBJECTS[kind]}", body
+    if earlier is not None:
+        return RELATED_SUBJECT, body
+    return BROADCASTER_SUBJECTS.get(kind, INSIGHTS_SUBJECT), body
 
 
 def system_health(active: int, capacity: int) -> Message:
-    """The runtime's health reply on ``system.health``: the agent pool's use."""
-    capacity = max(capacity, active)
-    body = {"pool_active": active, "pool_capacity": capacity, "pool_available": capacity - active, "healthy": True}
-    return "system.health", body
+    """A --rich-events pool report on ``system.health`` (the runtime itself publishes none there)."""
+    return "system.health", health_data(active, capacity, max(capacity - active, 0))
+
+
+def health_data(active: int, capacity: int, available: int) -> dict[str, Any]:
+    """SystemMessageHandler's SystemHealth data: the pool's counts and ``healthy: true``."""
+    return {"pool_active": active, "pool_capacity": capacity, "pool_available": available, "healthy": True}
+
+
+def pool_status(agent_ids: list[uuid.UUID], capacity: int, available: int) -> dict[str, Any]:
+    """``AgentPool::get_status`` serialised: ``PoolStatus {active_count, max_capacity, available_slots, agents}``."""
+    return {
+        "active_count": len(agent_ids),
+        "max_capacity": capacity,
+        "available_slots": available,
+        "agents": [str(agent_id) for agent_id in agent_ids],
+    }
+
+
+ALLOCATION_EVENTS = ["requested", "assigned", "rejected", "redistributed", "completed", "failed", "timeout"]
+CAPABILITIES = ["code", "review", "research", "plan", "test"]
+STRATEGIES = ["Sequential", "Parallel", "Pipeline", "Consensus"]
+
+
+def task_allocation(agent_ids: list[uuid.UUID], rng: random.Random) -> Message:
+    """A supervision task-allocation event (CONTRACTS §3), chrono timestamp."""
+    name = rng.choice(ALLOCATION_EVENTS)
+    assigned = str(rng.choice(agent_ids)) if agent_ids and name != "requested" else None
+    others = [str(a) for a in rng.sample(agent_ids, min(len(agent_ids), rng.randint(0, 3)))]
+    body = {
+        "event_type": name.capitalize(),
+        "task_id": str(uuid.uuid4()),
+        "timestamp": rfc3339(),
+        "allocation_details": {
+            "requested_capabilities": rng.sample(CAPABILITIES, rng.randint(1, 3)),
+            "assigned_agent": assigned,
+            "rejection_reasons": ["no agent with capacity"] if name == "rejected" else [],
+            "alternative_agents": others,
+            "priority": rng.randint(0, 10),
+            "estimated_duration_ms": rng.randint(500, 600_000),
+        },
+        "coordination_metadata": {
+            "workflow_id": str(uuid.uuid4()) if rng.random() < 0.5 else None,
+            "parent_task_id": None,
+            "dependencies": [],
+            "coordination_strategy": rng.choice(STRATEGIES),
+        },
+    }
+    return f"supervision.tasks.allocation.{name}", body
 
 
 def random_failure(rng: random.Random) -> Failure:

@@ -1,11 +1,25 @@
-"""The simulated runtime: chatter, failures, restart and agent-command answers over one database and one NATS
-connection.
+"""The simulated runtime: agent-command and system answers, failures healed by their supervisors, restart
+answers and instance heartbeats, over one database and one NATS connection.
 
-Everything that writes or publishes runs under one lock, so an agent's events always describe its
-transitions in the order they were committed. Events on ``agent.>`` and ``supervision.>`` are paced by
-one token bucket; RestartCompleted answers, agent-command replies and the events of commanded moves are
-not, because the console waits for them and their number is bounded by the commands it sends. Only the
-waits (delays, pacing) run concurrently.
+By default it sends only what the real runtime sends (MisterSmith ``src/message/handler.rs``): replies to
+``agent.command`` requests, ``Spawned`` after a successful spawn and ``Terminated`` after a stop or kill
+(each in ``MessageEnvelope::new``, plain NATS publishes without headers), answers to ``PoolStatus`` and
+``SystemHealth`` on their ``reply_to``, and discoveries as the collaboration module's
+``DiscoveryBroadcaster`` shares them (bare ``Discovery`` JSON on ``discoveries.questions|insights|
+connections``: the runtime does publish these while its agents work, so they belong to the default set).
+Nothing on ``system.health``, no StateChanged, Output, Error or Heartbeat. ``rich_events`` adds those,
+the supervision.* lifecycle, health, error and task-allocation events, system.health reports and the
+per-agent discovery subjects, with long texts now and then.
+
+Agents' states live here, in memory, as in the runtime's pool: the stand-in never writes
+``agents.status`` (see ``tables``). It writes what the runtime's supervision writes: failures, restarts
+(its supervisors restart failed nodes by their policy, with ``should_restart`` and
+``calculate_restart_delay``, and escalate when the policy says no), child states, node status, instances
+and their heartbeats (batched, every ``heartbeat_interval``). RestartNode (console-owned) is answered
+with RestartCompleted.
+
+Everything that writes or publishes runs under one lock, so events describe moves in the order they
+were made. The rich chatter is paced by one token bucket; answers are not (the console waits for them).
 """
 
 from __future__ import annotations
@@ -18,8 +32,7 @@ import random
 import time
 import uuid
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
-from functools import cache
+from dataclasses import dataclass, field
 from typing import Any
 
 import nats
@@ -31,12 +44,11 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.client import JetStreamContext
 
 from agents.lifecycle import AgentState as S
-from agents.lifecycle import IllegalTransition, check_transition
 from mistersmith.embedded import postgres_url
 from mistersmith.messages import InvalidMessage, decode_json
 from mistersmith.nats import nats_url
 from mistersmith.nats import servers as nats_servers
-from mistersmith.simulator import commands, payloads, tables
+from mistersmith.simulator import commands, payloads, tables, texts
 from mistersmith.simulator.commands import AgentCommand
 from mistersmith.simulator.options import SimulatorOptions, SimulatorStats
 from mistersmith.simulator.payloads import Message, RestartCommand
@@ -45,54 +57,44 @@ from supervision.events import CONTROL_SUBJECT, control_variant
 
 logger = logging.getLogger(__name__)
 
-LIVE = frozenset({S.CREATED, S.STARTING, S.RUNNING, S.IDLE, S.PROCESSING, S.PAUSED, S.STOPPING})
-# The everyday moves of a healthy agent: execute, finish, pause, resume, finish spawning or stopping.
+# The runtime's state checks (agent/state.rs, agent/lifecycle.rs) and the words of their errors.
+PAUSABLE = frozenset({S.RUNNING, S.IDLE})  # can_pause
+STOPPABLE = frozenset({S.RUNNING, S.IDLE, S.PROCESSING, S.PAUSED, S.ERROR})  # can_stop
+ACTIVE = frozenset({S.RUNNING, S.IDLE, S.PROCESSING})  # is_active
+PROCESS_ALIVE = frozenset({S.RUNNING, S.IDLE, S.PROCESSING, S.PAUSED})  # the CLI process is up
+EXPECTED = {"Pause": "Running or Idle", "Resume": "Paused", "Stop": "Running, Idle, Paused, or Error"}
+POOL_CAPACITY = 100  # the pool's max_size when it holds fewer agents
+# The rich chatter: everyday moves of a healthy agent, and how often each kind of event comes.
 MOVES: dict[str, dict[str, int]] = {
-    S.CREATED: {S.STARTING: 1},
-    S.STARTING: {S.RUNNING: 1},
     S.RUNNING: {S.PROCESSING: 6, S.PAUSED: 1},
     S.IDLE: {S.PROCESSING: 6, S.PAUSED: 1},
     S.PROCESSING: {S.IDLE: 1},
     S.PAUSED: {S.RUNNING: 1},
-    S.STOPPING: {S.TERMINATED: 1},
 }
-CHATTER = {"heartbeat": 4, "health": 2, "state": 3, "output": 2}
-# Outside the agent.> / supervision.> budget: a discovery now and then, and the pool's health report.
+CHATTER = {"heartbeat": 4, "health": 2, "state": 3, "output": 2, "task": 1}
 DISCOVERY_SECONDS = 2.0
 HEALTH_REPORT_SECONDS = 5.0
-# Agent commands: the states each move is taken from (the runtime's can_pause, can_stop ...).
-PAUSABLE = frozenset({S.RUNNING, S.IDLE})
-STOPPABLE = frozenset({S.RUNNING, S.IDLE, S.PROCESSING, S.PAUSED, S.ERROR})
-HEALTHY = frozenset({S.RUNNING, S.IDLE, S.PROCESSING, S.PAUSED})
-INPUT_STATES = frozenset({S.RUNNING, S.IDLE, S.PROCESSING})
-# A graceful stop holds the agent in Stopping this long before Terminated (its process finishing), so
-# a consumer sees the two moves apart, as it would from the runtime.
-GRACEFUL_STOP_SECONDS = 0.2
-
-
-@cache
-def sources(target: str) -> list[str]:
-    """The states the lifecycle lets move to ``target``, asked of check_transition (the one authority)."""
-    allowed = []
-    for state in S.values:
-        with contextlib.suppress(IllegalTransition):
-            check_transition(state, target)
-            allowed.append(state)
-    return allowed
+GRACEFUL_STOP_SECONDS = 0.2  # rich events: Stopping is held this long, so the two moves are seen apart
+RESTART_STOPPED = "the runtime stopped before the restart"
 
 
 @dataclass
 class SimAgent:
-    node_id: uuid.UUID
+    """One agent of the runtime's pool: its state is the runtime's, held here and nowhere else."""
+
+    node_id: uuid.UUID | None
     node_name: str
     parent_id: uuid.UUID | None
     agent_id: uuid.UUID
     state: str
     node_status: str
+    config: dict[str, Any] | None = None
+    registered: bool = True  # in the pool; False once stopped (unregistered: "Agent not found")
+    since: float = field(default_factory=time.monotonic)  # Agent::created_at, for the uptime
 
     @property
     def alive(self) -> bool:
-        return self.state in LIVE and self.node_status != "failed"
+        return self.registered and self.state in PROCESS_ALIVE and self.node_status != "failed"
 
 
 @dataclass
@@ -133,7 +135,7 @@ class TokenBucket:
 
 
 class Simulator:
-    """One simulated runtime: a database connection, a NATS connection and the animated agents."""
+    """One simulated runtime: a database connection, a NATS connection and the agents of its pool."""
 
     db: psycopg.AsyncConnection
     nc: Client
@@ -141,15 +143,17 @@ class Simulator:
 
     def __init__(self, options: SimulatorOptions, stats: SimulatorStats) -> None:
         self.options, self.stats = options, stats
+        self.rich = options.rich_events
         self.rng = random.Random(options.seed)
         self.halt = asyncio.Event()
         self.lock = asyncio.Lock()
         self.bucket = TokenBucket(options.rate, options.burst, self.halt)
         self.agents: dict[uuid.UUID, SimAgent] = {}
-        self.beats: set[uuid.UUID] = set()
+        self.registered_total = 0  # permits taken from the pool's semaphore, never given back (pool.rs)
         self.handled: set[str] = set()  # restart ids answered (or being answered) by this process
         self.tasks: set[asyncio.Task] = set()
-        self.command_subscription: Any = None
+        self.subscriptions: list[Any] = []
+        self.last_discovery: str | None = None
 
     async def open(self) -> None:
         database = self.options.database_url or postgres_url(settings.DATABASES["default"])
@@ -160,9 +164,16 @@ class Simulator:
         await ensure_streams(self.js)
         if not await tables.has_nodes(self.db):
             self.stats.nodes_created = await tables.create_tree(self.db, self.options.nodes, self.rng)
-        sample = await tables.load_sample(self.db, self.options.sample, self.rng)
-        self.agents = {agent.agent_id: agent for agent in (SimAgent(*row) for row in sample)}
+        for row in await tables.load_sample(self.db, self.options.sample, self.rng):
+            self._register(SimAgent(*row[:6], config=dict(zip(tables.CONFIG_KEYS, row[6:], strict=True))))
         self.stats.agents_animated = len(self.agents)
+
+    def _register(self, agent: SimAgent) -> SimAgent:
+        """The agent into the pool (a Terminated one is known but not registered: the runtime dropped it)."""
+        agent.registered = agent.state != S.TERMINATED
+        self.agents[agent.agent_id] = agent
+        self.registered_total += agent.registered
+        return agent
 
     async def close(self) -> None:
         """Close what :meth:`open` got to open, once the stream has acked the events in flight."""
@@ -176,17 +187,19 @@ class Simulator:
     async def run(self, stop: asyncio.Event, on_ready: Callable[[], object] | None) -> None:
         """Run the workers until ``stop``, the duration, or a worker's crash; then stop them cleanly."""
         started = self.bucket.updated = time.monotonic()
-        workers: list[Coroutine[Any, Any, None]] = [self._flush_heartbeats()]
-        if self.options.events and self.options.rate > 0:
-            workers.append(self._chatter())
+        workers: list[Coroutine[Any, Any, None]] = [self._heartbeats()]
+        if self.options.events:
             workers.append(self._broadcasts())
+            if self.rich and self.options.rate > 0:
+                workers.append(self._chatter())
         if self.options.failure_rate > 0:
             workers.append(self._failures())
         if self.options.restarts:
             workers.append(self._consume(await self._subscribe()))
-        if self.options.commands:  # core NATS request/reply, like the runtime's own handler
-            self.command_subscription = await self.nc.subscribe(commands.COMMAND_SUBJECT, cb=self._on_command)
-            await self.nc.flush()  # the server knows the subscription before anyone is told we are ready
+        if self.options.commands:  # core NATS, like the runtime's own handlers
+            self.subscriptions.append(await self.nc.subscribe(commands.COMMAND_SUBJECT, cb=self._on_command))
+            self.subscriptions.append(await self.nc.subscribe(CONTROL_SUBJECT, cb=self._on_system))
+            await self.nc.flush()  # the server knows the subscriptions before anyone is told we are ready
         tasks = [asyncio.create_task(worker) for worker in workers]
         if on_ready is not None:
             on_ready()
@@ -197,9 +210,9 @@ class Simulator:
         finally:
             self.halt.set()
             self.stats.elapsed_seconds = time.monotonic() - started
-            if self.command_subscription is not None:
+            for subscription in self.subscriptions:
                 with contextlib.suppress(NatsError):
-                    await self.command_subscription.unsubscribe()
+                    await subscription.unsubscribe()
             stopper.cancel()
             _, late = await asyncio.wait([*tasks, *self.tasks], timeout=10)
             for task in late:
@@ -209,10 +222,33 @@ class Simulator:
             if not task.cancelled() and task.exception() is not None:
                 raise task.exception()
 
+    def _background(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coroutine)
+        self.tasks.add(task)
+        task.add_done_callback(self._forget)
+
+    def _forget(self, task: asyncio.Task) -> None:
+        self.tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("simulator task failed", exc_info=task.exception())
+
     # -- publishing ---------------------------------------------------------------------------------
 
+    async def _send(self, message: Message | None) -> None:
+        """One message as the runtime publishes: a plain NATS publish, no headers (the streams store it)."""
+        if message is None:
+            return
+        subject, body = message
+        try:
+            await self.nc.publish(subject, json.dumps(body).encode())
+        except NatsError as error:
+            self.stats.publish_errors += 1
+            logger.warning("simulator could not publish on %s: %s", subject, error)
+            return
+        self.stats.command_events_published += 1
+
     async def _publish(self, message: Message | None) -> None:
-        """One budgeted event through JetStream; dropped once stopping (the bucket then gives no token).
+        """One budgeted --rich-events message through JetStream; dropped once stopping.
 
         Publishes are pipelined: they leave in order on one connection and are counted when the stream
         acks them, so the publish rate is not capped by one round trip per event.
@@ -239,28 +275,30 @@ class Simulator:
     async def _agent_event(self, agent: SimAgent, variant: str, **fields: Any) -> None:
         await self._publish(payloads.agent_event(agent.agent_id, variant, fields, self.rng))
 
-    async def _state_changed(
-        self, agent: SimAgent, old: str, new: str, trigger: str, error: dict | None = None
+    async def _announce(
+        self, agent: SimAgent, old: str, new: str, trigger: str, error: dict | None = None, *, budgeted: bool = False
     ) -> None:
-        await self._agent_event(agent, "StateChanged", old_state=old, new_state=new)
-        await self._publish(payloads.lifecycle(agent.agent_id, agent.parent_id, old, new, trigger, error))
+        """--rich-events only: a move's StateChanged and lifecycle events. A commanded or restarted move's are
+        answers, sent at once before the reply; a failure's are chatter, paced by the budget (``budgeted``)."""
+        if not self.rich or old == new:
+            return
+        send = self._publish if budgeted else self._send
+        await send(payloads.agent_event(agent.agent_id, "StateChanged", {"old_state": old, "new_state": new}, self.rng))
+        await send(payloads.lifecycle(agent.agent_id, agent.parent_id, old, new, trigger, error))
 
-    async def _move(self, executor: tables.Executor, agent: SimAgent, *targets: str) -> tuple[str, str] | None:
-        """Move the agent row to the first target its current state allows: (old, new), or None.
+    # -- heartbeats ---------------------------------------------------------------------------------
 
-        The row's own state decides, read under a row lock, so a change the console made meanwhile is
-        respected instead of overwritten; one statement per try keeps chatter at one round trip.
-        """
-        for target in targets:
-            row = await tables.fetch_one(executor, tables.MOVE_AGENT, [target, agent.agent_id, sources(target)])
-            if row is not None:
-                agent.state = target
-                return row[0], target
-        row = await tables.fetch_one(executor, "SELECT status FROM agents WHERE id = %s", [agent.agent_id])
-        agent.state = row[0] if row else S.TERMINATED
-        return None
+    async def _heartbeats(self) -> None:
+        """The running instances of live agents (and their Running child states) beat every interval:
+        one bounded statement per table per 1,000 agents, however many beats happened in between."""
+        while await pause(self.halt, self.options.heartbeat_interval):
+            async with self.lock:
+                alive = [agent.agent_id for agent in self.agents.values() if agent.alive]
+                if alive:
+                    await tables.beat(self.db, alive)
+                    self.stats.heartbeat_batches += 1
 
-    # -- chatter: heartbeats, health, state changes, output -----------------------------------------
+    # -- rich chatter: heartbeats, health, state changes, output, task allocation -------------------
 
     async def _chatter(self) -> None:
         """As fast as the budget allows (the bucket paces it), one random event of one live agent at a time."""
@@ -275,26 +313,44 @@ class Simulator:
                     await getattr(self, f"_emit_{kind}")(agent)
 
     async def _emit_heartbeat(self, agent: SimAgent) -> None:
-        self.beats.add(agent.agent_id)
         stamp = payloads.system_time() if self.rng.random() < 0.7 else payloads.rfc3339()
         await self._agent_event(agent, "Heartbeat", timestamp=stamp)
 
     async def _emit_output(self, agent: SimAgent) -> None:
-        await self._agent_event(agent, "Output", content=self.rng.choice(payloads.OUTPUTS))
+        await self._agent_event(agent, "Output", content=texts.output(self.rng, long_ok=True))
 
     async def _emit_health(self, agent: SimAgent) -> None:
         await self._publish(payloads.health(agent.agent_id, self.rng))
 
+    async def _emit_task(self, agent: SimAgent) -> None:
+        alive = [a.agent_id for a in self.agents.values() if a.alive]
+        await self._publish(payloads.task_allocation(alive or [agent.agent_id], self.rng))
+
+    async def _emit_state(self, agent: SimAgent) -> None:
+        moves = MOVES.get(agent.state)
+        if not moves:
+            return await self._emit_heartbeat(agent)
+        target = self.rng.choices(list(moves), list(moves.values()))[0]
+        old, agent.state = agent.state, target
+        await self._agent_event(agent, "StateChanged", old_state=old, new_state=target)
+        await self._publish(payloads.lifecycle(agent.agent_id, agent.parent_id, old, target, "activity", None))
+
     async def _broadcasts(self) -> None:
-        """A live agent's discovery every DISCOVERY_SECONDS, and the pool's use on system.health every
-        HEALTH_REPORT_SECONDS (the discoveries page and the dashboard show them)."""
+        """A live agent's discovery every DISCOVERY_SECONDS (now and then built on the previous one); with
+        --rich-events the pool's use on system.health every HEALTH_REPORT_SECONDS too."""
         since_report = HEALTH_REPORT_SECONDS
         while True:
             alive = [agent for agent in self.agents.values() if agent.alive]
             if alive:
-                await self._broadcast(payloads.discovery(self.rng.choice(alive).agent_id, self.rng))
-            if since_report >= HEALTH_REPORT_SECONDS:
-                await self._broadcast(payloads.system_health(len(alive), len(self.agents)))
+                earlier = self.last_discovery if self.rng.random() < 0.2 else None
+                subject, body = payloads.discovery(
+                    self.rng.choice(alive).agent_id, self.rng, rich=self.rich, earlier=earlier
+                )
+                self.last_discovery = body["content"]
+                await self._broadcast((subject, body))
+            if self.rich and since_report >= HEALTH_REPORT_SECONDS:
+                active, capacity, available = self._pool_counts()
+                await self._broadcast(("system.health", payloads.health_data(active, capacity, available)))
                 since_report = 0.0
             if not await pause(self.halt, DISCOVERY_SECONDS):
                 return
@@ -303,72 +359,86 @@ class Simulator:
     async def _broadcast(self, message: Message) -> None:
         subject, body = message
         try:
-            await self.js.publish(subject, json.dumps(body).encode(), headers={"Nats-Msg-Id": str(uuid.uuid4())})
-        except (NatsError, TimeoutError) as error:
+            await self.nc.publish(subject, json.dumps(body).encode())
+        except NatsError as error:
             self.stats.publish_errors += 1
             logger.warning("simulator could not publish on %s: %s", subject, error)
             return
         self.stats.broadcasts_published += 1
 
-    async def _emit_state(self, agent: SimAgent) -> None:
-        moves = MOVES.get(agent.state)
-        if not moves:
-            return await self._emit_heartbeat(agent)
-        target = self.rng.choices(list(moves), list(moves.values()))[0]
-        moved = await self._move(self.db, agent, target)
-        if moved:
-            await self._state_changed(agent, *moved, trigger="simulated activity")
-
-    async def _flush_heartbeats(self) -> None:
-        """Heartbeats land in the database once a second, one statement per table, not one per event."""
-        while await pause(self.halt, 1.0):
-            if not self.beats:
-                continue
-            ids, self.beats = list(self.beats), set()
-            async with self.lock, self.db.transaction():
-                await self.db.execute("UPDATE agents SET last_heartbeat = NOW() WHERE id = ANY(%s)", [ids])
-                await self.db.execute(
-                    "UPDATE supervision_child_states c SET last_heartbeat = NOW() FROM supervision_nodes n"
-                    " WHERE c.child_node_id = n.id AND n.agent_id = ANY(%s)",
-                    [ids],
-                )
-
-    # -- failures -----------------------------------------------------------------------------------
+    # -- failures and their supervisors ---------------------------------------------------------------
 
     async def _failures(self) -> None:
-        """Failures at random moments (a Poisson process at --failure-rate), on live agents only."""
+        """Failures at random moments (a Poisson process at --failure-rate), on live agents with a node."""
         while await pause(self.halt, self.rng.expovariate(self.options.failure_rate)):
-            alive = [a for a in self.agents.values() if a.alive]
+            alive = [a for a in self.agents.values() if a.alive and a.node_id is not None]
             if alive:
                 async with self.lock:
                     await self._inject_failure(self.rng.choice(alive))
 
-    async def _inject_failure(self, agent: SimAgent) -> None:
-        """A failure as the runtime records one: the row, the node failed, the child Failed, the agent down."""
-        failure = payloads.random_failure(self.rng)
+    async def _inject_failure(self, agent: SimAgent, failure: payloads.Failure | None = None) -> None:
+        """A failure as the runtime records one (the row, the node failed, the child Failed, the instances
+        crashed, the agent in Error), then its supervisor decides, in the background."""
+        failure = failure or payloads.random_failure(self.rng)
         context = {"agent_id": str(agent.agent_id), "host": "sim-host", "pid": self.rng.randint(1000, 60000)}
         async with self.db.transaction(), self.db.cursor() as cur:
-            await tables.record_failure(cur, agent.node_id, failure, context)
+            failure_id = await tables.record_failure(cur, agent.node_id, failure, context)
             await cur.execute(tables.NODE_STATUS, ["failed", agent.node_id])
             if agent.parent_id:
                 await tables.upsert_child(cur, agent.parent_id, (agent.node_name, agent.node_id), "Failed", errors=1)
-            moved = await self._move(cur, agent, S.ERROR, S.TERMINATED)
             await cur.execute(
                 "UPDATE agent_instances SET status = 'crashed'"
                 " WHERE agent_id = %s AND status IN ('starting', 'running')",
                 [agent.agent_id],
             )
-        agent.node_status = "failed"
+        old, agent.state, agent.node_status = agent.state, S.ERROR, "failed"
         self.stats.failures_injected += 1
-        info = payloads.error_info(failure, agent.node_name, agent.agent_id)
-        await self._agent_event(agent, "Error", error=f"{failure.reason}: {failure.detail}")
-        if moved:
-            await self._state_changed(agent, *moved, trigger="failure", error=info)
-            if moved[1] == S.TERMINATED:
-                await self._agent_event(agent, "Terminated", reason="forced_stop")
-        await self._publish(payloads.coordination_error(failure, info))
+        if self.rich:
+            info = payloads.error_info(failure, agent.node_name, agent.agent_id)
+            await self._agent_event(agent, "Error", error=f"{failure.reason}: {failure.detail}")
+            await self._announce(agent, old, S.ERROR, "failure", info, budgeted=True)
+            await self._publish(payloads.coordination_error(failure, info))
+        self._background(self._supervise(agent, failure_id))
 
-    # -- restart commands ---------------------------------------------------------------------------
+    async def _supervise(self, agent: SimAgent, failure_id: uuid.UUID) -> None:
+        """The parent supervisor's answer to a failure: should_restart says yes, so a restart after
+        calculate_restart_delay (the restart row written and completed, as the runtime does), or no, so the
+        failure is escalated to the parent and the node stays failed. A failed restart is a new failure."""
+        async with self.lock, self.db.transaction(), self.db.cursor() as cur:
+            allowed, attempt, delay = await tables.restart_decision(cur, agent.node_id)
+            if not allowed:
+                parent = None
+                if agent.parent_id is not None:
+                    row = await tables.fetch_one(
+                        cur, "SELECT node_id FROM supervision_nodes WHERE id = %s", [agent.parent_id]
+                    )
+                    parent = row[0] if row else None
+                await tables.escalate(cur, failure_id, parent)
+                self.stats.escalations += 1
+                return
+            restart_id = await tables.begin_restart(cur, agent.node_id, failure_id, attempt, delay)
+        waited = await pause(self.halt, delay / 1000)
+        async with self.lock:
+            if not waited:
+                async with self.db.transaction(), self.db.cursor() as cur:
+                    await tables.complete_restart(cur, restart_id, False, RESTART_STOPPED, None)
+                return
+            success = self.rng.random() >= self.options.restart_failure_ratio
+            outcome = await self._apply_restart(agent.node_id, success)
+            if outcome is None:  # the node was deleted meanwhile
+                return
+            async with self.db.transaction(), self.db.cursor() as cur:
+                await tables.complete_restart(cur, restart_id, success, outcome.error_message, outcome.instance_id)
+            if success:
+                self.stats.supervisor_restarts_ok += 1
+            else:
+                self.stats.supervisor_restarts_failed += 1
+            await self._announce_restart(outcome)
+            if not success and outcome.agent is not None:
+                failure = payloads.Failure("Crash", f"restart failed: {outcome.error_message}", "high", None)
+                await self._inject_failure(outcome.agent, failure)
+
+    # -- restart commands (console-owned protocol on system.control) --------------------------------
 
     async def _subscribe(self) -> Any:
         """The durable pull consumer on system.control, with the runtime's consumer settings."""
@@ -407,20 +477,13 @@ class Simulator:
             command = None
         if command is not None and command.restart_id not in self.handled:
             self.handled.add(command.restart_id)
-            task = asyncio.create_task(self._restart(message, command))
-            self.tasks.add(task)
-            task.add_done_callback(self._forget)
+            self._background(self._restart(message, command))
             return
         if command is None:
             self.stats.ignored_messages += 1
         else:
             self.stats.duplicate_commands += 1
         await message.ack()
-
-    def _forget(self, task: asyncio.Task) -> None:
-        self.tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            logger.error("simulator restart failed", exc_info=task.exception())
 
     async def _restart(self, message: Any, command: RestartCommand) -> None:
         """Wait the delay (holding nothing), restart, answer, ack; then announce the new incarnation."""
@@ -431,7 +494,7 @@ class Simulator:
         async with self.lock:
             success = self.rng.random() >= self.options.restart_failure_ratio
             try:
-                outcome = await self._apply_restart(command, success)
+                outcome = await self._apply_restart(command.node_id, success)
             except psycopg.Error as error:
                 outcome = RestartOutcome(False, f"restart failed: {error}"[:1000])
             if outcome is None:
@@ -453,34 +516,38 @@ class Simulator:
                 self.stats.restarts_failed += 1
             await self._announce_restart(outcome)
 
-    async def _apply_restart(self, command: RestartCommand, success: bool) -> RestartOutcome | None:
-        """The node back to active with a new instance, or failed again; the restart row is the console's.
-
-        None for a node this database does not hold: another runtime (or another console's simulator on a
-        shared NATS) owns it, so it is left for that one to answer.
-        """
+    async def _apply_restart(self, node_id: uuid.UUID, success: bool) -> RestartOutcome | None:
+        """The node back to active with a new instance, or failed again; the agent (if any) Running again in
+        the pool, or in Error. None for a node this database does not hold: another runtime (or another
+        console's simulator on a shared NATS) owns it, so it is left for that one to answer."""
         async with self.db.transaction(), self.db.cursor() as cur:
             query = "SELECT node_id, parent_node_id, agent_id FROM supervision_nodes WHERE id = %s FOR UPDATE"
-            row = await tables.fetch_one(cur, query, [command.node_id])
+            row = await tables.fetch_one(cur, query, [node_id])
             if row is None:
                 return None
             name, parent_id, agent_id = row
             error_message = None if success else self.rng.choice(payloads.RESTART_ERRORS)
             outcome = RestartOutcome(success, error_message)
-            await cur.execute(tables.NODE_STATUS, ["active" if success else "failed", command.node_id])
+            await cur.execute(tables.NODE_STATUS, ["active" if success else "failed", node_id])
             if agent_id is not None:
-                agent = self.agents.get(agent_id) or SimAgent(command.node_id, name, parent_id, agent_id, "", "")
+                agent = self.agents.get(agent_id) or self._register(
+                    SimAgent(node_id, name, parent_id, agent_id, S.ERROR, "failed")
+                )
                 if success:
                     outcome.instance_id = await tables.new_instance(cur, agent_id, self.rng.randint(20000, 29999))
+                if not agent.registered:  # a stopped agent restarted: back in the pool
+                    agent.registered, agent.since = True, time.monotonic()
+                    self.registered_total += 1
                 # A restart is a new incarnation, so no transition check: Created -> Starting -> Running or Error.
                 agent.state, agent.node_status = (S.RUNNING, "active") if success else (S.ERROR, "failed")
-                outcome.agent, outcome.config = agent, await tables.set_agent_status(cur, agent_id, agent.state)
+                outcome.agent, outcome.config = agent, await tables.agent_config(cur, agent_id)
+                agent.config = agent.config or outcome.config
             if parent_id is not None:
                 state = "Running" if success else "Failed"
                 await tables.upsert_child(
                     cur,
                     parent_id,
-                    (name, command.node_id),
+                    (name, node_id),
                     state,
                     instance_id=outcome.instance_id,
                     errors=int(not success),
@@ -489,38 +556,41 @@ class Simulator:
         return outcome
 
     async def _announce_restart(self, outcome: RestartOutcome) -> None:
+        """A restarted agent is a spawned one: Spawned (it is Running) as the handler sends after a spawn.
+        --rich-events adds the moves (Created -> Starting -> Running or Error) and the restart's Error."""
         agent = outcome.agent
         if agent is None:
             return
-        await self._agent_event(agent, "Spawned", config=outcome.config)
-        await self._state_changed(agent, S.CREATED, S.STARTING, trigger="restart")
-        await self._state_changed(agent, S.STARTING, agent.state, trigger="restart")
-        if not outcome.success:
-            await self._agent_event(agent, "Error", error=outcome.error_message)
+        if outcome.success:
+            await self._send(payloads.runtime_agent_event(agent.agent_id, "Spawned", {"config": outcome.config}))
+        if self.rich:
+            await self._announce(agent, S.CREATED, S.STARTING, "restart")
+            await self._announce(agent, S.STARTING, agent.state, "restart")
+            if not outcome.success:
+                await self._agent_event(agent, "Error", error=outcome.error_message)
 
-    # -- agent commands (core NATS request/reply on agent.command) -----------------------------------
+    # -- agent commands (core NATS request/reply on agent.command), as handler.rs answers them --------
 
     async def _on_command(self, message: Any) -> None:
-        """Answer one command as the runtime's handler does: carry it out, then reply with a CommandResponse
-        correlated with the command. An agent this database does not hold is another runtime's: no answer."""
+        """Carry out one command and reply to the request's reply subject with a CommandResponse correlated
+        with the command. Like the runtime, a command it cannot read gets no reply (the handler returns its
+        parse error before replying); an agent this database does not hold is another runtime's: no reply."""
         if self.halt.is_set() or not message.reply:
             return
         try:
             command = commands.parse_command(decode_json(message.data))
         except InvalidMessage as error:
-            await self._respond(message, commands.error(None, f"Message parse error: {error}", 400))
+            self.stats.commands_unreadable += 1
+            logger.warning("simulator could not read an agent command: %s", error)
             return
         try:
             async with self.lock:
                 answer = await self._carry_out(command)
         except psycopg.Error as error:
-            answer = commands.error(command.message_id, f"{command.variant} failed: {error}"[:1000], 500)
+            answer = commands.error(command.message_id, f"Pool error: {error}"[:1000])
         if answer is None:
             self.stats.ignored_messages += 1
             return
-        await self._respond(message, answer)
-
-    async def _respond(self, message: Any, answer: dict[str, Any]) -> None:
         try:
             await message.respond(json.dumps(answer).encode())
         except NatsError as error:  # the console gave up waiting, or NATS went away: it sees a timeout
@@ -531,125 +601,138 @@ class Simulator:
         else:
             self.stats.commands_refused += 1
 
-    async def _carry_out(self, command: AgentCommand) -> dict[str, Any] | None:
-        if command.variant == "Spawn":
-            return commands.error(command.message_id, "Spawn failed: the stand-in runtime does not spawn agents", 501)
-        row = await tables.fetch_one(self.db, tables.AGENT_FACTS, [command.agent_id])
+    async def _pool_agent(self, agent_id: uuid.UUID) -> SimAgent | None:
+        """The agent as this runtime holds it; one this process has not seen yet is read once from the
+        catalogue (the state it had when this runtime took it over). None: not this database's agent."""
+        if agent_id in self.agents:
+            return self.agents[agent_id]
+        row = await tables.fetch_one(self.db, tables.AGENT_FACTS, [agent_id])
         if row is None:
             return None
-        state, node_id, node_name, parent_id, node_status, uptime, heartbeat_age, *config = row
-        agent = self.agents.get(command.agent_id) or SimAgent(
-            node_id, node_name or "", parent_id, command.agent_id, state, node_status or "active"
-        )
-        agent.state = state  # the row decides, whatever this process last saw
+        state, node_id, node_name, parent_id, node_status, uptime, _, *config = row
+        agent = SimAgent(node_id, node_name or "", parent_id, agent_id, state, node_status or "active")
+        agent.config = dict(zip(tables.CONFIG_KEYS, config, strict=True))
+        agent.since = time.monotonic() - (uptime or 0.0)
+        return self._register(agent)
+
+    async def _carry_out(self, command: AgentCommand) -> dict[str, Any] | None:
+        if command.variant == "Spawn":
+            return await self._spawn(command)
+        agent = await self._pool_agent(command.agent_id)
+        if agent is None:
+            return None
+        if not agent.registered:
+            return commands.agent_not_found(command.message_id, command.agent_id)
+        agent_id, state = str(agent.agent_id), agent.state
         if command.variant == "Pause":
-            return await self._command_move(command, agent, S.PAUSED, PAUSABLE, "paused")
+            if state not in PAUSABLE:
+                return self._invalid(command, state)
+            agent.state = S.PAUSED
+            await self._announce(agent, state, S.PAUSED, "command")
+            return commands.success(command.message_id, {"agent_id": agent_id, "state": "paused"})
         if command.variant == "Resume":
-            return await self._command_move(command, agent, S.RUNNING, frozenset({S.PAUSED}), "running")
+            if state != S.PAUSED:
+                return self._invalid(command, state)
+            agent.state = S.RUNNING
+            await self._announce(agent, state, S.RUNNING, "command")
+            return commands.success(command.message_id, {"agent_id": agent_id, "state": "running"})
         if command.variant == "Stop":
-            return await self._command_stop(command, agent)
+            return await self._stop(command, agent)
         if command.variant == "Status":
-            info = {
-                "id": str(agent.agent_id),
-                "state": state,
-                "uptime": commands.duration(uptime or 0.0),
-                "config": dict(zip(tables.CONFIG_KEYS, config, strict=True)),
-            }
-            return commands.success(command.message_id, info)
+            return commands.success(command.message_id, self._info(agent))
         if command.variant == "HealthCheck":
-            return commands.success(command.message_id, self._health(agent, heartbeat_age))
-        if state not in INPUT_STATES:  # Input
-            return commands.error(command.message_id, f"Input failed: agent is {state}, not ready for input", 409)
-        return commands.success(command.message_id, {"agent_id": str(agent.agent_id), "status": "input_sent"})
-
-    def _health(self, agent: SimAgent, heartbeat_age: float | None) -> dict[str, Any]:
-        healthy = agent.state in HEALTHY and agent.node_status != "failed"
-        details = "process alive, answering" if healthy else f"agent is {agent.state}"
-        return {
-            "agent_id": str(agent.agent_id),
-            "healthy": healthy,
-            "details": details,
-            "metrics": {
-                "state": agent.state,
-                "cpu_percent": round(self.rng.uniform(1, 60), 1) if healthy else 0.0,
-                "memory_mb": self.rng.randint(80, 500) if healthy else 0,
-                "heartbeat_age_seconds": round(heartbeat_age, 1) if heartbeat_age is not None else None,
-            },
-        }
-
-    async def _reread(self, agent: SimAgent) -> None:
-        row = await tables.fetch_one(self.db, "SELECT status FROM agents WHERE id = %s", [agent.agent_id])
-        agent.state = row[0] if row else S.TERMINATED
+            healthy = state in PROCESS_ALIVE and agent.node_status != "failed"
+            if not healthy and state in ACTIVE:  # lifecycle.rs: an unhealthy active agent is marked Error
+                agent.state = S.ERROR
+                await self._announce(agent, state, S.ERROR, "health check")
+            return commands.success(command.message_id, {"agent_id": agent_id, "healthy": healthy})
+        if state not in PROCESS_ALIVE:  # Input: the CLI process must be up to take it
+            return commands.error(command.message_id, "Input failed: No process running")
+        if self.rich:
+            await self._agent_event(agent, "Output", content=texts.output(self.rng, long_ok=True))
+        return commands.success(command.message_id, {"agent_id": agent_id, "status": "input_sent"})
 
     @staticmethod
-    def _refuse(command: AgentCommand, agent: SimAgent, verb: str) -> dict[str, Any]:
-        return commands.error(
-            command.message_id, f"{verb.capitalize()} failed: cannot {verb} an agent in state {agent.state}", 409
-        )
+    def _invalid(command: AgentCommand, state: str) -> dict[str, Any]:
+        text = commands.invalid_state(command.variant, state, EXPECTED[command.variant])
+        return commands.error(command.message_id, text)
 
-    async def _command_move(
-        self, command: AgentCommand, agent: SimAgent, target: str, allowed: frozenset[str], label: str
-    ) -> dict[str, Any]:
-        """Pause or resume: one move from an allowed state, announced like any other, then the answer."""
-        verb = command.variant.lower()
-        if agent.state not in allowed:
-            return self._refuse(command, agent, verb)
-        moved = await tables.fetch_one(self.db, tables.MOVE_AGENT, [target, agent.agent_id, list(allowed)])
-        if moved is None:  # changed under us (the console, another runtime): read it again to say why
-            await self._reread(agent)
-            return self._refuse(command, agent, verb)
-        agent.state = target
-        await self._announce(agent, moved[0], target)
-        return commands.success(command.message_id, {"agent_id": str(agent.agent_id), "state": label})
+    def _info(self, agent: SimAgent) -> dict[str, Any]:
+        """``AgentInfo`` (agent/agent.rs) as serde writes it: id, state, uptime (Duration), config."""
+        config = agent.config or dict.fromkeys(tables.CONFIG_KEYS)
+        return {
+            "id": str(agent.agent_id),
+            "state": agent.state,
+            "uptime": commands.duration(time.monotonic() - agent.since),
+            "config": config,
+        }
 
-    async def _command_stop(self, command: AgentCommand, agent: SimAgent) -> dict[str, Any]:
-        """A graceful stop goes Stopping, then Terminated (graceful_stop); a forced one (kill) straight to
-        Terminated (forced_stop). The instances stop and the node is terminated with it."""
-        allowed = STOPPABLE if command.graceful else frozenset(sources(S.TERMINATED))
-        if agent.state not in allowed:
-            return self._refuse(command, agent, "stop")
+    async def _spawn(self, command: AgentCommand) -> dict[str, Any]:
+        """``Agent::new`` (a fresh id, Created), registered, spawned (Starting -> Running), then Spawned
+        with the config as sent, then the reply. The agent lives in this runtime's memory only."""
+        agent = self._register(SimAgent(None, "", None, uuid.uuid4(), S.RUNNING, "active", command.config))
+        self.stats.agents_spawned += 1
+        await self._announce(agent, S.CREATED, S.STARTING, "spawn")
+        await self._announce(agent, S.STARTING, S.RUNNING, "spawn")
+        await self._send(payloads.runtime_agent_event(agent.agent_id, "Spawned", {"config": command.config}))
+        return commands.success(command.message_id, {"agent_id": str(agent.agent_id), "state": "spawned"})
+
+    async def _stop(self, command: AgentCommand, agent: SimAgent) -> dict[str, Any]:
+        """A graceful stop needs can_stop (Stopping, then Terminated); a kill takes any state to Terminated.
+        The agent leaves the pool, its instances stop and its node is terminated; Terminated is published
+        (graceful_stop or forced_stop) before the reply."""
         old = agent.state
         if command.graceful:
-            moved = await tables.fetch_one(self.db, tables.MOVE_AGENT, [S.STOPPING, agent.agent_id, list(allowed)])
-            if moved is None:
-                return self._refuse(command, agent, "stop")
+            if old not in STOPPABLE:
+                return self._invalid(command, old)
             agent.state = S.STOPPING
-            await self._announce(agent, moved[0], S.STOPPING)
-            await pause(self.halt, min(GRACEFUL_STOP_SECONDS, command.timeout_secs or GRACEFUL_STOP_SECONDS))
-            allowed, old = frozenset({S.STOPPING}), S.STOPPING
+            await self._announce(agent, old, S.STOPPING, "command")
+            if self.rich:
+                await pause(self.halt, min(GRACEFUL_STOP_SECONDS, command.timeout_secs or GRACEFUL_STOP_SECONDS))
         async with self.db.transaction(), self.db.cursor() as cur:
-            moved = await tables.fetch_one(cur, tables.MOVE_AGENT, [S.TERMINATED, agent.agent_id, list(allowed)])
-            if moved is not None:
-                await cur.execute(tables.STOP_INSTANCES, [agent.agent_id])
-                if agent.node_id is not None:
-                    await cur.execute(tables.TERMINATE_NODE, [agent.node_id])
-                    if agent.parent_id is not None:
-                        await tables.upsert_child(cur, agent.parent_id, (agent.node_name, agent.node_id), "Stopped")
-        if moved is None:
-            await self._reread(agent)
-            return self._refuse(command, agent, "stop")
-        agent.state, agent.node_status = S.TERMINATED, "terminated"
-        await self._announce(agent, old, S.TERMINATED)
+            await cur.execute(tables.STOP_INSTANCES, [agent.agent_id])
+            if agent.node_id is not None:
+                await cur.execute(tables.TERMINATE_NODE, [agent.node_id])
+                if agent.parent_id is not None:
+                    await tables.upsert_child(cur, agent.parent_id, (agent.node_name, agent.node_id), "Stopped")
+        before, agent.state, agent.registered = agent.state, S.TERMINATED, False
+        if agent.node_id is not None:
+            agent.node_status = "terminated"
+        await self._announce(agent, before, S.TERMINATED, "command")
         reason = "graceful_stop" if command.graceful else "forced_stop"
-        await self._publish_now(payloads.agent_event(agent.agent_id, "Terminated", {"reason": reason}, self.rng))
+        await self._send(payloads.runtime_agent_event(agent.agent_id, "Terminated", {"reason": reason}))
         return commands.success(command.message_id, {"agent_id": str(agent.agent_id), "state": "stopped"})
 
-    async def _announce(self, agent: SimAgent, old: str, new: str) -> None:
-        """A commanded move's StateChanged and lifecycle events, published before the answer leaves."""
-        fields = {"old_state": old, "new_state": new}
-        await self._publish_now(payloads.agent_event(agent.agent_id, "StateChanged", fields, self.rng))
-        await self._publish_now(payloads.lifecycle(agent.agent_id, agent.parent_id, old, new, "command", None))
+    # -- system messages (core NATS on system.control), as SystemMessageHandler answers them ----------
 
-    async def _publish_now(self, message: Message | None) -> None:
-        """One event outside the budget, waited for: the answer to a command follows its events."""
-        if message is None:
+    def _pool_counts(self) -> tuple[int, int, int]:
+        """(active_count, max_capacity, available_slots). The pool forgets each spawn's semaphore permit and
+        never gives it back on unregister, so available slots only fall: the runtime's own arithmetic."""
+        active = sum(agent.registered for agent in self.agents.values())
+        capacity = max(POOL_CAPACITY, self.registered_total)
+        return active, capacity, max(capacity - self.registered_total, 0)
+
+    async def _on_system(self, message: Any) -> None:
+        """Answer PoolStatus and SystemHealth on their reply_to (MessageEnvelope::new: no correlation);
+        take "Startup" and "Shutdown" without a word; anything else (RestartNode...) is not ours here."""
+        if self.halt.is_set():
             return
-        subject, body = message
-        headers = {"Nats-Msg-Id": body.get("message_id") or str(uuid.uuid4())}
         try:
-            await self.js.publish(subject, json.dumps(body).encode(), headers=headers, timeout=5)
-        except (NatsError, TimeoutError) as error:
-            self.stats.publish_errors += 1
-            logger.warning("simulator could not publish on %s: %s", subject, error)
+            variant, reply_to = commands.parse_system_message(decode_json(message.data))
+        except InvalidMessage:
             return
-        self.stats.command_events_published += 1
+        if reply_to is None:
+            self.stats.system_notices += 1
+            return
+        active, capacity, available = self._pool_counts()
+        if variant == "PoolStatus":
+            ids = [agent.agent_id for agent in self.agents.values() if agent.registered]
+            data, text = payloads.pool_status(ids, capacity, available), "Pool status retrieved"
+        else:
+            data, text = payloads.health_data(active, capacity, available), "System health check completed"
+        try:
+            await self.nc.publish(reply_to, json.dumps(commands.success(None, data, text)).encode())
+        except NatsError as error:
+            logger.warning("simulator could not answer %s: %s", variant, error)
+            return
+        self.stats.system_answers += 1

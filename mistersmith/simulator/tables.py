@@ -1,5 +1,12 @@
 """The supervision tables written with the runtime's own statement shapes (CONTRACTS.md §1).
 
+What the stand-in writes, and why: the supervision tables (nodes, policies, failures, restarts, child
+states) and agent instances with their heartbeats, because the runtime's supervision writes those in
+PostgreSQL itself. It never writes ``agents.status`` or ``agents.last_heartbeat``: an agent's state lives
+in the runtime's memory and reaches the console only through Spawned/Terminated events and command replies
+(CONTRACTS §2), so the console's projection must get it from there. The one exception is a tree made in an
+empty database (``create_tree``): its ``agents`` rows are seed data the nodes' foreign keys need.
+
 Text cast to the enum types (``%s::node_type``), policies upserted ``ON CONFLICT (node_id)``, child
 states upserted ``ON CONFLICT (node_id, child_id)``, failures inserted ``RETURNING id``: a console
 schema that rejects one of these would reject the real runtime too.
@@ -49,12 +56,6 @@ UPSERT_POLICY = """
         escalate_on_error_types = EXCLUDED.escalate_on_error_types,
         escalation_timeout_seconds = EXCLUDED.escalation_timeout_seconds, updated_at = NOW()
 """
-MOVE_AGENT = """
-    UPDATE agents a SET status = %s, state_changed_at = NOW(), updated_at = NOW()
-    FROM (SELECT id, status FROM agents WHERE id = %s FOR UPDATE) old
-    WHERE a.id = old.id AND old.status = ANY(%s)
-    RETURNING old.status
-"""
 # One agent's facts for a command: state, its (newest) node, uptime since its newest instance started (or
 # since the row was made), heartbeat age, and the config a Status answer carries.
 AGENT_FACTS = """
@@ -79,10 +80,10 @@ TERMINATE_NODE = (
     " WHERE id = %s"
 )
 SAMPLE = """
-    SELECT n.id, n.node_id, n.parent_node_id, n.agent_id, a.status, n.status::text
+    SELECT n.id, n.node_id, n.parent_node_id, n.agent_id, a.status, n.status::text, {config}
     FROM supervision_nodes n JOIN agents a ON a.id = n.agent_id
-    WHERE n.node_type IN ('Worker', 'AgentSupervisor') AND n.id {} %s ORDER BY n.id LIMIT %s
-"""
+    WHERE n.node_type IN ('Worker', 'AgentSupervisor') AND n.id {{}} %s ORDER BY n.id LIMIT %s
+""".format(config=", ".join(f"a.{key}" for key in CONFIG_KEYS))
 
 
 async def fetch_one(executor: Executor, query: str, params: Any = ()) -> Any:
@@ -129,7 +130,7 @@ async def create_tree(db: psycopg.AsyncConnection, size: int, rng: random.Random
 
 
 async def load_sample(db: psycopg.AsyncConnection, size: int, rng: random.Random) -> list[tuple]:
-    """Up to ``size`` agent nodes (id, name, parent, agent, agent status, node status) from a random point
+    """Up to ``size`` agent nodes (id, name, parent, agent, agent status, node status, config...) from a random point
     of the primary key: an index range, not a sort of every node, and the same sample for the same seed."""
     start = uuid.UUID(int=rng.getrandbits(128))
     rows = await (await db.execute(SAMPLE.format(">="), [start, size])).fetchall()
@@ -180,12 +181,83 @@ async def new_instance(cur: psycopg.AsyncCursor, agent_id: uuid.UUID, port: int)
     return instance_id
 
 
-async def set_agent_status(cur: psycopg.AsyncCursor, agent_id: uuid.UUID, status: str) -> dict[str, Any]:
-    """Set the status and return the agent's config (what a Spawned event carries)."""
-    row = await fetch_one(
-        cur,
-        "UPDATE agents SET status = %s, state_changed_at = NOW(), updated_at = NOW() WHERE id = %s"
-        f" RETURNING {', '.join(CONFIG_KEYS)}",
-        [status, agent_id],
-    )
+async def agent_config(cur: Executor, agent_id: uuid.UUID) -> dict[str, Any]:
+    """The agent's AgentConfig as the console's catalogue holds it (what a Spawned event carries)."""
+    row = await fetch_one(cur, f"SELECT {', '.join(CONFIG_KEYS)} FROM agents WHERE id = %s", [agent_id])
     return dict(zip(CONFIG_KEYS, row, strict=True)) if row else {}
+
+
+# The supervisor's decision after a failure, with the runtime's own SQL rules: should_restart(node), the
+# attempt (restarts of the node inside the policy's window, plus one) and calculate_restart_delay. No row:
+# the node has no policy, so should_restart says no.
+RESTART_DECISION = """
+    SELECT d.policy, d.allowed, d.attempt,
+           CASE WHEN d.allowed THEN calculate_restart_delay(d.policy, d.attempt) END
+    FROM (
+        SELECT p.id AS policy, should_restart(p.node_id) AS allowed,
+               1 + (SELECT count(*) FROM supervision_restarts r WHERE r.node_id = p.node_id
+                    AND r.started_at > now() - make_interval(secs => p.time_window_seconds))::int AS attempt
+        FROM supervision_policies p WHERE p.node_id = %s
+    ) d
+"""
+
+
+async def restart_decision(cur: Executor, node_id: uuid.UUID) -> tuple[bool, int, int]:
+    """(restart?, attempt, delay_ms) for a failed node, decided by should_restart and calculate_restart_delay."""
+    row = await fetch_one(cur, RESTART_DECISION, [node_id])
+    if row is None or not row[1]:
+        return False, 0, 0
+    return True, row[2], row[3]
+
+
+async def begin_restart(cur: Executor, node_id: uuid.UUID, failure_id: uuid.UUID, attempt: int, delay: int) -> Any:
+    """The supervisor's restart row (started, not completed) and the failure marked as handled by it."""
+    await cur.execute(
+        "UPDATE supervision_failures SET restart_attempted = true, recovery_action = 'restart' WHERE id = %s",
+        [failure_id],
+    )
+    (restart_id,) = await fetch_one(
+        cur,
+        "INSERT INTO supervision_restarts (node_id, failure_id, restart_attempt_number, restart_delay_ms)"
+        " VALUES (%s, %s, %s, %s) RETURNING id",
+        [node_id, failure_id, attempt, delay],
+    )
+    return restart_id
+
+
+async def complete_restart(
+    cur: Executor, restart_id: Any, success: bool, error: str | None, instance_id: uuid.UUID | None
+) -> None:
+    await cur.execute(
+        "UPDATE supervision_restarts SET completed_at = now(), success = %s, error_message = %s,"
+        " new_instance_id = %s WHERE id = %s",
+        [success, error, instance_id, restart_id],
+    )
+
+
+async def escalate(cur: Executor, failure_id: uuid.UUID, parent_name: str | None) -> None:
+    """should_restart said no: the failure goes to the parent supervisor; the node stays failed."""
+    action = f"escalated to {parent_name}" if parent_name else "escalated: no parent, left failed"
+    await cur.execute(
+        "UPDATE supervision_failures SET escalated_to_parent = %s, recovery_action = %s WHERE id = %s",
+        [parent_name is not None, action, failure_id],
+    )
+
+
+BEAT_CHUNK = 1000  # ids per statement: a heartbeat batch stays one bounded statement per table
+
+
+async def beat(db: psycopg.AsyncConnection, agent_ids: list[uuid.UUID]) -> None:
+    """Heartbeats of the running instances of these agents, and of their Running child states."""
+    for start in range(0, len(agent_ids), BEAT_CHUNK):
+        chunk = agent_ids[start : start + BEAT_CHUNK]
+        async with db.transaction():
+            await db.execute(
+                "UPDATE agent_instances SET last_heartbeat = now() WHERE status = 'running' AND agent_id = ANY(%s)",
+                [chunk],
+            )
+            await db.execute(
+                "UPDATE supervision_child_states c SET last_heartbeat = now() FROM supervision_nodes n"
+                " WHERE c.child_node_id = n.id AND c.state = 'Running' AND n.agent_id = ANY(%s)",
+                [chunk],
+            )

@@ -19,7 +19,10 @@ from mistersmith.simulator import DEFAULT_CONSUMER, SimulatorOptions, SimulatorS
 
 
 class Command(BaseCommand):
-    help = "Play a MisterSmith runtime: supervision rows, agent and supervision events, failures, restart answers."
+    help = (
+        "Play a MisterSmith runtime: command and system answers, supervision rows, failures healed by policy,"
+        " restart answers; --rich-events adds the events the runtime never publishes."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--rate", type=float, default=20.0, help="events per second at most (default 20)")
@@ -35,8 +38,15 @@ class Command(BaseCommand):
         parser.add_argument("--duration", type=float, default=0.0, help="seconds to run; 0 runs until stopped")
         parser.add_argument("--no-restarts", action="store_true", help="do not answer RestartNode commands")
         parser.add_argument("--no-agent-commands", action="store_true", help="do not answer commands on agent.command")
+        parser.add_argument("--no-events", action="store_true", help="no background discoveries (nor rich chatter)")
         parser.add_argument(
-            "--no-events", action="store_true", help="no background heartbeats, state changes, discoveries, health"
+            "--rich-events",
+            action="store_true",
+            help="also what the real runtime never publishes: StateChanged, Output, Error, Heartbeat, supervision.*"
+            " events, system.health reports, long texts (default: only the runtime's own messages)",
+        )
+        parser.add_argument(
+            "--heartbeat-interval", type=float, default=2.0, help="seconds between instance heartbeats (default 2)"
         )
         parser.add_argument("--consumer-name", default=DEFAULT_CONSUMER, help="durable consumer on system.control")
 
@@ -52,6 +62,8 @@ class Command(BaseCommand):
             restarts=not options["no_restarts"],
             commands=not options["no_agent_commands"],
             events=not options["no_events"],
+            rich_events=options["rich_events"],
+            heartbeat_interval=options["heartbeat_interval"],
             consumer_name=options["consumer_name"],
         )
         try:
