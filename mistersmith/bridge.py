@@ -43,6 +43,7 @@ from mistersmith.messages import InvalidMessage, decode_json, open_envelope
 from mistersmith.models import BridgePosition, DeadLetter
 from mistersmith.nats import nats_url
 from mistersmith.nats import servers as nats_servers
+from mistersmith.runtime_probe import probe_runtime
 from mistersmith.stream_reader import log_event
 from mistersmith.streams import ensure_streams
 from supervision import services
@@ -486,6 +487,7 @@ async def _lead(
         await send_bridge_status(True)  # pages that saw the bridge lose NATS catch up now
         tasks = [asyncio.create_task(_consume(feed, name, sub, stats, stop)) for feed, name, sub in subscriptions]
         tasks.append(asyncio.create_task(_sweep_until(stop, stats)))
+        tasks.append(asyncio.create_task(probe_runtime(client, stop)))  # the one runtime health requester
         tasks.append(asyncio.create_task(leadership.hold(stop)))
         try:
             await asyncio.gather(*tasks)

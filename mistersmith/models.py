@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from django.db import models
+from django.db import models, transaction
 from django.utils import timezone
 
 DEAD_LETTER_KEEP = 1000
@@ -109,10 +109,11 @@ class RuntimeProbe(models.Model):
     @classmethod
     def record_silence(cls, kind: str, *, asked_at: dt.datetime, reason: str) -> None:
         """No answer in time (or the request could not be sent): silence counts from the first such ask."""
-        probe, _ = cls.objects.select_for_update().get_or_create(kind=kind, defaults={"asked_at": asked_at})
-        probe.unanswered_since = probe.unanswered_since or asked_at
-        probe.error = reason[:2000]
-        probe.save(update_fields=["unanswered_since", "error"])
+        with transaction.atomic():
+            probe, _ = cls.objects.select_for_update().get_or_create(kind=kind, defaults={"asked_at": asked_at})
+            probe.unanswered_since = probe.unanswered_since or asked_at
+            probe.error = reason[:2000]
+            probe.save(update_fields=["unanswered_since", "error"])
 
     def describe(self, now: dt.datetime | None = None) -> dict[str, Any]:
         """What a page, /metrics and verify_state show: a state, the figures and one line of text.
@@ -141,6 +142,7 @@ class RuntimeProbe(models.Model):
             "text": text,
             "asked_at": self.asked_at.isoformat() if self.asked_at else None,
             "answered_at": self.answered_at.isoformat() if self.answered_at else None,
+            "unanswered_since": self.unanswered_since.isoformat() if self.unanswered_since else None,
             "answer_age_seconds": round(age, 1) if age is not None else None,
             "no_answer_seconds": round(silent, 1) if silent is not None else None,
             "message": self.message,
