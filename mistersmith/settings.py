@@ -162,6 +162,11 @@ NATS_URL = os.environ.get("NATS_URL", "")
 if PRODUCTION and not NATS_URL:
     raise ImproperlyConfigured("NATS_URL must be set when MISTERSMITH_ENV=production.")
 
+# A bridge's first start projects what the streams retain before following them live
+# (mistersmith/bridge_catchup.py). "0" starts a new bridge at the streams' present instead: the
+# test suite does so, since its streams hold the history of every earlier run.
+BRIDGE_CATCH_UP = os.environ.get("MISTERSMITH_BRIDGE_CATCH_UP", "1") != "0"
+
 REDIS_URL = os.environ.get("REDIS_URL", "")
 if REDIS_URL:
     CHANNEL_LAYERS = {

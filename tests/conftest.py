@@ -7,6 +7,11 @@ import os
 import pytest
 from hypothesis import HealthCheck, settings
 
+# The suite's streams hold the history of every earlier run (the machine's NATS keeps it): a bridge
+# of a test starts at the streams' present, and the catch-up tests turn the catch-up on themselves.
+# Set before Django reads its settings; servers the tests start inherit it.
+os.environ.setdefault("MISTERSMITH_BRIDGE_CATCH_UP", "0")
+
 from mistersmith.nats import nats_url as console_nats_url
 
 # Property tests (hypothesis): a few hundred examples, no per-example deadline (some examples

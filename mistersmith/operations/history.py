@@ -44,15 +44,23 @@ def stream_bounds(stream: str) -> StreamBounds:
 
 
 async def retained_messages(
-    js: Any, stream: str, start: int, end: int | None = None, batch: int = 500, timeout: float = FETCH_TIMEOUT
+    js: Any,
+    stream: str,
+    start: int,
+    end: int | None = None,
+    batch: int = 500,
+    timeout: float = FETCH_TIMEOUT,
+    fetch_bytes: int | None = None,
 ) -> AsyncIterator[list[Msg]]:
     """The messages of ``stream`` from sequence ``start`` to ``end`` (its last one when None), in
-    order, ``batch`` at a time, whole (subject, headers, data, metadata): the one reader of a
-    stream's history for the rebuild and the snapshot export.
+    order, at most ``batch`` at a time, whole (subject, headers, data, metadata): the one reader of
+    a stream's history for the rebuild, the bridge's first-start catch-up and the snapshot export.
 
-    Sequences the stream no longer holds (aged out, deleted) are simply absent; nothing arriving
-    within ``timeout`` ends the read. The ephemeral consumer is deleted when the iteration ends,
-    also when the caller stops early or fails.
+    ``fetch_bytes`` bounds the memory a fetch may hold: the next fetch asks for as many messages as
+    fit in it at the mean size seen so far (a stream of 1 MiB outputs is read a few at a time, one
+    of heartbeats ``batch`` at a time). Sequences the stream no longer holds (aged out, deleted)
+    are simply absent; nothing arriving within ``timeout`` ends the read. The ephemeral consumer
+    is deleted when the iteration ends, also when the caller stops early or fails.
     """
     config = ConsumerConfig(
         deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
@@ -68,11 +76,17 @@ async def retained_messages(
         subscription = await js.pull_subscribe_bind(consumer=info.name, stream=stream)
         if info.num_pending == 0:
             return
+        # a first fetch of a few dozen tells the mean size; a stream of 1 MiB messages costs 64 MiB then
+        size, read_bytes, read_count = (batch if fetch_bytes is None else min(batch, 64)), 0, 0
         while True:
             try:
-                messages = await subscription.fetch(batch, timeout=timeout)
+                messages = await subscription.fetch(size, timeout=timeout)
             except (TimeoutError, NatsTimeoutError):
                 return  # nothing more within the timeout: the rest of the range is gone
+            if fetch_bytes is not None and messages:
+                read_bytes += sum(len(m.data) + len(m.subject) for m in messages)
+                read_count += len(messages)
+                size = max(1, min(batch, fetch_bytes * read_count // max(1, read_bytes)))
             within = [m for m in messages if end is None or m.metadata.sequence.stream <= end]
             if within:
                 yield within

@@ -1,0 +1,202 @@
+"""A bridge's first start: project what each stream retains before following it live.
+
+The runtime's streams usually exist before the console does (made by operators, an earlier
+installation or another console) and hold history: 24 h of agent events, the last 1,000
+discoveries, 7 days of system messages (CONTRACTS.md §3). A durable consumer made with
+``DeliverPolicy.NEW`` would never see any of it, so a console attached to a runtime that already
+ran would show none of its agents. A feed starts with a catch-up when its durable consumer does
+not exist and it keeps no position (the agents feed's BridgePosition), or when an earlier catch-up
+did not finish:
+
+- the stream's retained range ``first..last`` (``last`` as it stood when the catch-up began) is
+  read through an ephemeral consumer without acks (``history.retained_messages``, the reader of
+  ``rebuild_projections``), a chunk at a time, and applied by the feed's own apply function: one
+  piece of code per job, so the result is what the live bridge, and a rebuild from scratch, make;
+- reading runs ahead of applying by at most ``PREFETCH_CHUNKS`` chunks, so NATS and PostgreSQL
+  work at the same time, and memory stays bounded by chunk size in bytes (``CHUNK_BYTES``);
+- history makes no frames: nobody was watching it happen, and the pages load their snapshot;
+- progress is a :class:`~mistersmith.models.CatchUp` row per feed, moved with every chunk, so the
+  log, ``verify_state`` and the dashboard of any worker can say "catching up: N of M";
+- the durable consumer is then made to start right after ``last``, so a message published while
+  the catch-up ran is delivered live, once.
+
+A bridge killed mid-way starts again where its catch-up stood (the row and, for agents, the
+position say where). Applying is idempotent for every feed (agent events by position, discoveries
+by stream sequence, restart answers by restart id), so a chunk applied twice changes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import nats.js.errors
+from asgiref.sync import sync_to_async
+from django.db import close_old_connections, connections
+from django.utils import timezone
+
+from mistersmith.frames import FrameBuffer
+from mistersmith.models import CatchUp
+from mistersmith.operations.history import retained_messages
+
+logger = logging.getLogger(__name__)
+
+CHUNK_MESSAGES = 5_000  # applied in one transaction (the agents feed: one position move)
+CHUNK_BYTES = 8 * 1024 * 1024
+FETCH_BATCH = 1_000
+PREFETCH_CHUNKS = 2
+LOG_EVERY_SECONDS = 5.0
+
+Batch = list[tuple[int, str, bytes]]
+Apply = Callable[[Batch, Any, str, FrameBuffer], None]
+
+
+async def consumer_exists(js: Any, stream: str, name: str) -> bool:
+    try:
+        await js.consumer_info(stream, name)
+    except nats.js.errors.NotFoundError:
+        return False
+    return True
+
+
+def _open_catch_up(name: str, stream: str, first: int, last: int) -> CatchUp:
+    """A new catch-up of ``first..last`` (the row of an earlier, finished one is reused: a feed
+    whose consumer was deleted reads the history again, which its idempotent apply allows)."""
+    close_old_connections()
+    try:
+        record, _ = CatchUp.objects.update_or_create(
+            consumer=name,
+            defaults={
+                "stream": stream,
+                "first_sequence": first,
+                "target_sequence": last,
+                "applied_sequence": first - 1,
+                "started_at": timezone.now(),
+                "finished_at": None,
+            },
+        )
+        return record
+    finally:
+        connections.close_all()
+
+
+def _apply_chunk(apply: Apply, chunk: Batch, stats: Any, name: str, record: CatchUp) -> None:
+    """Apply a chunk with the feed's own code (its frames dropped), then note the progress."""
+    apply(chunk, stats, name, FrameBuffer())
+    close_old_connections()
+    try:
+        record.applied_sequence = chunk[-1][0]
+        CatchUp.objects.filter(pk=record.pk).update(applied_sequence=record.applied_sequence)
+    finally:
+        connections.close_all()
+
+
+def _finish(record: CatchUp) -> None:
+    close_old_connections()
+    try:
+        record.applied_sequence = max(record.applied_sequence, record.target_sequence)
+        record.finished_at = timezone.now()
+        record.save(update_fields=["applied_sequence", "finished_at"])
+    finally:
+        connections.close_all()
+
+
+class CatchUpInterrupted(Exception):
+    """The bridge was told to stop during a catch-up; its row says where the next start resumes."""
+
+
+def _unfinished(name: str) -> CatchUp | None:
+    close_old_connections()
+    try:
+        return CatchUp.objects.filter(consumer=name, finished_at__isnull=True).first()
+    finally:
+        connections.close_all()
+
+
+async def catch_up(
+    js: Any,
+    stream: str,
+    name: str,
+    apply: Apply,
+    stats: Any,
+    *,
+    state: Any,
+    position: int | None,
+    stop: asyncio.Event | None = None,
+) -> int | None:
+    """Run the feed's catch-up if it needs one (see the module's docstring); return the sequence its
+    durable consumer must start after, or None when no catch-up ran (the caller then goes on as
+    before). ``state`` is the stream's state (first_seq, last_seq); ``position`` the feed's
+    committed position (None when it keeps none or has none). Raises CatchUpInterrupted when
+    ``stop`` is set before the catch-up ends."""
+    record = await sync_to_async(_unfinished, thread_sensitive=False)(name)
+    if record is None:
+        if position is not None or await consumer_exists(js, stream, name):
+            return None  # the position or the durable consumer knows where this feed stands
+        first = state.first_seq if state.messages else state.last_seq + 1  # an empty stream: nothing to read
+        record = await sync_to_async(_open_catch_up, thread_sensitive=False)(name, stream, first, state.last_seq)
+    start = max(record.applied_sequence + 1, position + 1 if position is not None else 0, state.first_seq)
+    target = record.target_sequence
+    if start <= target:
+        logger.info("%s: catching up on %s #%s..#%s", name, stream, start, target)
+        await _read_and_apply(js, stream, name, apply, stats, record, start, target, stop)
+    await sync_to_async(_finish, thread_sensitive=False)(record)
+    logger.info("%s: caught up on %s at #%s; following live", name, stream, target)
+    return target
+
+
+async def _read_and_apply(
+    js: Any,
+    stream: str,
+    name: str,
+    apply: Apply,
+    stats: Any,
+    record: CatchUp,
+    start: int,
+    target: int,
+    stop: asyncio.Event | None,
+) -> None:
+    """Read ``start..target`` and apply it chunk by chunk; the next chunks are read meanwhile."""
+    chunks: asyncio.Queue[Batch | None] = asyncio.Queue(maxsize=PREFETCH_CHUNKS)
+
+    async def read() -> None:
+        chunk: Batch = []
+        size = 0
+        try:
+            async for messages in retained_messages(
+                js, stream, start, target, batch=FETCH_BATCH, fetch_bytes=CHUNK_BYTES
+            ):
+                for m in messages:
+                    chunk.append((m.metadata.sequence.stream, m.subject, m.data))
+                    size += len(m.data)
+                if len(chunk) >= CHUNK_MESSAGES or size >= CHUNK_BYTES:
+                    await chunks.put(chunk)
+                    chunk, size = [], 0
+            if chunk:
+                await chunks.put(chunk)
+        finally:
+            await chunks.put(None)
+
+    apply_chunk = sync_to_async(_apply_chunk, thread_sensitive=False)
+    reader = asyncio.create_task(read())
+    total = max(1, target - record.first_sequence + 1)
+    logged = time.monotonic()
+    try:
+        while (chunk := await chunks.get()) is not None:
+            if stop is not None and stop.is_set():
+                raise CatchUpInterrupted(f"{name}: stopped at #{record.applied_sequence} of #{target}")
+            await apply_chunk(apply, chunk, stats, name, record)
+            if time.monotonic() - logged >= LOG_EVERY_SECONDS:
+                logged = time.monotonic()
+                done = record.applied_sequence - record.first_sequence + 1
+                logger.info("%s: catching up: %s of %s (%s)", name, done, total, stream)
+        await reader  # a reading error surfaces here
+    finally:
+        if not reader.done():
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
