@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 
 import nats
 from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.db import DataError, IntegrityError, close_old_connections, connection, connections, transaction
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
@@ -36,6 +37,7 @@ from agents.discoveries import add_discoveries, parse_discovery
 from agents.events import AgentEvent, parse_agent_event, subject_agent_id
 from agents.models import Discovery
 from agents.projections import apply_agent_events, forget_stream_sequences
+from mistersmith import bridge_catchup
 from mistersmith.bridge_leader import Leadership, LeadershipLost
 from mistersmith.frames import FrameBuffer, send_bridge_status, send_frames
 from mistersmith.live import bridge_consumer_prefix
@@ -307,13 +309,17 @@ def _committed_position(name: str, stream: str, last_sequence: int) -> int | Non
     return position.sequence
 
 
-async def _subscribe(js: Any, feed: Feed, name: str) -> Any:
+async def _subscribe(js: Any, feed: Feed, name: str, stats: BridgeStats, catch_up: bool, stop: asyncio.Event) -> Any:
     """Create the feed's durable consumer, or bring an existing one to this configuration (a
     create-or-update on the server: an older consumer that filtered one subject now reads all).
 
     A feed that commits its position with its changes (agents) is restarted from that position:
     the batch a killed bridge held un-acked is delivered again at once and in order, instead of
     after the ack wait and behind newer messages (which would let the position skip it).
+
+    With ``catch_up``, a feed on its first start (no consumer, no position) first projects what its
+    stream retains (mistersmith.bridge_catchup), and its consumer starts right after that range.
+    Without it such a feed starts with the messages published from now on (``DeliverPolicy.NEW``).
     """
     config = ConsumerConfig(
         durable_name=name,
@@ -325,11 +331,20 @@ async def _subscribe(js: Any, feed: Feed, name: str) -> Any:
     )
     info = await js.stream_info(feed.stream)
     position = await sync_to_async(_committed_position, thread_sensitive=False)(name, feed.stream, info.state.last_seq)
+    if catch_up:
+        caught_up = await bridge_catchup.catch_up(
+            js, feed.stream, name, feed.apply, stats, state=info.state, position=position, stop=stop
+        )
+        position = caught_up if caught_up is not None else position
     if position is not None:
         with contextlib.suppress(nats.js.errors.NotFoundError):
             await js.delete_consumer(feed.stream, name)
         config.deliver_policy = DeliverPolicy.BY_START_SEQUENCE
         config.opt_start_seq = position + 1
+    else:
+        with contextlib.suppress(nats.js.errors.NotFoundError):  # where it started can't be updated: kept
+            existing = (await js.consumer_info(feed.stream, name)).config
+            config.deliver_policy, config.opt_start_seq = existing.deliver_policy, existing.opt_start_seq
     await js.add_consumer(feed.stream, config)
     return await js.pull_subscribe_bind(durable=name, stream=feed.stream)
 
@@ -439,6 +454,7 @@ async def run_bridge(
     stats: BridgeStats | None = None,
     consumer_prefix: str | None = None,
     ready: asyncio.Event | None = None,
+    catch_up: bool | None = None,
 ) -> BridgeStats:
     """Consume until ``stop`` is set; reconnects by itself while NATS is away.
 
@@ -446,15 +462,19 @@ async def run_bridge(
     it goes (see mistersmith/bridge_leader.py). Each feed has a durable consumer
     ``<consumer_prefix>-<feed>``. A batch is acked only after it is applied and committed.
     ``ready`` is set once the consumers exist, so a caller can publish knowing the bridge will
-    see it.
+    see it. ``catch_up`` (default: settings.BRIDGE_CATCH_UP) lets a feed on its first start
+    project its stream's retained history first (mistersmith/bridge_catchup.py).
     """
     stats = stats or BridgeStats()
+    catch_up = settings.BRIDGE_CATCH_UP if catch_up is None else catch_up
     consumer_prefix = consumer_prefix or bridge_consumer_prefix()
     leadership = Leadership(consumer_prefix)
     try:
         if not await leadership.acquire(stop):
             return stats
-        return await _lead(stop, leadership, url=url, stats=stats, consumer_prefix=consumer_prefix, ready=ready)
+        return await _lead(
+            stop, leadership, url=url, stats=stats, consumer_prefix=consumer_prefix, ready=ready, catch_up=catch_up
+        )
     finally:
         await sync_to_async(leadership.release, thread_sensitive=False)()
 
@@ -467,8 +487,10 @@ async def _lead(
     stats: BridgeStats,
     consumer_prefix: str,
     ready: asyncio.Event | None,
+    catch_up: bool,
 ) -> BridgeStats:
-    """The leading bridge's work: consumers, feeds and sweeper, until stop or an error."""
+    """The leading bridge's work: consumers (after any first-start catch-up), feeds and sweeper,
+    until stop or an error."""
     client = await nats.connect(
         nats_servers(url or nats_url()),
         name="mistersmith-bridge",
@@ -481,7 +503,12 @@ async def _lead(
         js = client.jetstream()
         await ensure_streams(js)
         feeds = [(feed, feed.consumer_name(consumer_prefix)) for feed in FEEDS]
-        subscriptions = [(feed, name, await _subscribe(js, feed, name)) for feed, name in feeds]
+        try:
+            subscriptions = [
+                (feed, name, await _subscribe(js, feed, name, stats, catch_up, stop)) for feed, name in feeds
+            ]
+        except bridge_catchup.CatchUpInterrupted:
+            return stats  # stopped during a catch-up: the next start resumes it
         if ready is not None:
             ready.set()
         await send_bridge_status(True)  # pages that saw the bridge lose NATS catch up now
@@ -531,8 +558,9 @@ async def run_bridge_supervised(stop: asyncio.Event, **options: Any) -> None:
 class BridgeThread(threading.Thread):
     """The bridge on a thread and event loop of its own (tests; an embedding that has no ASGI lifespan)."""
 
-    def __init__(self, *, consumer_prefix: str | None = None, url: str | None = None) -> None:
+    def __init__(self, *, consumer_prefix: str | None = None, url: str | None = None, catch_up: bool = False) -> None:
         super().__init__(name="bridge", daemon=True)
+        self.catch_up = catch_up
         self.loop = asyncio.new_event_loop()
         self.stop_event = asyncio.Event()
         self.ready = threading.Event()
@@ -550,7 +578,12 @@ class BridgeThread(threading.Thread):
         ready_waiter.add_done_callback(lambda _: self.ready.set())
         try:
             await run_bridge_supervised(
-                self.stop_event, url=self.url, stats=self.stats, consumer_prefix=self.consumer_prefix, ready=ready
+                self.stop_event,
+                url=self.url,
+                stats=self.stats,
+                consumer_prefix=self.consumer_prefix,
+                ready=ready,
+                catch_up=self.catch_up,
             )
         finally:
             ready_waiter.cancel()
