@@ -1,4 +1,9 @@
-"""Admin for agents, their instances and interactive sessions."""
+"""Admin for agents, their instances and interactive sessions.
+
+The runtime owns an agent's status and heartbeats, an instance's status and heartbeat and a
+session's messages: the admin shows them and never writes them back (saving an agent's
+configuration writes only the fields of its form).
+"""
 
 from __future__ import annotations
 
@@ -7,8 +12,9 @@ from typing import Any
 from django import forms
 from django.contrib import admin
 from django.db.models import Count
+from django.db.models.functions import Now
+from django.http import HttpRequest
 
-from agents.lifecycle import IllegalTransition, check_transition
 from agents.models import (
     Agent,
     AgentAnomaly,
@@ -18,12 +24,13 @@ from agents.models import (
     InteractiveSession,
     SessionMessage,
 )
-from mistersmith.admin import ReadOnlyAdmin
+from mistersmith.admin import DatabaseFilledOnAddMixin, ReadOnlyAdmin, RuntimeOwnedMixin
 from mistersmith.forms import IndexedTextLimitMixin
 
 
 class AgentForm(forms.ModelForm):
-    """A status change in the admin obeys the lifecycle like any other move."""
+    """An agent's name and configuration; its status is the runtime's (shown, not edited, once
+    the agent exists: a new agent starts Created, the lifecycle's first state)."""
 
     class Meta:
         model = Agent
@@ -40,24 +47,19 @@ class AgentForm(forms.ModelForm):
             "memory_limit_mb",
         ]
 
-    def clean_status(self) -> str:
-        target = self.cleaned_data["status"]
-        if self.instance.pk and "status" in self.changed_data:
-            current = Agent.objects.filter(pk=self.instance.pk).values_list("status", flat=True).first()
-            if current is not None:
-                try:
-                    check_transition(current, target)
-                except IllegalTransition as error:
-                    raise forms.ValidationError(str(error)) from error
-        return target
-
 
 class InstanceInline(admin.TabularInline):
+    """The agent's instances as the runtime reports them; host and port may be corrected here,
+    a new instance is added on its own page."""
+
     model = AgentInstance
     extra = 0
     fields = ["status", "host_name", "port", "last_heartbeat", "started_at"]
-    readonly_fields = ["started_at"]
+    readonly_fields = ["status", "last_heartbeat", "started_at"]
     show_change_link = True
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
 
 
 class SessionInline(admin.TabularInline):
@@ -69,8 +71,9 @@ class SessionInline(admin.TabularInline):
 
 
 @admin.register(Agent)
-class AgentAdmin(IndexedTextLimitMixin, admin.ModelAdmin):
+class AgentAdmin(DatabaseFilledOnAddMixin, RuntimeOwnedMixin, IndexedTextLimitMixin, admin.ModelAdmin):
     form = AgentForm
+    runtime_owned_fields = ("status",)
     indexed_text_fields = ("name",)  # under the list's sort indexes: a huge name would fail them
     list_display = ["name", "agent_type", "status", "model", "supervision_node", "last_heartbeat", "state_changed_at"]
     list_filter = ["status", "agent_type", "model", "enable_mcp"]
@@ -88,9 +91,21 @@ class AgentAdmin(IndexedTextLimitMixin, admin.ModelAdmin):
     ]
     inlines = [InstanceInline, SessionInline]
 
+    def save_model(self, request: HttpRequest, obj: Agent, form: forms.ModelForm, change: bool) -> None:
+        """A change writes the form's own fields only: whatever the runtime wrote meanwhile
+        (status, state_changed_at, last_heartbeat) stays as it wrote it."""
+        if not change:
+            super().save_model(request, obj, form, change)
+            return
+        concrete = {field.name for field in Agent._meta.concrete_fields}
+        obj.updated_at = Now()
+        obj.save(update_fields=[name for name in form.fields if name in concrete] + ["updated_at"])
+        obj.refresh_from_db(fields=["updated_at"])
+
 
 @admin.register(AgentInstance)
-class AgentInstanceAdmin(admin.ModelAdmin):
+class AgentInstanceAdmin(DatabaseFilledOnAddMixin, RuntimeOwnedMixin, admin.ModelAdmin):
+    runtime_owned_fields = ("status", "last_heartbeat")
     list_display = ["id", "agent", "status", "host_name", "port", "last_heartbeat", "started_at"]
     list_filter = ["status", ("last_heartbeat", admin.DateFieldListFilter)]
     list_select_related = ["agent"]
@@ -100,10 +115,16 @@ class AgentInstanceAdmin(admin.ModelAdmin):
 
 
 class MessageInline(admin.TabularInline):
+    """The session's output as the runtime recorded it: read, never rewritten here."""
+
     model = SessionMessage
     extra = 0
     fields = ["position", "role", "content", "timestamp"]
+    readonly_fields = fields
     ordering = ["position"]
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
 
 
 @admin.register(InteractiveSession)
@@ -126,7 +147,8 @@ class InteractiveSessionAdmin(admin.ModelAdmin):
 
 
 @admin.register(SessionMessage)
-class SessionMessageAdmin(admin.ModelAdmin):
+class SessionMessageAdmin(RuntimeOwnedMixin, admin.ModelAdmin):
+    runtime_owned_fields = ("session", "position", "role", "content", "timestamp")
     list_display = ["session", "position", "role", "short_content", "timestamp"]
     list_filter = ["role", ("timestamp", admin.DateFieldListFilter)]
     list_select_related = ["session"]

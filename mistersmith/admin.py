@@ -1,10 +1,14 @@
-"""Admin for the bridge's state: consumer positions and the dead-letter list (read-only)."""
+"""Admin for the bridge's state (consumer positions, the dead-letter list: read-only), and the
+mixins every console admin shares for rows the runtime writes."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from django.contrib import admin
+from django.db.models.fields import NOT_PROVIDED
+from django.http import HttpRequest
 
 from mistersmith.models import BridgePosition, DeadLetter
 
@@ -17,6 +21,67 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request: Any, obj: Any = None) -> bool:
         return False
+
+
+class RuntimeOwnedMixin:
+    """Fields the runtime writes are shown, not edited, once a row exists (a new row is all yours).
+
+    A field that is not in the form is not written back either: saving the form cannot undo
+    what the runtime wrote while the page was open.
+    """
+
+    runtime_owned_fields: tuple[str, ...] = ()
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        readonly = list(super().get_readonly_fields(request, obj))
+        if obj is not None:
+            readonly += [name for name in self.runtime_owned_fields if name not in readonly]
+        return readonly
+
+
+def database_filled_fields(model: type) -> set[str]:
+    """Fields the database fills on insert (``db_default`` and not editable: created_at...)."""
+    return {
+        field.name
+        for field in model._meta.concrete_fields
+        if not field.editable and field.db_default is not NOT_PROVIDED
+    }
+
+
+class DatabaseFilledOnAddMixin:
+    """The add page leaves out the read-only fields the database fills on insert.
+
+    An unsaved row holds a ``DatabaseDefault`` there, which the admin printed as
+    ``<DatabaseDefault object at 0x...>``; there is no value to show before the row exists.
+    """
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Sequence[str]:
+        readonly = list(super().get_readonly_fields(request, obj))
+        if obj is None:
+            unset = database_filled_fields(self.model)
+            readonly = [name for name in readonly if name not in unset]
+        return readonly
+
+    def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> list:
+        fieldsets = super().get_fieldsets(request, obj)
+        if obj is not None:
+            return fieldsets
+        unset = database_filled_fields(self.model)
+        kept = []
+        for title, options in fieldsets:
+            fields = [_without(line, unset) for line in options.get("fields", ())]
+            fields = [line for line in fields if line]
+            if fields:
+                kept.append((title, {**options, "fields": fields}))
+        return kept
+
+
+def _without(line: str | Sequence[str], names: set[str]) -> str | tuple[str, ...] | None:
+    """A fieldset line (a name, or names shown side by side) without ``names``; None when empty."""
+    if isinstance(line, str):
+        return None if line in names else line
+    remaining = tuple(name for name in line if name not in names)
+    return remaining or None
 
 
 @admin.register(DeadLetter)
