@@ -214,7 +214,11 @@ class Simulator:
                 with contextlib.suppress(NatsError):
                     await subscription.unsubscribe()
             stopper.cancel()
-            _, late = await asyncio.wait([*tasks, *self.tasks], timeout=10)
+            deadline = time.monotonic() + 10
+            late = {*tasks, *self.tasks}
+            while late and time.monotonic() < deadline:  # tasks may start tasks (a failure's supervisor)
+                _, late = await asyncio.wait(late, timeout=deadline - time.monotonic())
+                late |= {task for task in self.tasks if not task.done()}
             for task in late:
                 task.cancel()
             await asyncio.gather(stopper, *late, return_exceptions=True)
