@@ -7,4 +7,5 @@ from mistersmith.dashboard import views
 urlpatterns = [
     path("", views.page, name="page"),
     path("snapshot/", views.snapshot, name="snapshot"),
+    path("freshness/", views.freshness, name="freshness"),
 ]

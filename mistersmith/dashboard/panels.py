@@ -103,6 +103,8 @@ def _database_parts(user: User, parts: Iterable[str]) -> dict[str, Any]:
         data["rates"] = selectors.failure_and_restart_rates(
             failures=user.has_perm(VIEW_FAILURE), restarts=user.has_perm(VIEW_RESTART)
         )
+    if "pool" in parts:
+        data["pool"] = {"runtime": selectors.runtime_answers()}
     return data
 
 
@@ -131,7 +133,9 @@ def build_snapshot(user: User, parts: list[str]) -> dict[str, Any]:
     data["parts"] = parts
     nats = NatsReads()
     if "pool" in parts:
-        data["pool"] = {"console": selectors.console_pool_stats(), "runtime": nats.read(runtime.runtime_health)}
+        data["pool"]["console"] = selectors.console_pool_stats()
+        # A system.health message, should any publisher send one (the runtime itself does not).
+        data["pool"]["health_report"] = nats.read(runtime.runtime_health)
     if "streams" in parts:
         streams = nats.read(runtime.stream_health)
         data["streams"] = streams if isinstance(streams, dict) else {"streams": streams}

@@ -17,6 +17,7 @@ from django.db.models import Count, Model
 
 from agents.lifecycle import AgentState
 from agents.models import Agent
+from mistersmith.models import RuntimeProbe
 from supervision.models import NodeStatus, SupervisionFailure, SupervisionNode, SupervisionRestart
 
 RATE_MINUTES = 60
@@ -116,3 +117,35 @@ def console_pool_stats() -> dict[str, Any]:
     result.update({name: int(stats.get(key, 0)) for key, name in POOL_FIELDS.items()})
     result["in_use"] = max(0, result["size"] - result["available"])
     return result
+
+
+HEALTH_FIELDS = ("pool_active", "pool_capacity", "pool_available", "healthy")
+# PoolStatus answers the same figures under the runtime's PoolStatus field names (agent/pool.rs).
+POOL_STATUS_FIELDS = {
+    "pool_active": "active_count",
+    "pool_capacity": "max_capacity",
+    "pool_available": "available_slots",
+}
+
+
+def runtime_answers() -> dict[str, Any]:
+    """The runtime's last answers to the bridge's SystemHealth and PoolStatus requests (one query):
+    each request's state ("answered 12 s ago", "no answer for 90 s", "never asked"), and the pool
+    figures from SystemHealth, or from PoolStatus where SystemHealth has none."""
+    probes = RuntimeProbe.describe_all()
+    health, pool = probes["SystemHealth"], probes["PoolStatus"]
+    health_data = health["data"] if isinstance(health["data"], dict) else {}
+    pool_data = pool["data"] if isinstance(pool["data"], dict) else {}
+    figures = {name: health_data.get(name) for name in HEALTH_FIELDS}
+    for name, key in POOL_STATUS_FIELDS.items():
+        if figures[name] is None:
+            figures[name] = pool_data.get(key)
+    agents = pool_data.get("agents")
+    answered = [at for at in (health["answered_at"], pool["answered_at"]) if at]
+    return {
+        "health": health,
+        "pool_status": pool,
+        "figures": figures,
+        "pool_agents": len(agents) if isinstance(agents, list) else None,
+        "answered_at": max(answered) if answered else None,
+    }

@@ -20,7 +20,9 @@ from django.views.decorators.http import require_safe
 
 from agents.lifecycle import AgentState
 from mistersmith.dashboard import panels
+from mistersmith.dashboard.freshness import page_freshness
 from mistersmith.live import live_page_context
+from mistersmith.nats import NatsUnavailable
 from supervision.models import NodeStatus
 
 View = Callable[..., HttpResponse]
@@ -94,3 +96,14 @@ def snapshot(request: HttpRequest) -> JsonResponse:
     except PermissionError as error:
         return JsonResponse({"error": str(error)}, status=403)
     return JsonResponse(panels.build_snapshot(request.user, parts))
+
+
+@never_cache
+@require_safe
+@json_staff_required
+def freshness(request: HttpRequest) -> JsonResponse:
+    """Per bridge feed, how far the pages' data is behind the stream head (every live page polls it)."""
+    try:
+        return JsonResponse(page_freshness())
+    except NatsUnavailable as error:
+        return JsonResponse({"error": f"The streams cannot be read now: {error}"}, status=503)

@@ -2,8 +2,8 @@
 
 Any worker can answer (nothing is kept in process but a one-second cache): a feed's durable
 consumer says how many messages it has not yet acked (``num_pending`` never delivered plus
-``num_ack_pending`` delivered but not acked), and its ack floor says where the oldest of them
-starts; that message's stream time, against now, is how many seconds the feed is behind. A feed
+``num_ack_pending`` delivered but not acked), and its ack floor (or, with nothing unacked, its
+last delivery) says where the oldest of them starts; that message's stream time, against now, is how many seconds the feed is behind. A feed
 is "stale" when that age passes a threshold (``MISTERSMITH_STALE_SECONDS``, default 30 s): its
 pages show data older than that while newer data waits in the stream.
 """
@@ -91,7 +91,11 @@ async def feed_lag(js: Any, feed: FeedRef, *, now: dt.datetime, stale_after: flo
         info = None
     if info is not None:
         behind = (info.num_pending or 0) + (info.num_ack_pending or 0)
-        start = (info.ack_floor.stream_seq if info.ack_floor else 0) + 1
+        acked = info.ack_floor.stream_seq if info.ack_floor else 0
+        delivered = info.delivered.stream_seq if info.delivered else 0
+        # Unacked deliveries: the oldest lies after the ack floor. None: after the last delivered
+        # (a consumer made with DeliverPolicy.NEW starts past the stream's history, floor 0).
+        start = (acked if info.num_ack_pending else max(acked, delivered)) + 1
     else:
         try:
             state = (await js.stream_info(feed.stream)).state

@@ -324,6 +324,40 @@ def database_metrics(scrape: Scrape) -> None:
         _failures(scrape, cursor, window)
         _dead_letters(scrape, cursor, window)
         _positions(scrape, bridge_consumer_prefix())
+        _runtime_answers(scrape)
+
+
+def _runtime_answers(scrape: Scrape) -> None:
+    """The runtime's last answers to the bridge's SystemHealth and PoolStatus requests (one query).
+    The pool gauges are absent until the runtime answered once; the age says how old they are."""
+    from mistersmith.dashboard.selectors import runtime_answers
+
+    answers = runtime_answers()
+    for name, key, documentation in (
+        ("mistersmith_runtime_pool_active", "pool_active", "Agents active in the runtime's pool (its last answer)."),
+        ("mistersmith_runtime_pool_capacity", "pool_capacity", "The runtime pool's capacity (its last answer)."),
+        ("mistersmith_runtime_pool_available", "pool_available", "Free slots in the runtime's pool (last answer)."),
+        ("mistersmith_runtime_healthy", "healthy", "1 when the runtime's last SystemHealth answer said healthy."),
+    ):
+        figure = answers["figures"][key]
+        if isinstance(figure, bool):
+            figure = int(figure)
+        if isinstance(figure, int | float):
+            scrape.gauge(name, documentation).add_metric([], figure)
+    asked = scrape.gauge("mistersmith_runtime_request_asked", "1 once the bridge asked the runtime.", ["request"])
+    age = scrape.gauge(
+        "mistersmith_runtime_answer_age_seconds", "Age of the runtime's last answer (absent: none yet).", ["request"]
+    )
+    silent = scrape.gauge(
+        "mistersmith_runtime_no_answer_seconds",
+        "How long the runtime has left the requests unanswered (0 while it answers).",
+        ["request"],
+    )
+    for request, probe in (("SystemHealth", answers["health"]), ("PoolStatus", answers["pool_status"])):
+        asked.add_metric([request], 0 if probe["asked_at"] is None else 1)
+        if probe["answer_age_seconds"] is not None:
+            age.add_metric([request], probe["answer_age_seconds"])
+        silent.add_metric([request], probe["no_answer_seconds"] or 0)
 
 
 def database_reachable(timeout: float) -> bool:
@@ -422,6 +456,7 @@ def nats_metrics(scrape: Scrape) -> bool:
         ):
             if value is not None:
                 scrape.gauge(metric, documentation, labels).add_metric([name], value)
+    _freshness(scrape, prefix)
     labels = ["consumer", "stream", "feed"]
     present = scrape.gauge("mistersmith_bridge_consumer_exists", "1 when the bridge's durable consumer exists.", labels)
     for (stream, name, feed), info in zip(feeds, found["consumers"], strict=True):
@@ -444,6 +479,28 @@ def nats_metrics(scrape: Scrape) -> bool:
         ):
             scrape.gauge(metric, documentation, labels).add_metric([name, stream, feed], value or 0)
     return True
+
+
+def _freshness(scrape: Scrape, prefix: str) -> None:
+    """Per bridge feed, how far it is behind its stream (mistersmith/jetstream/freshness.py)."""
+    from mistersmith.dashboard.freshness import bridge_feeds
+    from mistersmith.jetstream.freshness import feeds_lag, stale_seconds
+    from mistersmith.nats import nats_url
+
+    timeout = settings.METRICS_NATS_TIMEOUT
+    reader = _reader(nats_url(), timeout)
+    js = reader.client().jetstream(timeout=timeout)
+    lags = reader.run(feeds_lag(js, bridge_feeds(prefix), stale_after=stale_seconds()), timeout)
+    labels = ["feed", "stream"]
+    messages = scrape.gauge("mistersmith_feed_lag_messages", "Messages the bridge feed has not yet applied.", labels)
+    seconds = scrape.gauge(
+        "mistersmith_feed_lag_seconds", "Age of the oldest message the feed has not applied (0: none).", labels
+    )
+    stale = scrape.gauge("mistersmith_feed_stale", "1 when the feed is behind past MISTERSMITH_STALE_SECONDS.", labels)
+    for lag in lags:
+        messages.add_metric([lag.feed, lag.stream], lag.messages_behind)
+        seconds.add_metric([lag.feed, lag.stream], lag.seconds_behind)
+        stale.add_metric([lag.feed, lag.stream], 1 if lag.stale else 0)
 
 
 # --- Hive Mind files ----------------------------------------------------------------------------

@@ -142,6 +142,9 @@ def run(
     except Exception as error:
         found["jetstream"] = [_failure("jetstream", error or "timed out", "Is NATS up?")]
         found["browser"] = [_failure("browser", error or "timed out", "Check CHANNEL_LAYERS.")]
+    if "db_pool" in found and found["db_pool"][0].check != "database answers":
+        hint = "The runtime's answers are kept in mistersmith_runtimeprobe: run manage.py migrate."
+        found["jetstream"] += _guarded("jetstream", hint, verify_live.runtime_rows, database=True)
     rows = [row for component in COMPONENTS for row in found.get(component, [])]
     return Report(rows=rows, checked_at=checked_at, duration_ms=(time.perf_counter() - started) * 1000)
 

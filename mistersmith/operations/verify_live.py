@@ -21,7 +21,7 @@ from typing import Any
 
 from django.conf import settings
 
-from mistersmith.operations.matrix import DEGRADED, PROBE_TIMEOUT, Row, error_text, judged, safe_url
+from mistersmith.operations.matrix import DEGRADED, OK, PROBE_TIMEOUT, Row, error_text, judged, safe_url
 
 logger = logging.getLogger(__name__)
 
@@ -111,6 +111,7 @@ async def jetstream_rows(url: str, streams: dict[str, Any], prefix: str) -> list
             rows.append(stream_row(name, wanted, answer))
         for (stream, name), answer in zip(consumers, answers[len(streams) :], strict=True):
             rows.append(consumer_row(stream, name, answer, prefix))
+        rows += await freshness_rows(js, prefix)
         return rows
     finally:
         await close_quietly(client)
@@ -152,6 +153,72 @@ def consumer_row(stream: str, name: str, info: Any, prefix: str) -> Row:
         status=DEGRADED,
         hint="The bridge is behind or stopped: is manage.py bridge (or run) running? See its log.",
     )
+
+
+async def freshness_rows(js: Any, prefix: str) -> list[Row]:
+    """Per bridge feed, how far the live pages are behind the stream head: degraded when stale
+    (the oldest message not applied is older than MISTERSMITH_STALE_SECONDS)."""
+    from mistersmith.dashboard.freshness import bridge_feeds
+    from mistersmith.jetstream.freshness import feeds_lag, stale_seconds
+
+    threshold = stale_seconds()
+    rows = []
+    for lag in await feeds_lag(js, bridge_feeds(prefix), stale_after=threshold):
+        rows.append(
+            jetstream_row(
+                f"freshness {lag.feed}",
+                f"the {lag.feed} feed's pages at most {threshold:g} s behind {lag.stream}",
+                lag.text,
+                bad=lag.stale,
+                status=DEGRADED,
+                hint="The bridge is stopped or slow: is manage.py bridge (or run) running? See its log.",
+            )
+        )
+    return rows
+
+
+# --- The runtime's answers (read from PostgreSQL) ---------------------------------------------
+
+# An answer older than this many request intervals means the requests stopped (no bridge leads).
+STALE_INTERVALS = 3
+
+
+def runtime_rows() -> list[Row]:
+    """One row per request kind: ok when answered within a few intervals; degraded when the runtime
+    is silent, answered an error, was never asked or was last answered long ago. Never failed: the
+    runtime's router may not read its subscriptions (CONTRACTS §3), and that is a state to show."""
+    from mistersmith.models import RuntimeProbe
+    from mistersmith.runtime_probe import probe_interval
+
+    interval = probe_interval()
+    rows = []
+    for kind, probe in RuntimeProbe.describe_all().items():
+        found = probe["text"]
+        data = probe["data"] if isinstance(probe["data"], dict) else {}
+        if kind == "SystemHealth" and probe["state"] == "answered" and data:
+            found += ", " + ", ".join(f"{key} {data.get(key)}" for key in sorted(data))
+        age = probe["answer_age_seconds"]
+        fresh = probe["state"] == "answered" and age is not None and age <= STALE_INTERVALS * interval
+        hints = {
+            "never_asked": "No bridge has asked yet: the leading bridge (manage.py run or bridge) asks every "
+            f"{interval:g} s (MISTERSMITH_RUNTIME_PROBE_SECONDS).",
+            "no_answer": "The runtime does not answer on system.control: is it running and connected to this NATS?",
+            "error": "The runtime answered with an error: see its log.",
+            "waiting": "The request is on its way; check again in a few seconds.",
+            "answered": "The last answer is old: is the bridge running? It asks every "
+            f"{interval:g} s (MISTERSMITH_RUNTIME_PROBE_SECONDS).",
+        }
+        rows.append(
+            Row(
+                "jetstream",
+                f"runtime {kind}",
+                f"answered within the last {STALE_INTERVALS * interval:g} s",
+                found,
+                OK if fresh else DEGRADED,
+                "" if fresh else hints[probe["state"]],
+            )
+        )
+    return rows
 
 
 # --- The browser side --------------------------------------------------------------------------

@@ -13,12 +13,14 @@ from django.contrib.auth.models import Permission
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
+from django.utils import timezone
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from agents.models import Agent
 from mistersmith import demo
 from mistersmith import nats as console_nats
 from mistersmith.dashboard import selectors
+from mistersmith.models import RuntimeProbe
 from supervision.models import SupervisionFailure, SupervisionNode, SupervisionRestart
 
 pytestmark = pytest.mark.django_db
@@ -142,12 +144,23 @@ def test_the_rate_query_reads_the_hour_through_the_time_index():
 # --- pools -----------------------------------------------------------------------------------------
 
 
-def test_pool_panel_has_the_console_pool_and_the_runtimes_last_health_report(admin_client):
+def test_pool_panel_has_the_console_pool_the_runtimes_answers_and_any_health_report(admin_client):
+    RuntimeProbe.objects.create(
+        kind="SystemHealth",
+        asked_at=timezone.now(),
+        answered_at=timezone.now(),
+        message="System health check completed",
+        data={"healthy": True, "pool_active": 4, "pool_available": 26, "pool_capacity": 30},
+    )
     sequence = publish("system.health", {"pool_active": 7, "pool_capacity": 30, "pool_available": 23, "healthy": True})
     publish("system.control", {"PoolStatus": {}})  # a later message on another subject of the stream
     pool = snapshot(admin_client, "pool")["pool"]
-    assert pool["runtime"]["sequence"] == sequence
-    assert {k: pool["runtime"][k] for k in ("pool_active", "pool_capacity", "pool_available", "healthy")} == {
+    runtime = pool["runtime"]
+    assert runtime["figures"] == {"pool_active": 4, "pool_capacity": 30, "pool_available": 26, "healthy": True}
+    assert runtime["health"]["state"] == "answered" and runtime["pool_status"]["state"] == "never_asked"
+    report = pool["health_report"]  # a system.health publisher, should there be one, is still read
+    assert report["sequence"] == sequence
+    assert {k: report[k] for k in ("pool_active", "pool_capacity", "pool_available", "healthy")} == {
         "pool_active": 7,
         "pool_capacity": 30,
         "pool_available": 23,
@@ -158,11 +171,23 @@ def test_pool_panel_has_the_console_pool_and_the_runtimes_last_health_report(adm
     assert console["in_use"] == console["size"] - console["available"] and console["in_use"] >= 1
 
 
+def test_pool_status_fills_the_figures_when_system_health_has_none(admin_client):
+    RuntimeProbe.objects.create(
+        kind="PoolStatus",
+        asked_at=timezone.now(),
+        answered_at=timezone.now(),
+        data={"active_count": 2, "max_capacity": 5, "available_slots": 3, "agents": ["a", "b"]},
+    )
+    runtime = snapshot(admin_client, "pool")["pool"]["runtime"]
+    assert runtime["figures"] == {"pool_active": 2, "pool_capacity": 5, "pool_available": 3, "healthy": None}
+    assert runtime["pool_agents"] == 2
+
+
 def test_a_wrapped_health_report_is_read_too(admin_client):
     body = {"SystemHealth": {"pool_active": 2, "pool_capacity": 30, "pool_available": 28, "healthy": False}}
     publish("system.health", {"message_id": "m1", "timestamp": "2026-01-01T00:00:00Z", "payload": body})
-    runtime = snapshot(admin_client, "pool")["pool"]["runtime"]
-    assert (runtime["pool_active"], runtime["healthy"]) == (2, False)
+    report = snapshot(admin_client, "pool")["pool"]["health_report"]
+    assert (report["pool_active"], report["healthy"]) == (2, False)
 
 
 # --- streams ---------------------------------------------------------------------------------------
@@ -318,7 +343,8 @@ def test_nats_away_is_said_in_its_panels_and_the_rest_still_works(admin_client, 
     data = snapshot(admin_client)
     assert data["agents"]["counts"]["Idle"] == 1
     assert "rates" in data and data["pool"]["console"]["pooled"] is True
-    for panel in (data["streams"], data["events"], data["pool"]["runtime"]):
+    assert data["pool"]["runtime"]["health"]["state"] == "never_asked"  # from PostgreSQL: still shown
+    for panel in (data["streams"], data["events"], data["pool"]["health_report"]):
         assert panel["error"].startswith("NATS is unavailable")
 
 

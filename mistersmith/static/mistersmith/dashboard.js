@@ -6,7 +6,9 @@
  *   the event alone; a frame with state changes re-reads the "agents" part (at most once a second).
  * - supervision: a restart request adds one to the current minute's restart bar at once; the rates
  *   and node counts are then re-read (throttled) so the bars match the database.
- * - system: a system.health message replaces the runtime's pool figures.
+ * - pool: the runtime's answers to the console's SystemHealth and PoolStatus requests (stored by
+ *   the bridge, polled with the pool part); a system.health message, if a publisher sends one,
+ *   shows its figures when it is newer than the last answer.
  * - events: the event log's messages (users with that right); others see the agents and
  *   supervision events summarized.
  * - Stream health and the console's own pool are polled every few seconds: they are figures the
@@ -191,31 +193,78 @@ function healthReport(body) {
   return report;
 }
 
-function renderRuntimePool(report) {
+/** The figures shown come from whichever is newer: the runtime's answer to the console's
+ * requests, or a system.health message (should a publisher send one; the runtime does not). */
+function showRuntimeFigures(figures, at) {
+  const table = document.getElementById("pool-runtime");
+  if (!table || !figures) return;
+  if (at && state.runtimeFiguresAt && Date.parse(at) < Date.parse(state.runtimeFiguresAt)) return;
+  state.runtimeFiguresAt = at || state.runtimeFiguresAt;
+  const healthy = figures.healthy === true ? "yes" : figures.healthy === false ? "no" : "–";
+  setFields(table, {
+    pool_active: figures.pool_active,
+    pool_capacity: figures.pool_capacity,
+    pool_available: figures.pool_available,
+    healthy,
+  });
+  table.querySelector('[data-field="healthy"]').dataset.healthy = String(figures.healthy);
+}
+
+/** One request's state in words, counting on between snapshots ("no answer for 95 s"). */
+function probeText(probe, now = Date.now()) {
+  if (!probe) return "–";
+  const since = (iso) => Math.max(0, Math.round((now - Date.parse(iso)) / 1000));
+  if (probe.state === "never_asked") return "never asked";
+  if (probe.state === "no_answer") {
+    const last = probe.answered_at ? ` (last answer ${ago(probe.answered_at, now)})` : "";
+    return `no answer for ${since(probe.unanswered_since)} s${last}`;
+  }
+  if (probe.state === "waiting") return `asked ${ago(probe.asked_at, now)}, waiting for the answer`;
+  if (probe.state === "error") return `answered with an error ${ago(probe.answered_at, now)}: ${probe.error}`;
+  return `answered ${ago(probe.answered_at, now)}`;
+}
+
+function drawProbes() {
+  const table = document.getElementById("pool-runtime");
+  if (!table || !state.runtime) return;
+  for (const [field, probe] of [
+    ["health_state", state.runtime.health],
+    ["pool_state", state.runtime.pool_status],
+  ]) {
+    const cell = table.querySelector(`[data-field="${field}"]`);
+    cell.textContent = probeText(probe);
+    cell.dataset.state = probe ? probe.state : "";
+  }
+}
+
+function renderRuntimePool(runtime) {
+  const table = document.getElementById("pool-runtime");
+  if (!table || !runtime) return;
+  state.runtime = runtime;
+  setFields(table, { pool_agents: runtime.pool_agents });
+  if (runtime.answered_at) showRuntimeFigures(runtime.figures, runtime.answered_at);
+  drawProbes();
+  table.dataset.state = runtime.health ? runtime.health.state : "";
+}
+
+function renderHealthReport(report) {
   const table = document.getElementById("pool-runtime");
   if (!table || report === undefined) return;
   const panel = document.getElementById("panel-pool");
   if (report && report.error) {
-    showError(panel, `Runtime pool: ${report.error}`);
+    showError(panel, `system.health: ${report.error}`);
     return;
   }
   showError(panel, "");
   if (!report) {
-    setFields(table, { time: "never reported" });
+    setFields(table, { time: "none (the runtime answers requests instead)" });
     return;
   }
   if (report.sequence && report.sequence < state.runtimeSequence) return; // older than what is shown
   state.runtimeSequence = report.sequence || state.runtimeSequence;
   state.runtimeReportedAt = report.time;
-  const healthy = report.healthy === true ? "yes" : report.healthy === false ? "no" : "–";
-  setFields(table, {
-    pool_active: report.pool_active,
-    pool_capacity: report.pool_capacity,
-    pool_available: report.pool_available,
-    healthy,
-    time: report.time ? ago(report.time) : "–",
-  });
-  table.querySelector('[data-field="healthy"]').dataset.healthy = String(report.healthy);
+  setFields(table, { time: report.time ? ago(report.time) : "–" });
+  showRuntimeFigures(report, report.time);
   table.dataset.sequence = String(state.runtimeSequence);
 }
 
@@ -392,6 +441,7 @@ function render(data) {
   if (data.pool) {
     renderConsolePool(data.pool.console);
     renderRuntimePool(data.pool.runtime);
+    renderHealthReport(data.pool.health_report);
   }
   if (data.streams) renderStreams(data.streams);
   if (data.events) renderEvents(data.events);
@@ -442,7 +492,7 @@ function applyEvents(topic, events) {
     for (const event of events) {
       if (event.kind !== "system.health") continue;
       const report = healthReport(event.body);
-      if (report) renderRuntimePool({ ...report, sequence: event.sequence, time: new Date().toISOString() });
+      if (report) renderHealthReport({ ...report, sequence: event.sequence, time: new Date().toISOString() });
     }
   } else if (topic === "events") {
     addEvents(events.map((event) => ({ ...event, text: event.excerpt })));
@@ -464,6 +514,7 @@ function startTimers() {
   setInterval(() => {
     const cell = document.querySelector('#pool-runtime [data-field="time"]');
     if (cell && state.runtimeReportedAt) cell.textContent = ago(state.runtimeReportedAt);
+    drawProbes();
   }, 1000);
 }
 

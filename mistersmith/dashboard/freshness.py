@@ -1,0 +1,41 @@
+"""Freshness of the live pages: how far each bridge feed is behind its stream, for the badge every
+live page shows next to its connection badge, for /metrics and for verify_state.
+
+Read from NATS (mistersmith/jetstream/freshness.py), so any worker answers the same, whichever
+process runs the bridge; cached about a second per process, so many viewers polling cost NATS
+one round a second.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mistersmith.bridge import FEEDS
+from mistersmith.jetstream.freshness import CACHE, FeedLag, FeedRef, feeds_lag, stale_seconds, summary
+from mistersmith.live import bridge_consumer_prefix
+from mistersmith.nats import connection
+
+
+def bridge_feeds(prefix: str | None = None) -> list[FeedRef]:
+    """The bridge's feeds with their durable consumers for ``prefix`` (MISTERSMITH_BRIDGE_PREFIX)."""
+    prefix = prefix or bridge_consumer_prefix()
+    return [FeedRef(feed.suffix, feed.stream, feed.consumer_name(prefix)) for feed in FEEDS]
+
+
+def read_lags(prefix: str | None = None) -> list[FeedLag]:
+    """Every feed's lag now (no cache); raises NatsUnavailable when NATS is away."""
+    nats = connection()
+    js = nats.client().jetstream()
+    return nats.run(feeds_lag(js, bridge_feeds(prefix), stale_after=stale_seconds()))
+
+
+def page_freshness() -> dict[str, Any]:
+    """The badge's figures: per feed and overall, with the stale threshold (cached ~1 s)."""
+    prefix = bridge_consumer_prefix()
+    threshold = stale_seconds()
+
+    def read() -> dict[str, Any]:
+        lags = read_lags(prefix)
+        return {"feeds": [lag.as_dict() for lag in lags], **summary(lags), "stale_after_seconds": threshold}
+
+    return CACHE.get((prefix, threshold), read)
