@@ -9,6 +9,7 @@ is a message on the field.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
@@ -86,3 +87,111 @@ class IndexedTextLimitMixin:
         if db_field.name in self.indexed_text_fields:
             kwargs.setdefault("max_length", INDEXED_TEXT_MAX_LENGTH)
         return super().formfield_for_dbfield(db_field, request, **kwargs)
+
+
+# --- Optimistic concurrency: a change form refuses to save over a row that changed meanwhile ---
+
+LOADED_VALUES_FIELD = "loaded_values"
+SHOWN_VALUE_LENGTH = 120
+
+
+def _digest(value: Any) -> str:
+    """A short fingerprint of one field's value (its canonical JSON), for the hidden field."""
+    text = json.dumps(value, sort_keys=True, default=str)  # ensure_ascii: lone surrogates stay escapes
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _shown(value: Any) -> str:
+    """A value as the conflict message shows it: short, and readable for the usual types."""
+    if value is None or value == "":
+        return "(empty)"
+    if isinstance(value, list | tuple):
+        text = ", ".join(str(item) for item in value) or "(empty)"
+    elif isinstance(value, dict):
+        text = json.dumps(value, sort_keys=True)
+    else:
+        text = str(value)
+    return text if len(text) <= SHOWN_VALUE_LENGTH else f"{text[: SHOWN_VALUE_LENGTH - 1]}…"
+
+
+class ConcurrentEditGuard(forms.ModelForm):
+    """A change form that remembers the values it was loaded with and refuses the save when the
+    row changed since (the runtime or another admin wrote it), instead of writing over it.
+
+    The hidden field holds a fingerprint per field; on save, the row is read again under
+    ``SELECT ... FOR UPDATE`` (the admin saves in a transaction, so nothing can slip in between
+    the check and the write) and every field whose fingerprint moved is listed as
+    "field: your value / the value now". The fingerprints are then renewed, so saving again,
+    having seen the changes, keeps the user's values. Fingerprints rather than ``updated_at``:
+    the trigger moves updated_at on any UPDATE, also one that changes nothing the form shows.
+    """
+
+    loaded_values = forms.CharField(widget=forms.HiddenInput, required=False)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.instance.pk is not None and not self.is_bound:
+            self.initial[LOADED_VALUES_FIELD] = self._fingerprints(self.instance)
+
+    def _guarded_fields(self) -> list[str]:
+        concrete = {field.name for field in self.instance._meta.concrete_fields}
+        return [name for name in self.fields if name in concrete]
+
+    def _fingerprints(self, row: models.Model) -> str:
+        meta = row._meta
+        return json.dumps(
+            {name: _digest(meta.get_field(name).value_from_object(row)) for name in self._guarded_fields()},
+            sort_keys=True,
+        )
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        if self.instance.pk is None or self.instance._state.adding:
+            return cleaned  # a new row: nothing was loaded
+        try:
+            loaded = json.loads(self.data.get(self.add_prefix(LOADED_VALUES_FIELD)) or "null")
+        except ValueError:
+            loaded = None
+        if not isinstance(loaded, dict):
+            raise ValidationError(
+                "This form does not say which values it was loaded with, so a change made since could be "
+                "overwritten. Reload the page and make your change again; nothing was saved.",
+                code="no_loaded_values",
+            )
+        current = type(self.instance)._default_manager.select_for_update().filter(pk=self.instance.pk).first()
+        if current is None:
+            raise ValidationError("This record was deleted since the form was loaded; nothing was saved.")
+        now = json.loads(self._fingerprints(current))
+        moved = [name for name in self._guarded_fields() if loaded.get(name) != now[name]]
+        if not moved:
+            return cleaned
+        self.data = self.data.copy()  # show the fingerprints of now: saving again keeps your values
+        self.data[self.add_prefix(LOADED_VALUES_FIELD)] = json.dumps(now, sort_keys=True)
+        lines = [
+            f"{self.fields[name].label or name}: your value {_shown(self._submitted(name))} / "
+            f"the value now {_shown(self._current_value(current, name))}"
+            for name in moved
+        ]
+        raise ValidationError(
+            [
+                ValidationError(
+                    "This record changed since the form was loaded; nothing was saved. What changed:",
+                    code="changed_since_loaded",
+                ),
+                *(ValidationError(line, code="changed_since_loaded") for line in lines),
+                ValidationError(
+                    "Save again to keep your values, or reload the page to start from the values now.",
+                    code="changed_since_loaded",
+                ),
+            ]
+        )
+
+    def _submitted(self, name: str) -> Any:
+        if name in self.cleaned_data:
+            return self.cleaned_data[name]
+        return self[name].value()
+
+    @staticmethod
+    def _current_value(row: models.Model, name: str) -> Any:
+        field = row._meta.get_field(name)
+        return getattr(row, name) if field.is_relation else field.value_from_object(row)

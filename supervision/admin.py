@@ -7,16 +7,18 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
+from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
+from mistersmith.admin import DatabaseFilledOnAddMixin, RuntimeOwnedMixin
 from mistersmith.admin_scale import LargeTableAdmin
-from mistersmith.forms import STORABLE_JSON, IndexedTextLimitMixin
-from supervision import services, views
+from mistersmith.forms import LOADED_VALUES_FIELD, STORABLE_JSON, ConcurrentEditGuard, IndexedTextLimitMixin
+from supervision import cascade, services, views
 from supervision.console_events import publish_policy_saved
 from supervision.models import (
     SupervisionChildState,
@@ -29,6 +31,15 @@ from supervision.tree import node_tree_url
 
 LATEST_ON_NODE_PAGE = 10
 BULK_RESTART_LIMIT = 100
+BULK_DELETE_LIMIT = 100  # selected nodes (each may carry a subtree of any size)
+
+# The tables a node's deletion cascades to, with the permission that deleting their rows needs.
+CASCADE_PERMISSIONS = [
+    ("policies", "supervision.delete_supervisionpolicy", "supervision policies"),
+    ("failures", "supervision.delete_supervisionfailure", "supervision failures"),
+    ("restarts", "supervision.delete_supervisionrestart", "supervision restarts"),
+    ("child_states", "supervision.delete_supervisionchildstate", "supervision child states"),
+]
 
 
 def delays_table(policy: SupervisionPolicy) -> str:
@@ -54,6 +65,23 @@ class DelayPreviewForm(forms.ModelForm):
         fields = ["backoff_strategy", "backoff_factor", "min_restart_delay_ms", "max_restart_delay_ms"]
 
 
+class NodeForm(ConcurrentEditGuard):
+    """The node form, refusing to save over a node changed since it was loaded."""
+
+    class Meta:
+        model = SupervisionNode
+        fields = "__all__"
+
+
+class PolicyForm(ConcurrentEditGuard):
+    """The policy form (its own page and the node page's inline), refusing to save over a policy
+    changed since it was loaded."""
+
+    class Meta:
+        model = SupervisionPolicy
+        fields = "__all__"
+
+
 class PolicyDelayPreviewMixin:
     @admin.display(description="Restart delays")
     def restart_delays(self, policy: SupervisionPolicy | None) -> str:
@@ -65,6 +93,7 @@ class PolicyInline(PolicyDelayPreviewMixin, admin.StackedInline):
         js = ["supervision/policy_delays.js"]
 
     model = SupervisionPolicy
+    form = PolicyForm
     fk_name = "node"
     extra = 0
     max_num = 1
@@ -124,7 +153,8 @@ class LatestRestartsInline(LatestForNodeInline):
 
 
 @admin.register(SupervisionNode)
-class SupervisionNodeAdmin(IndexedTextLimitMixin, admin.ModelAdmin):
+class SupervisionNodeAdmin(DatabaseFilledOnAddMixin, IndexedTextLimitMixin, admin.ModelAdmin):
+    form = NodeForm
     formfield_overrides = STORABLE_JSON  # jsonb refuses \u0000 and NaN: a field error, not a server error
     indexed_text_fields = ("node_id",)  # unique: a huge name would fail its index
     list_display = ["node_id", "node_type", "node_type_detail", "status", "parent", "agent", "updated_at"]
@@ -134,12 +164,15 @@ class SupervisionNodeAdmin(IndexedTextLimitMixin, admin.ModelAdmin):
     autocomplete_fields = ["parent", "agent"]
     readonly_fields = ["id", "created_at", "updated_at", "history_links", "tree_link"]
     fieldsets = [
-        (None, {"fields": ["node_id", "node_type", "node_type_detail", "status", "parent", "agent"]}),
+        (
+            None,
+            {"fields": ["node_id", "node_type", "node_type_detail", "status", "parent", "agent", LOADED_VALUES_FIELD]},
+        ),
         ("Runtime data", {"fields": ["configuration", "metadata", "terminated_at"]}),
         ("Record", {"fields": ["id", "created_at", "updated_at", "history_links", "tree_link"]}),
     ]
     inlines = [PolicyInline, ChildStateInline, LatestFailuresInline, LatestRestartsInline]
-    actions = ["restart_selected"]
+    actions = ["restart_selected", "delete_subtrees"]
 
     def save_formset(self, request: HttpRequest, form: Any, formset: Any, change: bool) -> None:
         super().save_formset(request, form, formset, change)
@@ -176,6 +209,95 @@ class SupervisionNodeAdmin(IndexedTextLimitMixin, admin.ModelAdmin):
             self.message_user(request, f"{node}: {outcome.message}", views.MESSAGE_LEVEL[outcome.status])
         return None
 
+    def get_actions(self, request: HttpRequest) -> dict:
+        """Django's "delete selected" deletes a whole subtree unseen: ``delete_subtrees`` replaces it."""
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)
+        return actions
+
+    def delete_view(self, request: HttpRequest, object_id: str, extra_context: dict | None = None) -> HttpResponse:
+        """The node's delete page: the whole cascade listed, the name typed when it has descendants."""
+        node = self.get_object(request, unquote(object_id))
+        if node is None:
+            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
+        if not self.has_delete_permission(request, node):
+            raise PermissionDenied
+        if request.method == "POST":
+            deleted = self._delete_confirmed(request, [node])
+            if isinstance(deleted, int):
+                below = f" and the {deleted - 1} node(s) below it" if deleted > 1 else ""
+                self.message_user(request, f"Deleted the node “{node}”{below}.", messages.SUCCESS)
+                return HttpResponseRedirect(reverse("admin:supervision_supervisionnode_changelist"))
+            return self._deletion_page(request, [node], errors=deleted, bulk=False)
+        return self._deletion_page(request, [node], errors=[], bulk=False)
+
+    @admin.action(permissions=["delete"], description="Delete selected nodes and everything below them…")
+    def delete_subtrees(self, request: HttpRequest, queryset: QuerySet) -> TemplateResponse | None:
+        """The bulk form of :meth:`delete_view`: one page for all selected nodes, a name per subtree."""
+        nodes = list(queryset.order_by("node_id")[: BULK_DELETE_LIMIT + 1])
+        if len(nodes) > BULK_DELETE_LIMIT:
+            self.message_user(request, f"Select at most {BULK_DELETE_LIMIT} nodes to delete at once.", messages.ERROR)
+            return None
+        if request.POST.get("post") == "yes":
+            deleted = self._delete_confirmed(request, nodes)
+            if isinstance(deleted, int):
+                self.message_user(request, f"Deleted {deleted} nodes ({len(nodes)} selected).", messages.SUCCESS)
+                return None
+            return self._deletion_page(request, nodes, errors=deleted, bulk=True)
+        return self._deletion_page(request, nodes, errors=[], bulk=True)
+
+    def _deletion_page(
+        self, request: HttpRequest, nodes: list[SupervisionNode], *, errors: list[str], bulk: bool
+    ) -> TemplateResponse:
+        summary = cascade.cascade_of(nodes)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Delete these nodes and everything below them?" if bulk else f"Delete “{nodes[0]}”?",
+            "opts": self.opts,
+            "cascade": summary,
+            "bulk": bulk,
+            "errors": errors,
+            "perms_lacking": self._perms_lacking(request, summary),
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+        }
+        return TemplateResponse(request, "admin/supervision/supervisionnode/delete_subtree.html", context)
+
+    @staticmethod
+    def _perms_lacking(request: HttpRequest, summary: cascade.Cascade) -> list[str]:
+        return [
+            label
+            for count_name, permission, label in CASCADE_PERMISSIONS
+            if getattr(summary, count_name) and not request.user.has_perm(permission)
+        ]
+
+    def _delete_confirmed(self, request: HttpRequest, nodes: list[SupervisionNode]) -> int | list[str]:
+        """Delete when every check passes (the number of nodes deleted), else the reasons (nothing deleted)."""
+        summary = cascade.cascade_of(nodes)
+        if self._perms_lacking(request, summary):
+            raise PermissionDenied
+        errors = []
+        for root in summary.roots:
+            if not root.needs_typed_name:
+                continue
+            typed = request.POST.get(f"confirm-{root.node.pk}", "").strip()
+            if not typed:
+                errors.append(
+                    f"“{root.node}” has {root.descendants} node(s) below it: type its name to delete them all."
+                )
+            elif typed != root.node.node_id:
+                errors.append(f"“{typed}” is not the name of the node “{root.node}”: type the name exactly.")
+        try:
+            expected = int(request.POST.get("expected_nodes", ""))
+        except ValueError:
+            errors.append("The page did not say how many nodes it showed: look at the list again and confirm.")
+            expected = None
+        if errors:
+            return errors
+        try:
+            return cascade.delete_subtrees(nodes, user_id=request.user.pk, expected_nodes=expected)
+        except cascade.SubtreeChanged as error:
+            return [str(error)]
+
     @admin.display(description="Supervision tree")
     def tree_link(self, node: SupervisionNode) -> str:
         if not node.pk:
@@ -192,7 +314,8 @@ class SupervisionNodeAdmin(IndexedTextLimitMixin, admin.ModelAdmin):
 
 
 @admin.register(SupervisionPolicy)
-class SupervisionPolicyAdmin(PolicyDelayPreviewMixin, admin.ModelAdmin):
+class SupervisionPolicyAdmin(DatabaseFilledOnAddMixin, PolicyDelayPreviewMixin, admin.ModelAdmin):
+    form = PolicyForm
     list_display = [
         "node",
         "supervision_strategy",
@@ -231,18 +354,6 @@ class SupervisionPolicyAdmin(PolicyDelayPreviewMixin, admin.ModelAdmin):
         if not form.is_valid():  # runs the model's clean() too: the same checks as the policy form
             return JsonResponse({"errors": form.errors}, status=400)
         return JsonResponse({"delays": form.instance.restart_delays()})
-
-
-class RuntimeOwnedMixin:
-    """Fields the runtime writes are shown, not edited, once a row exists (a new row is all yours)."""
-
-    runtime_owned_fields: tuple[str, ...] = ()
-
-    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
-        readonly = list(super().get_readonly_fields(request, obj))
-        if obj is not None:
-            readonly += [name for name in self.runtime_owned_fields if name not in readonly]
-        return readonly
 
 
 class NodeHistoryMixin:
@@ -341,7 +452,9 @@ class SupervisionRestartAdmin(RuntimeOwnedMixin, NodeHistoryMixin, LargeTableAdm
 
 
 @admin.register(SupervisionChildState)
-class SupervisionChildStateAdmin(RuntimeOwnedMixin, NodeHistoryMixin, IndexedTextLimitMixin, admin.ModelAdmin):
+class SupervisionChildStateAdmin(
+    DatabaseFilledOnAddMixin, RuntimeOwnedMixin, NodeHistoryMixin, IndexedTextLimitMixin, admin.ModelAdmin
+):
     formfield_overrides = STORABLE_JSON
     indexed_text_fields = ("child_id",)
     runtime_owned_fields = ("node", "child_id", "state", "state_data", "last_heartbeat", "error_count", "restart_count")

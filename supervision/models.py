@@ -185,7 +185,12 @@ class SupervisionPolicy(models.Model):
     max_restart_delay_ms = models.IntegerField(default=rules.DEFAULT_MAX_DELAY_MS, validators=[MinValueValidator(0)])
     escalate_on_limit = models.BooleanField(default=True)
     escalate_on_error_types = ArrayField(models.TextField(), default=list, blank=True)
-    escalation_timeout_seconds = models.IntegerField(default=10)
+    # At least 1 s in the console's forms (0 or a negative timeout escalates at once or never).
+    # A validator, not a CHECK: CONTRACTS §1 gives the column only NOT NULL DEFAULT 10, and a
+    # CHECK the runtime does not know of could make its own upserts fail; its writes are its own.
+    escalation_timeout_seconds = models.IntegerField(
+        default=10, validators=[MinValueValidator(1, "The escalation timeout must be at least 1 second.")]
+    )
     created_at = models.DateTimeField(db_default=Now(), editable=False)
     updated_at = models.DateTimeField(db_default=Now(), editable=False)
 

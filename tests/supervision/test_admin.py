@@ -60,12 +60,12 @@ def node_form(**overrides) -> dict:
 
 
 def post_node(client, data, node=None):
-    url = (
-        reverse("admin:supervision_supervisionnode_change", args=[node.pk])
-        if node
-        else reverse("admin:supervision_supervisionnode_add")
-    )
-    return client.post(url, data)
+    """Post the add form, or the change form with the values it was loaded with (as a browser would)."""
+    if node is None:
+        return client.post(reverse("admin:supervision_supervisionnode_add"), data)
+    url = reverse("admin:supervision_supervisionnode_change", args=[node.pk])
+    loaded = client.get(url).context["adminform"].form["loaded_values"].value()
+    return client.post(url, {"loaded_values": loaded, **data})
 
 
 def test_add_node_through_the_form_is_logged(admin_client, admin_user):
@@ -142,6 +142,8 @@ def policy_form(node, **overrides) -> dict:
         ({"backoff_factor": "123.456"}, "backoff_factor"),
         ({"escalate_on_error_types": "Crash,Gremlins"}, "escalate_on_error_types"),
         ({"max_restarts": "99999999999"}, "max_restarts"),
+        ({"escalation_timeout_seconds": "0"}, "escalation_timeout_seconds"),
+        ({"escalation_timeout_seconds": "-5"}, "escalation_timeout_seconds"),
     ],
 )
 def test_bad_policy_input_is_a_form_error(admin_client, overrides, field):
@@ -150,6 +152,36 @@ def test_bad_policy_input_is_a_form_error(admin_client, overrides, field):
     assert response.status_code == 200
     assert field in response.context["adminform"].form.errors
     assert not SupervisionPolicy.objects.exists()
+
+
+def test_the_escalation_timeout_must_be_positive_in_the_node_page_inline_too(admin_client):
+    data = node_form(node_id="esc")
+    data.update({"policy-TOTAL_FORMS": "1", "policy-INITIAL_FORMS": "0", "policy-MAX_NUM_FORMS": "1"})
+    policy = policy_form(SupervisionNode(), escalation_timeout_seconds="0")
+    data.update({f"policy-0-{name}": value for name, value in policy.items() if name != "node"})
+    response = post_node(admin_client, data)
+    assert response.status_code == 200
+    formset = next(f for f in response.context["inline_admin_formsets"] if f.formset.prefix == "policy")
+    assert "at least 1 second" in " ".join(formset.formset.forms[0].errors["escalation_timeout_seconds"])
+    assert not SupervisionNode.objects.filter(node_id="esc").exists()
+
+
+ADD_PAGES = [f"supervision_{model}" for model in MODELS] + [
+    f"agents_{model}" for model in ("agent", "agentinstance", "interactivesession", "sessionmessage")
+]
+
+
+@pytest.mark.parametrize("model", ADD_PAGES)
+def test_add_pages_print_no_database_default_object(admin_client, model):
+    page = admin_client.get(reverse(f"admin:{model}_add"))
+    assert page.status_code == 200
+    assert "DatabaseDefault" not in page.content.decode()
+
+
+def test_the_add_node_form_starts_from_the_schemas_defaults(admin_client):
+    form = admin_client.get(reverse("admin:supervision_supervisionnode_add")).context["adminform"].form
+    assert form["status"].value() == "inactive"
+    assert form["configuration"].value() == "{}" and form["metadata"].value() == "{}"
 
 
 def test_policy_edit_is_saved_and_logged(admin_client, admin_user):
