@@ -169,7 +169,7 @@ def seed(
         with secondary_indexes_rebuilt("supervision_failures", failures):
             failure_count = _write_failures(prefix, failures, days)
         with secondary_indexes_rebuilt("supervision_restarts", failures):
-            restart_count = _write_restarts(prefix)
+            restart_count = _write_restarts()
         session_count, message_count = _write_sessions(tree, sessions, rng, now)
     counts = {
         "nodes": len(tree),
@@ -314,10 +314,13 @@ FAILURE_DETAILS = [
 
 
 def _write_failures(prefix: str, count: int, days: int) -> int:
-    """``count`` failures over the last ``days`` days on this demo's nodes, generated in the server.
+    """``count`` failures over the last ``days`` days on this demo's nodes, generated in the server, each
+    decided as the runtime's supervisor decides (``should_restart``): restarted while the node's failures
+    inside its policy's window number fewer than max_restarts, else escalated (or left, without a policy).
 
-    Rows are generated oldest first, as a runtime writes them: the time indexes grow at their
-    end instead of being written all over, which keeps a million-row load in memory's reach.
+    The window count is one window function over the failures with time measured in each node's own
+    window length (so ``RANGE 1 PRECEDING`` is that node's window): no SQL function call per row. Rows are
+    inserted oldest first, as a runtime writes them: the time indexes grow at their end.
     """
     if count <= 0:
         return 0
@@ -335,45 +338,81 @@ def _write_failures(prefix: str, count: int, days: int) -> int:
         targets = cursor.fetchone()[0]
         cursor.execute(
             """
-            INSERT INTO supervision_failures (node_id, failure_reason, failure_detail, context, occurred_at,
+            CREATE TEMP TABLE demo_failures ON COMMIT DROP AS
+            SELECT f.*, p.id AS policy_id,
+                   p.id IS NOT NULL AND count(*) OVER (
+                       PARTITION BY f.node_id ORDER BY f.epoch / COALESCE(p.time_window_seconds, 1)
+                       RANGE BETWEEN 1 PRECEDING AND CURRENT ROW
+                   ) < p.max_restarts AS restarted,
+                   count(*) OVER (
+                       PARTITION BY f.node_id ORDER BY f.epoch / COALESCE(p.time_window_seconds, 1)
+                       RANGE BETWEEN 1 PRECEDING AND CURRENT ROW
+                   )::int AS in_window,
+                   COALESCE(p.escalate_on_limit, false) AS escalates
+            FROM (
+                SELECT gen_random_uuid() AS id, t.id AS node_id, g, occurred_at,
+                       extract(epoch FROM occurred_at) AS epoch
+                FROM (
+                    SELECT g, now() - ((%s - g + random())::float8 / %s * %s * interval '1 day') AS occurred_at
+                    FROM generate_series(1, %s) AS g
+                ) generated
+                JOIN demo_targets t ON t.rn = (g * 7919::bigint) %% %s
+            ) f
+            LEFT JOIN supervision_policies p ON p.node_id = f.node_id
+            """,
+            [count, count, days, count, targets],
+        )
+        cursor.execute(
+            """
+            INSERT INTO supervision_failures (id, node_id, failure_reason, failure_detail, context, occurred_at,
                 restart_attempted, escalated_to_parent, recovery_action, correlation_id)
-            SELECT t.id,
+            SELECT id, node_id,
                    (enum_range(NULL::failure_reason))[1 + (g * 7) %% 5],
                    (%s::text[])[1 + (g * 7) %% 5],
-                   jsonb_build_object('attempt', g %% 4, 'host', 'host-' || (g %% 8)),
-                   now() - ((%s - g + random())::float8 / %s * %s * interval '1 day'),
-                   (g %% 10) < 7,
-                   (g %% 10) = 9,
-                   CASE WHEN (g %% 10) < 7 THEN 'restart' WHEN (g %% 10) = 9 THEN 'escalate' END,
+                   jsonb_build_object('window_count', in_window, 'host', 'host-' || (g %% 8)),
+                   occurred_at,
+                   restarted,
+                   NOT restarted AND escalates,
+                   CASE WHEN restarted THEN 'restart' WHEN escalates THEN 'escalate' END,
                    CASE WHEN g %% 3 = 0 THEN gen_random_uuid() END
-            FROM generate_series(1, %s) AS g
-            JOIN demo_targets t ON t.rn = (g * 7919::bigint) %% %s
+            FROM demo_failures ORDER BY occurred_at
             """,
-            [FAILURE_DETAILS, count, count, days, count, targets],
+            [FAILURE_DETAILS],
         )
         return cursor.rowcount
 
 
-def _write_restarts(prefix: str) -> int:
-    """One restart for each failure of this demo that attempted one, mostly successful."""
+def _write_restarts() -> int:
+    """One restart for each failure its supervisor restarted: attempt = the failures of the node inside the
+    policy's window (as should_restart counts them), delay by calculate_restart_delay's rules computed in
+    bulk (Fixed = min, Linear = min + 1000 x attempt, Exponential = min x factor^(attempt - 1), capped)."""
     with connection.cursor() as cursor:
         cursor.execute(
             """
             INSERT INTO supervision_restarts (node_id, failure_id, restart_attempt_number, restart_delay_ms,
                 started_at, completed_at, success, error_message, new_instance_id)
-            SELECT f.node_id, f.id, 1 + h %% 3, 100 * (1 + h %% 4),
-                   f.occurred_at + interval '100 milliseconds',
-                   f.occurred_at + interval '2 seconds',
-                   h %% 10 <> 0,
-                   CASE WHEN h %% 10 = 0 THEN 'agent did not come back' END,
+            SELECT f.node_id, f.id, f.in_window, d.delay,
+                   f.occurred_at + d.delay * interval '1 millisecond',
+                   f.occurred_at + d.delay * interval '1 millisecond' + interval '2 seconds',
+                   h % 10 <> 0,
+                   CASE WHEN h % 10 = 0 THEN 'agent did not come back' END,
                    gen_random_uuid()
-            FROM supervision_failures f
-            JOIN supervision_nodes n ON n.id = f.node_id
+            FROM demo_failures f
+            JOIN supervision_policies p ON p.id = f.policy_id
             CROSS JOIN LATERAL (SELECT abs(hashtext(f.id::text)) AS h) hashed
-            WHERE f.restart_attempted AND n.node_id LIKE %s
+            CROSS JOIN LATERAL (
+                SELECT round(LEAST(
+                    CASE p.backoff_strategy
+                        WHEN 'Fixed' THEN p.min_restart_delay_ms::numeric
+                        WHEN 'Linear' THEN p.min_restart_delay_ms::numeric + 1000 * f.in_window
+                        ELSE p.min_restart_delay_ms * power(COALESCE(p.backoff_factor, 2.0), f.in_window - 1)
+                    END,
+                    p.max_restart_delay_ms
+                ))::int AS delay
+            ) d
+            WHERE f.restarted
             ORDER BY f.occurred_at
-            """,
-            [f"{prefix}-%"],
+            """
         )
         return cursor.rowcount
 
