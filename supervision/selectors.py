@@ -44,6 +44,7 @@ PANEL_CHILD_STATES = 20
 RESTART_COUNT_CAP = 1000  # restarts are counted up to this, so a node with a long history stays cheap
 
 CHILD_STATES = tuple(ChildState.values)
+NODE_STATUSES = tuple(NodeStatus.values)
 CHILD_STATE_ORDER = [ChildState.FAILED, ChildState.STARTING, ChildState.STOPPED, ChildState.RUNNING]
 
 # The columns of a node's history in its panel (the runtime's own columns only).
@@ -72,7 +73,6 @@ SELECT n.id, n.node_id AS name, n.node_type, n.node_type_detail, n.status, n.par
        n.agent_id, a.name AS agent_name, n.updated_at, n.terminated_at,
        p.id AS policy_id, p.supervision_strategy, p.max_restarts, p.time_window_seconds,
        p.backoff_strategy, p.backoff_factor, p.min_restart_delay_ms, p.max_restart_delay_ms,
-       (SELECT count(*) FROM supervision_nodes c WHERE c.parent_node_id = n.id) AS child_count,
        CASE WHEN p.id IS NOT NULL THEN (
            SELECT count(*) FROM supervision_failures f
            WHERE f.node_id = n.id AND f.occurred_at > now() - make_interval(secs => p.time_window_seconds)
@@ -81,6 +81,7 @@ SELECT n.id, n.node_id AS name, n.node_type, n.node_type_detail, n.status, n.par
        (SELECT count(*) FROM (
            SELECT 1 FROM supervision_restarts r WHERE r.node_id = n.id LIMIT {restart_cap}
        ) capped) AS restarts,
+       kids.*,
        states.*,
        picked.in_page, picked.pinned, picked.matched
 FROM picked
@@ -88,10 +89,21 @@ JOIN supervision_nodes n ON n.id = picked.id
 LEFT JOIN supervision_policies p ON p.node_id = n.id
 LEFT JOIN agents a ON a.id = n.agent_id
 CROSS JOIN LATERAL (
+    SELECT count(*) AS child_count, {status_counts} FROM supervision_nodes c WHERE c.parent_node_id = n.id
+) kids
+CROSS JOIN LATERAL (
     SELECT {state_counts} FROM supervision_child_states cs WHERE cs.node_id = n.id
 ) states
 ORDER BY n.parent_node_id NULLS FIRST, n.node_id
 """
+
+# The children the tree lists under a node (the nodes whose parent it is), counted per status in
+# the same pass as child_count, so a node's summary adds up to the children shown when it is
+# opened. The runtime's child-state rows (supervision_child_states) are another set (a child may
+# be an instance, not a node) and are summed apart, as "child states". Labels are the enum's.
+STATUS_COUNTS_SQL = ", ".join(
+    f"count(*) FILTER (WHERE c.status = '{status}') AS \"status_{status}\"" for status in NODE_STATUSES
+)
 
 # Child states counted per state in one pass; the labels are the enum's, not input.
 STATE_COUNTS_SQL = ", ".join(
@@ -178,6 +190,7 @@ def node_json(row: Mapping[str, Any]) -> dict[str, Any]:
         "restarts_capped": row["restarts"] >= RESTART_COUNT_CAP,
         "last_failure_at": _iso(row["last_failure_at"]),
         "child_count": row["child_count"],
+        "child_statuses": {status: row[f"status_{status}"] for status in NODE_STATUSES},
         "child_states": {state: row[f"state_{state}"] for state in CHILD_STATES},
         "updated_at": _iso(row["updated_at"]),
         "terminated_at": _iso(row["terminated_at"]),
@@ -378,7 +391,9 @@ def node_details(node: NodeId) -> dict[str, Any] | None:
 
 def _fetch_nodes(ctes: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Run :data:`NODES_SQL` over the selection the ``ctes`` define; rows as dicts."""
-    sql = NODES_SQL.format(ctes=ctes, restart_cap=RESTART_COUNT_CAP, state_counts=STATE_COUNTS_SQL)
+    sql = NODES_SQL.format(
+        ctes=ctes, restart_cap=RESTART_COUNT_CAP, state_counts=STATE_COUNTS_SQL, status_counts=STATUS_COUNTS_SQL
+    )
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         columns = [column.name for column in cursor.description]

@@ -115,6 +115,28 @@ def test_node_json_has_the_figures_of_the_policy_window(small_tree):
     )
 
 
+def test_a_nodes_child_summary_adds_up_to_the_children_listed(small_tree):
+    """The summary counts the same set the tree lists when the node is opened (its child nodes),
+    by status; the runtime's child-state rows are a separate figure, not mixed into it."""
+    root, a = small_tree["root"], small_tree["a"]
+    node("t-d", root, status="failed")
+    SupervisionChildState.objects.create(node=root, child_id="instance-7", state="Running")  # not a node
+    SupervisionChildState.objects.create(node=a, child_id="t-a2", child_node=small_tree["a2"], state="Failed")
+
+    for parent in (root, a):
+        summary = selectors.nodes_for_refresh([parent.pk])[0]
+        listed = selectors.children_page(parent.pk).groups[0].nodes
+        by_status = {
+            status: sum(1 for child in listed if child["status"] == status) for status in summary["child_statuses"]
+        }
+        assert summary["child_statuses"] == by_status
+        assert sum(summary["child_statuses"].values()) == summary["child_count"] == len(listed)
+
+    root_summary = selectors.nodes_for_refresh([root.pk])[0]
+    assert root_summary["child_statuses"] == {"active": 0, "inactive": 2, "failed": 1, "terminated": 1}
+    assert root_summary["child_states"] == {"Starting": 0, "Running": 1, "Failed": 0, "Stopped": 0}
+
+
 def test_restart_limit_follows_should_restart(small_tree):
     a = small_tree["a"]
     SupervisionPolicy.objects.create(node=a, max_restarts=2, time_window_seconds=60)

@@ -75,12 +75,21 @@ function restartsText(node) {
   return node.restarts_capped ? `${node.restarts}+` : String(node.restarts);
 }
 
+/** The child nodes the tree lists under this node, by status: the counts add up to the children shown. */
+function childrenText(node) {
+  const statuses = Object.entries(node.child_statuses ?? {})
+    .filter(([, count]) => count > 0)
+    .map(([status, count]) => `${status} ${count}`);
+  const children = node.child_count === 1 ? "1 child" : `${node.child_count} children`;
+  return statuses.length ? `${children} (${statuses.join(", ")})` : children;
+}
+
+/** The runtime's child-state rows (supervision_child_states), another set than the child nodes. */
 function childStatesText(node) {
   const states = Object.entries(node.child_states)
     .filter(([, count]) => count > 0)
     .map(([state, count]) => `${state} ${count}`);
-  const children = node.child_count === 1 ? "1 child" : `${node.child_count} children`;
-  return states.length ? `${children} (${states.join(", ")})` : children;
+  return states.length ? states.join(", ") : "none";
 }
 
 function fact(label, ...value) {
@@ -107,7 +116,8 @@ function renderRow(node) {
       fact("failures in window", failuresInWindow(node)),
       fact("restarts", restartsText(node)),
       fact("last failure", node.last_failure_at ? timeElement(node.last_failure_at) : "none"),
-      fact("children", childStatesText(node)),
+      fact("children", childrenText(node)),
+      fact("child states", childStatesText(node)),
     ),
   );
 }
@@ -555,7 +565,8 @@ function details(node) {
     ["Type", typeText(node)],
     ["Status", statusBadge(node.status)],
     ["Agent", node.agent ? (node.agent.name ?? node.agent.id) : "none"],
-    ["Children", childStatesText(node)],
+    ["Children", childrenText(node)],
+    ["Child states", childStatesText(node)],
     ["Failures in window", failuresInWindow(node)],
     ["Restarts", restartsText(node)],
     ["Last failure", node.last_failure_at ? timeElement(node.last_failure_at) : "none"],
