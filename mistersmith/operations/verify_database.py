@@ -99,12 +99,16 @@ def agent_rows() -> list[Row]:
     quiet_since = now - dt.timedelta(seconds=HEARTBEAT_SILENCE_SECONDS)
     active = Q(status__in=ACTIVE_STATES)
     silent = Q(last_heartbeat__lt=quiet_since) | Q(last_heartbeat__isnull=True, state_changed_at__lt=quiet_since)
+    # Every known state falls in exactly one part (active, ended, or its own name), so the
+    # parts add up to the total: a Paused or Starting agent is counted, not left out.
+    between = [state for state in AgentState if state not in ACTIVE_STATES and state not in TERMINAL_STATES]
     counts = Agent.objects.aggregate(
         total=Count("id"),
         unknown=Count("id", filter=~Q(status__in=AgentState.values)),
         active=Count("id", filter=active),
         ended=Count("id", filter=Q(status__in=TERMINAL_STATES)),
         silent=Count("id", filter=active & silent),
+        **{f"in_{state.value}": Count("id", filter=Q(status=state)) for state in between},
     )
     bad_instances = AgentInstance.objects.exclude(status__in=InstanceStatus.values).count()
     anomalies = AgentAnomaly.objects.filter(recorded_at__gte=now - ANOMALY_WINDOW).count()
@@ -113,8 +117,7 @@ def agent_rows() -> list[Row]:
         row(
             "lifecycle states",
             "every agent in one of " + ", ".join(AgentState.values),
-            f"{plural(counts['total'], 'agent')}: {active_count} active, {counts['ended']} ended"
-            + (f", {unknown} in an unknown state" if unknown else ""),
+            f"{plural(counts['total'], 'agent')}: {', '.join(_state_parts(counts, between))}",
             bad=unknown > 0,
             hint="Rows were written outside the lifecycle: set their status in the admin (Agents).",
         ),
@@ -144,6 +147,19 @@ def agent_rows() -> list[Row]:
             hint="The runtime sent moves the lifecycle forbids: see Agent anomalies in the admin.",
         ),
     ]
+
+
+def _state_parts(counts: dict[str, int], between: list) -> list[str]:
+    """The parts of the agent count ("6 active", "1 starting", "2 paused", "1 ended", any unknown),
+    which add up to the total; a state between active and ended is named when an agent is in it."""
+    parts = [f"{counts['active']} active"]
+    parts += [
+        f"{counts[f'in_{state.value}']} {state.value.lower()}" for state in between if counts[f"in_{state.value}"]
+    ]
+    parts.append(f"{counts['ended']} ended")
+    if counts["unknown"]:
+        parts.append(f"{counts['unknown']} in an unknown state")
+    return parts
 
 
 def this_host() -> set[str]:

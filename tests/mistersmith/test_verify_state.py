@@ -178,6 +178,18 @@ def test_a_dropped_runtime_constraint_and_an_agent_outside_the_lifecycle_fail(he
     assert row_named(report, "supervision_db", "tables").status == OK  # one failing check, not the component
 
 
+def test_the_lifecycle_row_adds_up_to_the_agent_total():
+    """Paused, Starting, Created and Stopping agents are counted too, each under its own name."""
+    from mistersmith.operations.verify_database import agent_rows
+
+    states = ["Running"] * 4 + ["Idle", "Processing", "Paused", "Paused", "Starting", "Terminated", "Error"]
+    Agent.objects.bulk_create(Agent(name=f"sum-{n}", status=state) for n, state in enumerate(states))
+    (row,) = [row for row in agent_rows() if row.check == "lifecycle states"]
+    assert row.found == "11 agents: 6 active, 1 starting, 2 paused, 2 ended"
+    total, parts = row.found.split(": ")
+    assert sum(int(part.split()[0]) for part in parts.split(", ")) == int(total.split()[0])
+
+
 def test_sessions_with_and_without_a_process(healthy):
     alive = Agent.objects.create(name="alive", status="Running")
     InteractiveSession.objects.create(agent=alive, state="Ready", pid=os.getpid())
