@@ -12,7 +12,9 @@ from typing import Any
 
 from nats.errors import Error as NatsError
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import NotFoundError
 
+from mistersmith.jetstream import summaries
 from mistersmith.models import excerpt
 from mistersmith.nats import NatsUnavailable, connection
 from mistersmith.streams import STREAMS
@@ -44,6 +46,9 @@ class StreamMessage:
 def log_event(
     stream: str, sequence: int, subject: str, time: dt.datetime | None, data: bytes, size: int | None = None
 ) -> dict[str, Any]:
+    """An event log entry: where the message is, its start as text, and for supervision and system
+    messages a readable line (``summary``, None when there is none; agent events and discoveries
+    are not parsed again here, the bridge's hot path)."""
     return {
         "stream": stream,
         "sequence": sequence,
@@ -51,6 +56,7 @@ def log_event(
         "time": time.isoformat() if time else None,
         "size": len(data) if size is None else size,
         "excerpt": excerpt(data),
+        "summary": summaries.summarize(stream, subject, data),
     }
 
 
@@ -94,10 +100,8 @@ def read_stream(
     if start_sequence is not None:
         config = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=start_sequence)
     elif start_time is not None:
-        when = start_time if start_time.tzinfo else start_time.replace(tzinfo=dt.UTC)
-        config = ConsumerConfig(
-            deliver_policy=DeliverPolicy.BY_START_TIME, opt_start_time=when.astimezone(dt.UTC).isoformat()
-        )
+        when = (start_time if start_time.tzinfo else start_time.replace(tzinfo=dt.UTC)).astimezone(dt.UTC)
+        config = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_TIME, opt_start_time=when.isoformat())
     else:
         config = ConsumerConfig(deliver_policy=DeliverPolicy.ALL)
     filters = subject_filters(stream, subject)
@@ -105,10 +109,34 @@ def read_stream(
         return []
     nats = connection()
     client = nats.client()
+    if start_time is not None:
+        newest = last_message_time(stream)
+        if newest is None or newest < when:  # after the stream's last message: nothing, never an old one
+            return []
     found: list[StreamMessage] = []
     for each in filters:  # one ordered read per filter; merged in stream order
         found.extend(nats.run(_read(client, stream, each, config, limit), timeout))
+    if start_time is not None:
+        # NATS reads a start time past 2262 (int64 nanoseconds) as "from the first message"
+        found = [message for message in found if message.time >= when]
     return sorted(found, key=lambda message: message.sequence)[:limit]
+
+
+def last_message_time(stream: str) -> dt.datetime | None:
+    """The stream time of ``stream``'s last message (None when it holds none)."""
+    nats = connection()
+    js = nats.client().jetstream()
+
+    async def read() -> dt.datetime | None:
+        state = (await js.stream_info(stream)).state
+        if not state.messages:
+            return None
+        try:
+            return (await js.get_msg(stream, seq=state.last_seq)).time
+        except NotFoundError:
+            return None
+
+    return nats.run(read())
 
 
 def read_latest(stream: str, *, subject: str | None = None, count: int = 20) -> list[StreamMessage]:
@@ -225,4 +253,12 @@ async def _read(client: Any, stream: str, subject: str, config: ConsumerConfig, 
     return found
 
 
-__all__ = ["NatsUnavailable", "StreamMessage", "log_event", "read_latest", "read_stream", "stream_names"]
+__all__ = [
+    "NatsUnavailable",
+    "StreamMessage",
+    "last_message_time",
+    "log_event",
+    "read_latest",
+    "read_stream",
+    "stream_names",
+]

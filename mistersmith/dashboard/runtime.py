@@ -16,6 +16,7 @@ from nats.js.errors import NotFoundError
 
 from agents.events import parse_agent_event, subject_agent_id
 from mistersmith.bridge import FEEDS
+from mistersmith.jetstream import summaries
 from mistersmith.live import bridge_consumer_prefix
 from mistersmith.messages import InvalidMessage, decode_json, open_envelope
 from mistersmith.nats import NatsUnavailable, connection
@@ -166,7 +167,9 @@ def summarize(message: StreamMessage) -> str | None:
             return f"restart {'succeeded' if body.get('success') else 'failed'} on node {body.get('node_id')}"
         return None
     if message.stream == "SUPERVISION_EVENTS":
-        return message.subject
+        # task allocation, lifecycle, health, errors, the console's own: a line, else the subject
+        line = None if message.truncated else summaries.summarize(message.stream, message.subject, message.data)
+        return line or message.subject
     return None
 
 
@@ -189,7 +192,7 @@ def latest_events(*, raw: bool, streams: list[str], count: int = LATEST_EVENTS) 
     for message in messages:
         if raw:
             event = message.as_event()
-            item = {**event, "text": event["excerpt"]}
+            item = {**event, "text": event["summary"] or event["excerpt"]}
         else:
             text = summarize(message)
             if text is None:

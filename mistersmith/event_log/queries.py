@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from mistersmith.stream_reader import MAX_LIMIT, read_latest, read_stream, stream_names
+from mistersmith.stream_reader import MAX_LIMIT, last_message_time, read_latest, read_stream, stream_names
 from mistersmith.streams import STREAMS
 from mistersmith.subjects import BadPattern, overlaps
 
@@ -71,12 +71,19 @@ class ReplayQuery:
             limit=self.limit,
         )
         next_sequence = messages[-1].sequence + 1 if messages else self.start_sequence
-        return {
+        page: dict[str, Any] = {
             "stream": self.stream,
             "events": [message.as_event() for message in messages],
             "next_sequence": next_sequence,
             "has_more": len(messages) == self.limit,
         }
+        if not messages and self.start_time is not None:
+            newest = last_message_time(self.stream)
+            when = self.start_time.isoformat().replace("+00:00", "Z")
+            page["note"] = f"No event in {self.stream} at or after {when}: " + (
+                f"its newest is from {newest.isoformat().replace('+00:00', 'Z')}." if newest else "it holds none."
+            )
+        return page
 
 
 def snapshot() -> dict[str, Any]:

@@ -3,9 +3,10 @@
 Any worker can answer (nothing is kept in process but a one-second cache): a feed's durable
 consumer says how many messages it has not yet acked (``num_pending`` never delivered plus
 ``num_ack_pending`` delivered but not acked), and its ack floor (or, with nothing unacked, its
-last delivery) says where the oldest of them starts; that message's stream time, against now, is how many seconds the feed is behind. A feed
-is "stale" when that age passes a threshold (``MISTERSMITH_STALE_SECONDS``, default 30 s): its
-pages show data older than that while newer data waits in the stream.
+last delivery) says where the oldest of them starts; that message's stream time, against now,
+is how many seconds the feed is behind. A feed is "stale" when that age passes a threshold
+(``MISTERSMITH_STALE_SECONDS``, default 30 s): its pages show data older than that while newer
+data waits in the stream.
 """
 
 from __future__ import annotations

@@ -364,3 +364,32 @@ def test_the_snapshot_takes_as_many_queries_whatever_the_data_size(admin_client,
     with django_assert_max_num_queries(12):
         large = count_queries()
     assert small == large
+
+
+def test_task_allocation_events_are_worded_in_the_latest_events(client, admin_client, django_user_model):
+    task = f"task-{uuid.uuid4().hex[:8]}"
+    body = {
+        "event_type": "Assigned",
+        "task_id": task,
+        "timestamp": "2026-01-31T13:45:00Z",
+        "allocation_details": {
+            "requested_capabilities": ["rust"],
+            "assigned_agent": "agent-3",
+            "rejection_reasons": [],
+            "alternative_agents": [],
+            "priority": None,
+            "estimated_duration_ms": None,
+        },
+        "coordination_metadata": {
+            "workflow_id": None,
+            "parent_task_id": None,
+            "dependencies": [],
+            "coordination_strategy": "Sequential",
+        },
+    }
+    publish("supervision.tasks.allocation.assigned", body)
+    raw = next(i for i in snapshot(admin_client, "events")["events"]["items"] if task in i["excerpt"])
+    assert raw["text"] == f"Task {task} assigned to agent-3" and raw["summary"] == raw["text"]
+    client.force_login(make_user(django_user_model, "supervision.view_supervisionnode"))
+    lines = [item["text"] for item in snapshot(client, "events")["events"]["items"]]
+    assert f"Task {task} assigned to agent-3" in lines

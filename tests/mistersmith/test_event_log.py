@@ -279,7 +279,7 @@ def test_snapshot_has_the_newest_events_and_the_positions_they_reach(viewer):
     ]
     times = [dt.datetime.fromisoformat(e["time"]) for e in events]
     assert times == sorted(times, reverse=True)
-    assert set(events[0]) == {"stream", "sequence", "subject", "time", "size", "excerpt"}
+    assert set(events[0]) == {"stream", "sequence", "subject", "time", "size", "excerpt", "summary"}
     for stream, position in body["positions"].items():
         assert all(e["sequence"] <= position for e in events if e["stream"] == stream)
 
@@ -328,3 +328,87 @@ def test_subject_matches(pattern, subject, expected):
 def test_subject_patterns_overlap(first, second, expected):
     assert subjects.overlaps(first, second) is expected
     assert subjects.overlaps(second, first) is expected
+
+
+# --- Readable lines and replays from the future (issue 11) -------------------------------------
+
+ALLOCATION = {
+    "event_type": "Rejected",
+    "task_id": "task-{n}",
+    "timestamp": "2026-01-31T13:45:00.123456Z",
+    "allocation_details": {
+        "requested_capabilities": ["rust", "review"],
+        "assigned_agent": None,
+        "rejection_reasons": ["no capacity", "missing capability review"],
+        "alternative_agents": ["agent-7"],
+        "priority": "High",
+        "estimated_duration_ms": 120000,
+    },
+    "coordination_metadata": {
+        "workflow_id": "wf-1",
+        "parent_task_id": None,
+        "dependencies": [],
+        "coordination_strategy": "Hierarchical",
+    },
+}
+
+
+def allocation(n: str, event: str, **details) -> dict:
+    body = json.loads(json.dumps(ALLOCATION).replace("{n}", n))
+    body["event_type"] = event
+    body["allocation_details"].update(details)
+    return body
+
+
+def test_task_allocation_events_have_a_readable_line_in_the_replay(viewer):
+    n = uuid.uuid4().hex[:8]
+    first = publish("supervision.tasks.allocation.rejected", allocation(n, "Rejected"))
+    publish(
+        "supervision.tasks.allocation.assigned",
+        allocation(n, "Assigned", assigned_agent="agent-9", rejection_reasons=[]),
+    )
+    publish("supervision.tasks.allocation.requested", allocation(n, "Requested", rejection_reasons=[]))
+    status, body = replay(
+        viewer, stream="SUPERVISION_EVENTS", subject="supervision.tasks.allocation.*", start_sequence=str(first)
+    )
+    assert status == 200
+    lines = [event["summary"] for event in body["events"][:3]]
+    assert lines == [
+        f"Task task-{n} rejected: no capacity, missing capability review; alternatives agent-7 (priority High)",
+        f"Task task-{n} assigned to agent-9 (priority High)",
+        f"Task task-{n} requested needing rust, review (priority High)",
+    ]
+
+
+def test_other_supervision_and_control_messages_have_lines_too(viewer):
+    agent = uuid.uuid4()
+    first = publish(
+        f"supervision.agent.{agent}.lifecycle.paused",
+        {
+            "agent_id": str(agent),
+            "event_type": "Paused",
+            "timestamp": "2026-01-31T13:45:00Z",
+            "previous_state": "Running",
+            "new_state": "Paused",
+            "metadata": {"trigger": "operator"},
+        },
+    )
+    publish("supervision.error.high.db", {"message": "disk full"})
+    _, body = replay(viewer, stream="SUPERVISION_EVENTS", start_sequence=str(first), limit="2")
+    assert [event["summary"] for event in body["events"]] == [
+        f"Agent {agent} paused: Running → Paused",
+        "High error in db: disk full",
+    ]
+    sequence = publish("system.control", "Startup")
+    _, body = replay(viewer, stream="SYSTEM_EVENTS", start_sequence=str(sequence), limit="1")
+    assert body["events"][0]["summary"] == "Runtime startup"
+
+
+def test_a_replay_from_a_future_time_returns_no_event_and_says_so(viewer):
+    publish(f"agent.{uuid.uuid4()}.events", output(uuid.uuid4(), "the newest"))
+    for future in ("2099-01-01T00:00", "2300-01-01T00:00", "9999-12-31T23:59"):  # past 2262 NATS reads "from the start"
+        status, body = replay(viewer, stream="AGENT_EVENTS", start_time=future)
+        assert status == 200, body
+        assert body["events"] == [] and body["has_more"] is False
+        assert body["note"].startswith(f"No event in AGENT_EVENTS at or after {future[:4]}")
+        assert "its newest is from " in body["note"]

@@ -487,7 +487,11 @@ function applyEvents(topic, events) {
     const requested = events.filter((event) => event.kind === "restart_requested").length;
     if (requested) bumpRestarts(requested);
     refetch("rates", "nodes");
-    if (!config.eventLog) addEvents(events.map(supervisionSummary));
+    // The server words supervision events (task allocation, lifecycle, health, errors): re-read them.
+    if (!config.eventLog) {
+      addEvents(events.filter((event) => event.kind.startsWith("restart_")).map(supervisionSummary));
+      if (events.some((event) => !event.kind.startsWith("restart_"))) refetch("events");
+    }
   } else if (topic === "system") {
     for (const event of events) {
       if (event.kind !== "system.health") continue;
@@ -495,7 +499,7 @@ function applyEvents(topic, events) {
       if (report) renderHealthReport({ ...report, sequence: event.sequence, time: new Date().toISOString() });
     }
   } else if (topic === "events") {
-    addEvents(events.map((event) => ({ ...event, text: event.excerpt })));
+    addEvents(events.map((event) => ({ ...event, text: event.summary || event.excerpt })));
   }
 }
 

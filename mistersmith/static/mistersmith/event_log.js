@@ -33,7 +33,12 @@ export function eventRow(event) {
     h("td", { className: "num" }, event.sequence),
     h("td", { className: "subject" }, event.subject),
     h("td", { className: "num" }, event.size),
-    h("td", { className: "excerpt" }, h("code", {}, event.excerpt ?? "")),
+    h(
+      "td",
+      { className: "excerpt" },
+      event.summary ? h("div", { className: "event-summary" }, event.summary) : null,
+      h("code", {}, event.excerpt ?? ""),
+    ),
   );
 }
 
@@ -219,6 +224,7 @@ class Replay {
     $("replay-table").hidden = this.count === 0;
     const end = answer.has_more ? "" : " That is all the stream holds for now.";
     status.textContent = `${this.count} event${this.count === 1 ? "" : "s"} from ${answer.stream}.${end}`;
+    if (answer.note && !this.count) status.textContent = answer.note; // e.g. a start time after the last message
     button.hidden = this.nextSequence == null;
   }
 }
