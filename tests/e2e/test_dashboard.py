@@ -144,3 +144,11 @@ def test_latest_events_arrive_live_newest_first_and_escaped(dashboard):
     expect(items).to_have_count(20)
     expect(items.nth(1).locator(".event-text")).to_contain_text("line 23")
     expect(items.first.locator(".event-subject")).to_have_text(f"agent.{agent_id}.events")
+
+
+def test_the_freshness_badge_shows_how_far_the_page_is_behind(dashboard):
+    badge = dashboard.locator("#freshness-badge")
+    expect(badge).to_be_visible()
+    expect(badge).to_have_attribute("data-state", re.compile("^(fresh|behind|stale)$"))
+    expect(badge).to_have_text(re.compile(r"^(up to date|[\d,]+ messages?, \d+ s behind|stale: \d+ s behind)$"))
+    assert "agents (AGENT_EVENTS)" in badge.get_attribute("title")
