@@ -13,6 +13,10 @@ types (MisterSmith's ``src/message/types.rs``) fix the shapes, so this module sp
   ``{"Error": {error, code}}``, ``{"Status": AgentStatus}``, ``{"HealthCheck": {agent_id, healthy,
   details}}`` (a bare payload, without the envelope, is accepted too).
 
+The reply is the state (:func:`interpret_reply`): the runtime publishes no event for a pause or a
+resume, so a Success to Pause or Resume moves the agent here (agents.services explains how, and
+why a StateChanged is then published on the agent's events subject).
+
 The console refuses, before anything is sent, what the agent lifecycle forbids (pause only from
 Running or Idle, resume only from Paused, stop from Running, Idle, Processing, Paused or Error);
 Status and HealthCheck are always allowed. Every command handled, refused or sent, becomes an
@@ -35,8 +39,9 @@ from django.db import transaction
 
 from agents.lifecycle import AgentState
 from agents.models import Agent, AgentCommand, AgentCommandRecord, CommandOutcome
+from agents.services import apply_reply_move, health_check_target
 from mistersmith import nats as console_nats
-from mistersmith.messages import InvalidMessage, decode_json, open_envelope, tagged_variant
+from mistersmith.messages import InvalidMessage, decode_json, envelope, open_envelope, tagged_variant
 
 COMMAND_SUBJECT = "agent.command"
 PERMISSION = "agents.command_agent"
@@ -127,10 +132,16 @@ class CommandResponse:
 class CommandResult:
     record: AgentCommandRecord
     response: CommandResponse
+    state: str | None = None  # the agent's state in the console once the reply was applied
+    summary: str = ""  # what the reply means, in words (the runtime's own message stays in response)
 
     @property
     def ok(self) -> bool:
         return self.response.success
+
+
+# The state a Success reply to Pause or Resume reports (handler.rs: data.state "paused", "running").
+REPLY_TARGETS = {AgentCommand.PAUSE: AgentState.PAUSED.value, AgentCommand.RESUME: AgentState.RUNNING.value}
 
 
 def normalise_command(command: str) -> str:
@@ -170,12 +181,6 @@ def refusal(command: str, state: str) -> str | None:
     return f"The agent is {state}: it can be {verb} only when it is {listed}. Nothing was sent."
 
 
-def system_time() -> dict[str, int]:
-    """Now as Rust's ``SystemTime`` serialises (the runtime's envelope requires this form)."""
-    ns = time.time_ns()
-    return {"secs_since_epoch": ns // 1_000_000_000, "nanos_since_epoch": ns % 1_000_000_000}
-
-
 def command_body(
     command: str, agent_id: uuid.UUID, *, graceful: bool = True, timeout_s: int | None = None, reply_to: str = ""
 ) -> dict[str, Any]:
@@ -190,14 +195,8 @@ def command_body(
 
 
 def command_envelope(message_id: uuid.UUID, agent_id: uuid.UUID, payload: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "message_id": str(message_id),
-        "timestamp": system_time(),
-        "source_agent": None,
-        "target_agent": str(agent_id),
-        "correlation_id": None,
-        "payload": payload,
-    }
+    """``MessageEnvelope<AgentCommand>`` (mistersmith.messages.envelope: SystemTime, every key present)."""
+    return envelope(payload, message_id=str(message_id), target_agent=str(agent_id))
 
 
 def _text(body: dict, key: str, default: str = "") -> str:
@@ -242,6 +241,72 @@ def parse_command_response(data: bytes, *, message_id: uuid.UUID | str | None = 
     message = "The agent is healthy." if healthy else "The agent is not healthy."
     details = _text(body, "details")
     return CommandResponse(variant, True, f"{message} {details}".strip(), body, None, correlation)
+
+
+def _duration_text(value: Any) -> str | None:
+    """A Rust Duration ({secs, nanos}) as "1 h 2 min", "3 min 4 s" or "5 s"; None for other values."""
+    seconds = value.get("secs") if isinstance(value, dict) else None
+    if isinstance(seconds, bool) or not isinstance(seconds, int) or seconds < 0:
+        return None
+    hours, rest = divmod(seconds, 3600)
+    minutes, seconds = divmod(rest, 60)
+    if hours:
+        return f"{hours} h {minutes} min"
+    return f"{minutes} min {seconds} s" if minutes else f"{seconds} s"
+
+
+def _check_reply_agent(response: CommandResponse, agent_id: uuid.UUID) -> None:
+    """A Success whose data names another agent answers some other command: refused as unreadable."""
+    data = response.data if isinstance(response.data, dict) else {}
+    named = data.get("agent_id", data.get("id"))
+    if named is not None and str(named) != str(agent_id):
+        raise InvalidMessage("wrong_agent", f"the reply is about agent {str(named)[:40]}")
+
+
+def interpret_reply(user: Any, agent: Agent, command: str, response: CommandResponse) -> tuple[str, str | None]:
+    """The reply as state: apply the move a Success reports (agents.services) and say in words what
+    the runtime answered. Returns that sentence and the agent's state in the console afterwards.
+
+    Pause and Resume: the Success is the move (Running|Idle -> Paused, Paused -> Running).
+    Stop: nothing moves here; the Terminated event the runtime publishes before its reply ends it.
+    HealthCheck: healthy or not (an active agent found unhealthy is in Error at the runtime, and so
+    here). Status: the runtime's AgentInfo {id, state, uptime, config}, shown as it is."""
+    state = Agent.objects.filter(pk=agent.pk).values_list("status", flat=True).first()
+    if not response.success:  # an Error reply: its text, as the runtime wrote it
+        return response.message, state
+    data = response.data if isinstance(response.data, dict) else {}
+    if command in REPLY_TARGETS:
+        move = apply_reply_move(user, agent.pk, command, REPLY_TARGETS[command])
+        state = move.new_state if move.applied else state
+        verb = "paused" if command == AgentCommand.PAUSE else "resumed"
+        return f"The runtime {verb} the agent. {move.detail}", state
+    if command == AgentCommand.STOP:
+        message = (
+            f"The runtime stopped the agent ({data.get('state', 'stopped')}). Its Terminated event ends it here; "
+            f"the console has it in {state}."
+        )
+        return message, state
+    if command == AgentCommand.HEALTH_CHECK:
+        healthy = data.get("healthy")
+        if not isinstance(healthy, bool):
+            return response.message, state
+        message = "The agent is healthy." if healthy else "The agent is not healthy."
+        if response.variant == "HealthCheck":  # the older reply form carries details
+            message = response.message
+        target = health_check_target(healthy, state)
+        if target is not None:
+            move = apply_reply_move(user, agent.pk, command, target)
+            state = move.new_state if move.applied else state
+            message = f"{message} The runtime puts an active agent that is not healthy in Error. {move.detail}"
+        return message, state
+    if command == AgentCommand.STATUS and isinstance(data.get("state"), str):
+        reported = data["state"]
+        uptime = _duration_text(data.get("uptime"))
+        message = f"The runtime has the agent in {reported}" + (f", up {uptime}" if uptime else "") + "."
+        if state is not None and reported != state:
+            message += f" The console shows {state}."
+        return message, state
+    return response.message, state
 
 
 def _excerpt(data: bytes) -> str:
@@ -365,9 +430,12 @@ def send_agent_command(
         raise RuntimeUnavailable(message, recorder.write(CommandOutcome.UNAVAILABLE, message))
     try:
         response = parse_command_response(reply.data, message_id=message_id)
+        if response.success:
+            _check_reply_agent(response, agent.pk)
     except InvalidMessage as error:
         message = f"The runtime's answer could not be read ({error}); whether the command was carried out is unknown."
         raise BadReply(message, recorder.write(CommandOutcome.ERROR, message, reply.data)) from error
+    summary, state = interpret_reply(user, agent, command, response)
     outcome = CommandOutcome.OK if response.success else CommandOutcome.ERROR
-    record = recorder.write(outcome, response.message, reply.data)
-    return CommandResult(record, response)
+    record = recorder.write(outcome, summary, reply.data)
+    return CommandResult(record, response, state, summary)

@@ -19,7 +19,6 @@ from agents.models import Discovery, DiscoveryType
 from mistersmith.messages import InvalidMessage, clean_text, open_envelope, parse_timestamp
 
 CAPACITY = 1000
-MAX_CONTENT = 10_000
 # A filter's lists: enough for any person, not enough to make one query of thousands of OR terms.
 MAX_FILTER_ITEMS = 50
 MAX_FILTER_TEXT = 200
@@ -27,7 +26,11 @@ TYPE_BY_NAME = {value.lower(): value for value in DiscoveryType.values}
 
 
 def parse_discovery(message: Any, *, sequence: int | None = None) -> Discovery:
-    """A Discovery (unsaved) from a decoded message, enveloped or bare; InvalidMessage otherwise."""
+    """A Discovery (unsaved) from a decoded message, enveloped or bare; InvalidMessage otherwise.
+
+    content and related_to are kept whole: the runtime puts whole agent replies and whole earlier
+    discoveries there, and the stream's maximum message size (DISCOVERIES: 64 KiB) bounds them.
+    The pages show a preview with a way to see the whole text."""
     wrapped = open_envelope(message)
     body = wrapped.payload
     if not isinstance(body, dict):
@@ -53,10 +56,10 @@ def parse_discovery(message: Any, *, sequence: int | None = None) -> Discovery:
         agent_id=texts["agent_id"][:100],
         agent_role=texts["agent_role"][:100],
         discovery_type=kind,
-        content=texts["content"][:MAX_CONTENT],
+        content=texts["content"],
         confidence=float(confidence),
         timestamp=parse_timestamp(body.get("timestamp")),
-        related_to=clean_text(related[:200]) if related else None,
+        related_to=clean_text(related) if related else None,
         stream_sequence=sequence,
     )
 
@@ -156,6 +159,10 @@ def search(discovery_filter: DiscoveryFilter) -> QuerySet:
 
 
 def stats(active_subscriptions: int = 0) -> dict[str, Any]:
+    """The runtime's store stats. One aggregate query, so total_discoveries, discovery_types,
+    unique_agents and capacity_used all count the same rows (separate queries could each see a
+    different moment of a store the bridge keeps changing), and capacity_used is exactly
+    100 x total / CAPACITY (two decimals: 1 of 1,000 is 0.1 %, never rounded to a neighbour)."""
     by_type = dict(Discovery.objects.values_list("discovery_type").annotate(n=Count("id")).order_by())
     total = sum(by_type.values())
     return {

@@ -204,7 +204,8 @@ class Discovery(models.Model):
     content = models.TextField()
     confidence = models.FloatField()
     timestamp = models.DateTimeField(db_index=True)
-    related_to = models.CharField(max_length=200, null=True, blank=True)
+    # Whole: related_to may quote a whole earlier discovery (the stream allows 64 KiB a message).
+    related_to = models.TextField(null=True, blank=True)
     stream_sequence = models.BigIntegerField(null=True, blank=True, unique=True)
     received_at = models.DateTimeField(auto_now_add=True)
 

@@ -10,4 +10,5 @@ urlpatterns = [
     path("<uuid:agent_id>/", views.agent_detail, name="detail"),
     path("<uuid:agent_id>/snapshot/", views.agent_detail_snapshot, name="detail_snapshot"),
     path("<uuid:agent_id>/command/", views.agent_command, name="command"),
+    path("<uuid:agent_id>/text/", views.agent_text, name="text"),
 ]

@@ -189,7 +189,8 @@ class _States:
         - Idle, Processing, Paused, Stopping: the agent has moved on since its spawn; this Spawned is
           an older message read again (a rebuild over a row written meanwhile, a second console),
           not news. Moving it back to Running would undo what the runtime did, so nothing moves
-          and nothing is wrong ("in_sync").
+          and nothing is wrong ("already_spawned": not "in_sync", which tells the live pages the
+          agent is in the event's state, Running).
         - Terminated or Error: an anomaly, the state stays. The runtime never spawns an agent id
           twice (``Agent::new`` draws a new random AgentId for every Spawn command) and it
           publishes no Spawned after a failed spawn, so a Spawned for an agent that ended is not a
@@ -217,7 +218,7 @@ class _States:
                 "so this message does not come from the runtime's spawn of this agent"
             )
             return self._anomaly(sequence, event, current, running, detail)
-        return "in_sync"
+        return "in_sync" if current == running else "already_spawned"
 
     def _anomaly(self, sequence: int | None, event: AgentEvent, current: str, target: str, detail: str) -> str:
         self.anomalies.append(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -161,11 +162,29 @@ def uuid_field(body: dict, field: str, *, required: bool = True) -> uuid.UUID | 
         raise InvalidMessage("bad_field", f"{field} is not a UUID") from error
 
 
-def envelope(payload: Any, *, message_id: str, correlation_id: str | None = None) -> dict[str, Any]:
-    """Wrap a payload the way the runtime does, with an RFC 3339 timestamp."""
+def system_time() -> dict[str, int]:
+    """Now as Rust's ``SystemTime`` serialises: ``{secs_since_epoch, nanos_since_epoch}``, the only
+    timestamp form the runtime's own parsers (``MessageEnvelope``) accept."""
+    ns = time.time_ns()
+    return {"secs_since_epoch": ns // 1_000_000_000, "nanos_since_epoch": ns % 1_000_000_000}
+
+
+def envelope(
+    payload: Any,
+    *,
+    message_id: str,
+    correlation_id: str | None = None,
+    source_agent: str | None = None,
+    target_agent: str | None = None,
+) -> dict[str, Any]:
+    """Wrap a payload as the runtime's ``MessageEnvelope`` serialises: every key present (null when
+    unset, as serde writes Option::None) and a SystemTime timestamp, so the runtime can read
+    whatever the console sends."""
     return {
         "message_id": message_id,
-        "timestamp": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+        "timestamp": system_time(),
+        "source_agent": source_agent,
+        "target_agent": target_agent,
         "correlation_id": correlation_id,
         "payload": payload,
     }

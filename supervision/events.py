@@ -49,9 +49,19 @@ class RestartCompleted:
     new_instance_id: uuid.UUID | None
 
 
+# SystemMessage's variants without fields: serde writes them as bare JSON strings, not objects.
+UNIT_VARIANTS = frozenset({"Startup", "Shutdown"})
+
+
 def control_variant(message: Any) -> tuple[str, Any]:
-    """The variant name and body of a ``system.control`` message, enveloped or bare."""
-    return tagged_variant(open_envelope(message).payload)
+    """The variant name and body of a ``system.control`` message, enveloped or bare.
+
+    A unit variant (``"Startup"``, ``"Shutdown"``: the runtime's own notices) comes back with
+    body None; any other bare string is refused like any other value that names no variant."""
+    payload = open_envelope(message).payload
+    if isinstance(payload, str) and payload in UNIT_VARIANTS:
+        return payload, None
+    return tagged_variant(payload)
 
 
 def parse_restart_completed(body: Any) -> RestartCompleted:

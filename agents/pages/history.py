@@ -14,12 +14,13 @@ from __future__ import annotations
 from typing import Any
 
 from agents.events import parse_agent_event, subject_agent_id
+from agents.pages.texts import PREVIEW_CHARS, TextNotFound, preview, stored_event
 from mistersmith.messages import InvalidMessage, decode_json
 from mistersmith.models import excerpt
 from mistersmith.stream_reader import StreamMessage, read_latest
 
 STREAM = "AGENT_EVENTS"
-TEXT_LIMIT = 2000  # the bridge's frames cut texts there too
+TEXT_LIMIT = PREVIEW_CHARS  # the bridge's frames cut texts there too
 
 
 def latest_messages(subject: str, count: int = 100) -> list[StreamMessage]:
@@ -42,8 +43,15 @@ def history_event(message: StreamMessage) -> dict[str, Any]:
     if not message.subject.endswith(".events"):  # agent.<id>.status and .output: no schema in the contract
         event.update(kind=message.subject.rsplit(".", 1)[-1], text=excerpt(message.data))
         return event
+    data = message.data
+    if message.truncated:  # the reader keeps 64 KiB of each message; an Output may hold up to 1 MiB
+        try:
+            data = stored_event(message.sequence).data or b""
+        except TextNotFound:
+            event.update(kind="invalid", text=f"left the stream: {excerpt(message.data)}")
+            return event
     try:
-        parsed = parse_agent_event(decode_json(message.data), subject_agent=subject_agent_id(message.subject))
+        parsed = parse_agent_event(decode_json(data), subject_agent=subject_agent_id(message.subject))
     except InvalidMessage as error:
         event.update(kind="invalid", text=f"{error}: {excerpt(message.data)}")
         return event
@@ -54,8 +62,7 @@ def history_event(message: StreamMessage) -> dict[str, Any]:
         event["old_status"] = parsed.old_state
     if parsed.reason:
         event["reason"] = parsed.reason
-    if parsed.text is not None:
-        event["text"] = parsed.text[:TEXT_LIMIT]
+    event.update(preview(parsed.text))  # text (the preview) and text_length (the whole)
     if parsed.occurred_at is not None:
         event["at"] = parsed.occurred_at.isoformat()
     return event

@@ -23,7 +23,7 @@ from typing import Any
 
 from django.db.models import BooleanField, Count, F, OuterRef, QuerySet, Subquery, Window
 from django.db.models.expressions import RawSQL
-from django.db.models.functions import RowNumber
+from django.db.models.functions import Length, RowNumber, Substr
 
 from agents.lifecycle import ACTIVE_STATES, AgentState
 from agents.models import (
@@ -34,6 +34,7 @@ from agents.models import (
     InteractiveSession,
     SessionMessage,
 )
+from agents.pages.texts import PREVIEW_CHARS
 from mistersmith.admin_scale import EstimatedCountPaginator
 
 PAGE_SIZE = 100
@@ -213,14 +214,19 @@ def _sessions(agent_id: uuid.UUID) -> list[dict[str, Any]]:
         .annotate(rank=Window(RowNumber(), partition_by=[F("session_id")], order_by=F("position").desc()))
         .filter(rank__lte=MESSAGES_PER_SESSION)
         .order_by("session_id", "position")
+        # a preview and the length from the database: a message may hold a whole 1 MiB Output
+        .annotate(content_preview=Substr("content", 1, PREVIEW_CHARS), content_length=Length("content"))
+        .defer("content")
     )
     messages: dict[uuid.UUID, list[dict[str, Any]]] = {}
     for message in newest:
         messages.setdefault(message.session_id, []).append(
             {
+                "id": message.pk,
                 "position": message.position,
                 "role": message.role,
-                "content": message.content[:4000],
+                "content": message.content_preview,
+                "content_length": message.content_length,  # more than the preview: the page offers the rest
                 "timestamp": _iso(message.timestamp),
             }
         )

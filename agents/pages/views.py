@@ -26,7 +26,7 @@ from django.views.decorators.http import require_POST, require_safe
 from agents import commands
 from agents.lifecycle import AgentState
 from agents.models import Agent, AgentCommand
-from agents.pages import history, selectors
+from agents.pages import history, selectors, texts
 from mistersmith.live import admin_page, live_page_context, stream_positions
 from mistersmith.nats import NatsUnavailable
 from supervision.tree import node_tree_url
@@ -65,6 +65,7 @@ def _urls() -> dict[str, str]:
         "detail": reverse("agent_pages:detail", args=[URL_PLACEHOLDER]),
         "detailSnapshot": reverse("agent_pages:detail_snapshot", args=[URL_PLACEHOLDER]),
         "command": reverse("agent_pages:command", args=[URL_PLACEHOLDER]),
+        "text": reverse("agent_pages:text", args=[URL_PLACEHOLDER]),
         "admin": reverse("admin:agents_agent_change", args=[URL_PLACEHOLDER]),
         "node": node_tree_url(URL_PLACEHOLDER),
         "list": reverse("agent_pages:list"),
@@ -152,6 +153,34 @@ def agent_detail_snapshot(request: HttpRequest, agent_id: uuid.UUID) -> JsonResp
     return JsonResponse({**details, "history": events, "history_error": history_error, "positions": positions})
 
 
+def _positive_int(value: str | None, name: str) -> int:
+    text = (value or "").strip()
+    if not text.isascii() or not text.isdigit() or len(text) > 19 or int(text) < 1:
+        raise ValueError(f"{name} must be a whole number from 1.")
+    return int(text)
+
+
+@json_view()
+@require_safe
+def agent_text(request: HttpRequest, agent_id: uuid.UUID) -> JsonResponse:
+    """The whole of a text the page shows cut (agents.pages.texts): ``sequence`` names one of the
+    agent's events in AGENT_EVENTS (Output, Error), ``message`` one of its session messages.
+    Same access as the page; 400 bad input, 404 no such text, 503 NATS away. The text is JSON:
+    the page puts it in the document as text, never as HTML."""
+    try:
+        if request.GET.get("message"):
+            text = texts.session_message_text(agent_id, _positive_int(request.GET.get("message"), "message"))
+        else:
+            text = texts.event_text(agent_id, _positive_int(request.GET.get("sequence"), "sequence"))
+    except ValueError as error:
+        return JsonResponse({"error": str(error)}, status=400)
+    except texts.TextNotFound as error:
+        return JsonResponse({"error": str(error)}, status=404)
+    except NatsUnavailable as error:
+        return JsonResponse({"error": f"The stream could not be read: {error}"}, status=503)
+    return JsonResponse({"text": text, "length": len(text)})
+
+
 def _flag(value: str | None, default: bool) -> bool:
     if value in (None, ""):
         return default
@@ -202,6 +231,8 @@ def agent_command(request: HttpRequest, agent_id: uuid.UUID) -> JsonResponse:
             "outcome": result.record.outcome,
             "command": command,
             "response": result.response.as_json(),
+            "summary": result.summary,  # what the reply means, in words
+            "state": result.state,  # the agent's state in the console once the reply was applied
             "record_id": result.record.pk,
         }
     )

@@ -143,8 +143,8 @@ def test_spawned_makes_a_new_agent_running_with_explicit_nulls_kept():
         ("Created", "Running", "state_changed"),
         ("Starting", "Running", "state_changed"),
         ("Running", "Running", "in_sync"),
-        ("Paused", "Paused", "in_sync"),  # an old Spawned read again: the pause stays
-        ("Processing", "Processing", "in_sync"),
+        ("Paused", "Paused", "already_spawned"),  # an old Spawned read again: the pause stays
+        ("Processing", "Processing", "already_spawned"),
         ("Terminated", "Terminated", "anomaly"),  # the runtime never spawns an id twice
         ("Error", "Error", "anomaly"),
     ],

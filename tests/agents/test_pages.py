@@ -359,6 +359,8 @@ def test_a_command_is_sent_and_its_answer_returned(operator_client, responder):
         "data": {"Pause": {"agent_id": str(agent.pk)}},
         "code": None,
     }
+    # the reply is the state: the pause is applied, and the answer says so
+    assert body["state"] == "Paused" and "now Paused (was Running)" in body["summary"]
     record = AgentCommandRecord.objects.get(pk=body["record_id"])
     assert record.requested_by_name == "operator"
     stop = operator_client.post(

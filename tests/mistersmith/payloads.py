@@ -1,7 +1,8 @@
 """Valid and hostile runtime messages, for the property tests and the bridge fuzz run.
 
 Valid messages follow CONTRACTS.md §3-4: enveloped or bare, both timestamp forms, externally
-tagged variants. Hostile ones are everything a broken or malicious publisher could send: random
+tagged variants, unit variants as bare strings ("Startup"), explicit nulls for Option::None, and
+texts as long as the streams allow (whole agent replies: tens or hundreds of KB). Hostile ones are everything a broken or malicious publisher could send: random
 bytes, invalid UTF-8, deep nesting, huge strings and numbers, NaN and infinities, NUL and lone
 surrogates, wrong types, unknown variants, JSON in other encodings.
 """
@@ -49,6 +50,17 @@ nasty_text = st.one_of(
         ]
     ),
 )
+# Long texts, built by repetition so that drawing one stays cheap: past the pages' 2,000-character
+# preview and the old cuts (100,000 for output, 10,000 for discovery content, 200 for related_to).
+long_text = st.builds(
+    lambda piece, times: piece * times,
+    st.text(st.sampled_from(NASTY_CHARACTERS) | st.characters(), min_size=1, max_size=8),
+    st.integers(min_value=2001, max_value=30_000),
+)
+# An agent's Output or Error text: up to what AGENT_EVENTS takes (1 MiB a message, envelope included).
+agent_text = nasty_text | long_text | st.just("r" * 150_000)
+# A discovery's content or related_to: up to what DISCOVERIES takes (64 KiB a message).
+discovery_text = st.text(min_size=1, max_size=200) | long_text.map(lambda text: text[:15_000]).filter(bool)
 big_int = st.one_of(st.integers(), st.integers(min_value=2**31 - 2, max_value=2**80), st.integers(max_value=-(2**31)))
 json_scalar = st.none() | st.booleans() | big_int | st.floats(allow_nan=False, allow_infinity=False) | nasty_text
 json_values = st.recursive(
@@ -133,7 +145,18 @@ def enveloped(draw: Any, payload: Any) -> tuple[Any, dict[str, Any]]:
 
 
 states = st.sampled_from(AgentState.values)
-configs = st.fixed_dictionaries(
+# AgentConfig as serde writes it: every field present, Option::None as an explicit null.
+runtime_configs = st.fixed_dictionaries(
+    {
+        "model": st.just("claude-3-5-sonnet-20241022") | st.text(min_size=1, max_size=40).filter(str.strip),
+        "max_turns": st.none() | st.integers(min_value=1, max_value=1000),
+        "allowed_tools": st.none() | st.lists(st.text(min_size=1, max_size=20), max_size=4),
+        "enable_mcp": st.booleans(),
+        "timeout_seconds": st.integers(min_value=1, max_value=3600),
+        "memory_limit_mb": st.none() | st.just(512) | st.integers(min_value=1, max_value=65536),
+    }
+)
+configs = runtime_configs | st.fixed_dictionaries(
     {},
     optional={
         "model": st.text(min_size=1, max_size=40).filter(str.strip),
@@ -164,9 +187,9 @@ def agent_event_body(draw: Any, kind: str, agent_id: str) -> dict[str, Any]:
     elif kind == "Terminated":
         body["reason"] = draw(st.sampled_from(["graceful_stop", "forced_stop"]))
     elif kind == "Error":
-        body["error"] = draw(nasty_text)
+        body["error"] = draw(agent_text)
     elif kind == "Output":
-        body["content"] = draw(nasty_text)
+        body["content"] = draw(agent_text)
     elif kind == "Heartbeat":
         body["timestamp"] = draw(timestamps)[0]
     return body
@@ -189,12 +212,12 @@ def valid_discoveries(draw: Any) -> tuple[Any, dict[str, Any]]:
         "agent_id": draw(st.text(min_size=1, max_size=40)),
         "agent_role": draw(st.text(min_size=1, max_size=40)),
         "discovery_type": draw(st.sampled_from([*DiscoveryType.values, *(t.lower() for t in DiscoveryType.values)])),
-        "content": draw(st.text(min_size=1, max_size=200)),
+        "content": draw(discovery_text),
         "confidence": draw(st.floats(min_value=0, max_value=1) | st.sampled_from([0, 1])),
         "timestamp": stamp,
     }
-    if draw(st.booleans()):
-        body["related_to"] = draw(st.none() | st.text(max_size=40))
+    if draw(st.booleans()):  # the runtime always writes it (null for None); older publishers leave it out
+        body["related_to"] = draw(st.none() | st.text(max_size=40) | discovery_text)
     message, facts = draw(enveloped(body))
     return message, {**facts, "body": body, "instant": instant}
 
@@ -213,10 +236,56 @@ def valid_restart_answers(draw: Any, restart_id: str | None = None) -> tuple[Any
 
 
 @st.composite
+def valid_system_messages(draw: Any) -> tuple[Any, dict[str, Any]]:
+    """(message, facts): a SystemMessage on system.control: the unit variants as bare strings, the
+    requests with their reply_to; enveloped or bare."""
+    name = draw(st.sampled_from(["Startup", "Shutdown", "PoolStatus", "SystemHealth"]))
+    payload: Any = name if name in ("Startup", "Shutdown") else {name: {"reply_to": draw(st.text(max_size=40))}}
+    message, facts = draw(enveloped(payload))
+    return message, {**facts, "name": name, "payload": payload}
+
+
+@st.composite
+def runtime_command_replies(draw: Any, agent_id: str | None = None) -> tuple[Any, dict[str, Any]]:
+    """(reply, facts): a CommandResponse as handler.rs writes it, in MessageEnvelope::new with the
+    correlation id: Success {message, data} (data per command, or null) or Error {error, code: null}."""
+    agent = agent_id or str(draw(st.uuids()))
+    request_id = str(draw(st.uuids()))
+    kind = draw(st.sampled_from(["Pause", "Resume", "Stop", "HealthCheck", "Status", "Input", "Error", "Empty"]))
+    data: Any = {
+        "Pause": {"agent_id": agent, "state": "paused"},
+        "Resume": {"agent_id": agent, "state": "running"},
+        "Stop": {"agent_id": agent, "state": "stopped"},
+        "HealthCheck": {"agent_id": agent, "healthy": draw(st.booleans())},
+        "Input": {"agent_id": agent, "status": "input_sent"},
+        "Empty": None,
+    }.get(kind)
+    if kind == "Status":
+        uptime = {"secs": draw(st.integers(0, 10**9)), "nanos": draw(st.integers(0, 999_999_999))}
+        data = {"id": agent, "state": draw(states), "uptime": uptime, "config": draw(runtime_configs)}
+    if kind == "Error":
+        payload = {"Error": {"error": draw(nasty_text | long_text), "code": None}}
+    else:
+        payload = {"Success": {"message": "Command executed successfully", "data": data}}
+    stamp, _ = draw(system_time())
+    reply = {
+        "message_id": str(draw(st.uuids())),
+        "timestamp": stamp,
+        "source_agent": None,
+        "target_agent": None,
+        "correlation_id": request_id,
+        "payload": payload,
+    }
+    return reply, {"request_id": request_id, "agent_id": agent, "kind": kind, "payload": payload}
+
+
+@st.composite
 def mutated(draw: Any, valid: st.SearchStrategy) -> Any:
     """A valid message with one field of its body (or the variant name) replaced by anything."""
     message, facts = draw(valid)
     payload = json.loads(json.dumps(message["payload"] if facts["message_id"] is not None else message))
+    if not isinstance(payload, dict):  # a unit variant ("Startup"): replaced whole
+        return draw(json_values | nasty_text)
     target = payload
     if len(payload) == 1 and isinstance(next(iter(payload.values())), dict):  # tagged: the body inside
         _, target = next(iter(payload.items()))

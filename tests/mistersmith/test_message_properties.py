@@ -20,7 +20,7 @@ from hypothesis import assume, given, note
 from hypothesis import strategies as st
 
 from agents.commands import parse_command_response
-from agents.discoveries import MAX_CONTENT, DiscoveryFilter, parse_discovery
+from agents.discoveries import DiscoveryFilter, parse_discovery
 from agents.events import INT_MAX, parse_agent_event, subject_agent_id
 from agents.models import DiscoveryType
 from mistersmith.dashboard.runtime import health_report
@@ -43,10 +43,12 @@ from tests.mistersmith.payloads import (
     json_values,
     mutated,
     nasty_text,
+    runtime_command_replies,
     timestamps,
     valid_agent_events,
     valid_discoveries,
     valid_restart_answers,
+    valid_system_messages,
 )
 
 UNSTORABLE = re.compile(r"[\x00\ud800-\udfff]")
@@ -211,12 +213,12 @@ def check_agent_event(event: Any) -> None:
     assert event.kind in payloads.AGENT_VARIANTS
     assert event.text is None or storable(event.text)
     for key in ("max_turns", "timeout_seconds", "memory_limit_mb"):
-        if key in event.config:
+        if key in event.config and not (event.config[key] is None and key != "timeout_seconds"):  # null: no limit
             assert 1 <= event.config[key] <= INT_MAX and not isinstance(event.config[key], bool)
     for key in ("name", "model"):
         if key in event.config:
             assert isinstance(event.config[key], str) and storable(event.config[key])
-    if "allowed_tools" in event.config:
+    if event.config.get("allowed_tools") is not None:
         assert all(isinstance(tool, str) and storable(tool) for tool in event.config["allowed_tools"])
     if event.occurred_at is not None:
         assert event.occurred_at.tzinfo is UTC
@@ -240,8 +242,9 @@ def test_valid_agent_events_parse_and_round_trip(example):
     elif facts["kind"] == "Heartbeat":
         assert event.occurred_at == parse_timestamp(body["timestamp"])
     elif facts["kind"] == "Spawned":
-        expected = cleaned({key: value for key, value in body["config"].items() if value is not None})
-        assert event.config == expected
+        # explicit nulls stay (Option::None: no limit, every tool), a missing key stays missing
+        assert event.config == cleaned(body["config"])
+        assert event.new_state == "Running"  # sent only after the spawn succeeded
     if facts["kind"] != "Heartbeat":
         assert event.occurred_at == facts["timestamp"]
 
@@ -307,7 +310,7 @@ def test_valid_discoveries_parse_and_round_trip(example):
     assert found.agent_id == cleaned(body["agent_id"])[:100]
     assert found.agent_role == cleaned(body["agent_role"])[:100]
     assert found.discovery_type.lower() == body["discovery_type"].lower()
-    assert found.content == cleaned(body["content"])[:MAX_CONTENT]
+    assert found.content == cleaned(body["content"])  # whole: the stream's 64 KiB is the only bound
     assert found.confidence == body["confidence"]
     assert found.timestamp == facts["instant"]
     assert found.related_to == (cleaned(body["related_to"]) if body.get("related_to") else None)
@@ -387,6 +390,23 @@ def test_restart_answers_from_any_value_refuse_with_invalid_message_only(message
         rejected_or(parse_restart_completed, variant[1])
 
 
+@given(valid_system_messages())
+def test_system_messages_parse_unit_variants_included(example):
+    message, facts = example
+    name, body = control_variant(decode_json(dumps(message)))
+    assert name == facts["name"]
+    if name in ("Startup", "Shutdown"):
+        assert body is None
+    else:
+        assert body == cleaned(facts["payload"][name])
+
+
+@pytest.mark.parametrize("text", ["Startup ", "startup", "Teleported", ""])
+def test_other_bare_strings_on_system_control_are_refused(text):
+    with pytest.raises(InvalidMessage):
+        control_variant({"message_id": str(uuid.uuid4()), "timestamp": None, "payload": text})
+
+
 @given(valid_restart_answers())
 def test_valid_restart_answers_parse_and_round_trip(example):
     message, facts = example
@@ -421,6 +441,19 @@ def test_valid_command_replies_parse(reply, data):
     message, _ = data.draw(payloads.enveloped(reply))
     (variant,) = reply
     assert parse_command_response(dumps(message)).variant == variant
+
+
+@given(runtime_command_replies())
+def test_the_runtimes_command_replies_parse_as_it_writes_them(example):
+    reply, facts = example
+    response = parse_command_response(dumps(reply), message_id=facts["request_id"])
+    assert response.correlation_id == facts["request_id"]
+    ((variant, body),) = facts["payload"].items()
+    assert response.variant == variant and response.success == (variant == "Success")
+    if variant == "Success":
+        assert response.data == body["data"]
+    else:
+        assert (response.message, response.code) == (cleaned(body["error"]), None)
 
 
 # --- the frame builder -------------------------------------------------------------------------

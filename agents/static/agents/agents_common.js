@@ -78,3 +78,47 @@ export function yesNo(value) {
 export function orDash(value) {
   return value === null || value === undefined || value === "" ? "—" : String(value);
 }
+
+/** The bridge's frames and the snapshots carry at most this many characters of a text (agents/pages/texts.py). */
+export const PREVIEW_CHARS = 2000;
+/** What a table cell shows of a long text before a person asks for all of it. */
+const SHORT_CHARS = 300;
+
+/**
+ * A text for a table cell: as it is when short; else its start in a <details> whose opening shows
+ * all of it. ``length`` is the whole text's length when the page holds only a preview (a snapshot
+ * says so); ``mayBeCut`` marks a live frame's text at the bridge's cut, which does not say.
+ * ``load()`` fetches the whole text (the agent's text endpoint) the first time it is opened.
+ * Always text nodes: nothing here is parsed as HTML.
+ */
+export function longText(text, { length = null, mayBeCut = false, load = null } = {}) {
+  const value = String(text ?? "");
+  const whole = length ?? value.length;
+  const cut = whole > value.length || (mayBeCut && value.length >= PREVIEW_CHARS);
+  if (!cut && value.length <= SHORT_CHARS) return value;
+  const label = whole > value.length ? `${whole} characters` : cut ? `${value.length}+ characters` : `${whole} characters`;
+  const body = h("div", { className: "long-text-body" }, value);
+  const details = h("details", { className: "long-text", "data-cut": cut ? "true" : null },
+    h("summary", {}, `${value.slice(0, SHORT_CHARS)}… (${label}: show all)`),
+    body,
+  );
+  if (!cut) return details;
+  if (!load) {
+    body.append(`\n… the rest is not held here (${whole > value.length ? whole - value.length : "more"} characters).`);
+    return details;
+  }
+  details.addEventListener("toggle", async () => {
+    if (!details.open || details.dataset.loaded) return;
+    details.dataset.loaded = "loading";
+    body.textContent = `${value}\n… loading the rest`;
+    try {
+      const answer = await load();
+      body.textContent = answer.text;
+      details.dataset.loaded = "true";
+    } catch (error) {
+      body.textContent = `${value}\n… the rest could not be loaded: ${error.message}`;
+      delete details.dataset.loaded;
+    }
+  });
+  return details;
+}

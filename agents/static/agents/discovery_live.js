@@ -3,6 +3,7 @@
  * pushed by the server with the same filter (it filters, so a narrow filter costs no traffic).
  */
 import { getJson, h, startLive } from "../mistersmith/live.js";
+import { longText } from "./agents_common.js";
 
 const KEEP = 100;
 const form = document.getElementById("discovery-filter");
@@ -10,6 +11,7 @@ const body = document.querySelector("#discovery-table tbody");
 const statsLine = document.getElementById("discovery-stats");
 const empty = document.getElementById("discovery-empty");
 const errorNote = document.getElementById("discovery-error");
+const CAPACITY = Number(form.dataset.capacity) || 1000;
 let matching = 0;
 
 /** The filter as the server takes it: comma-separated lists, empty fields left out. */
@@ -35,8 +37,8 @@ function row(discovery) {
     h("td", {}, h("code", {}, discovery.agent_id)),
     h("td", {}, discovery.agent_role),
     h("td", {}, Number.isFinite(confidence) ? confidence.toFixed(2) : "?"),
-    h("td", { className: "discovery-content" }, discovery.content),
-    h("td", {}, discovery.related_to || "–"),
+    h("td", { className: "discovery-content" }, longText(discovery.content)),
+    h("td", {}, discovery.related_to ? longText(discovery.related_to) : "–"),
   );
 }
 
@@ -73,7 +75,11 @@ function applyEvents(topic, events) {
     item.classList.add("changed");
     body.prepend(item);
     matching += 1;
-    if (lastStats) lastStats.total_discoveries = Math.min(lastStats.total_discoveries + 1, 1000);
+    if (lastStats) {
+      // the store evicts beyond its capacity; the share follows the count (agents/discoveries.py capacity_used)
+      lastStats.total_discoveries = Math.min(lastStats.total_discoveries + 1, CAPACITY);
+      lastStats.capacity_used = Math.round((1000 * lastStats.total_discoveries) / CAPACITY) / 10;
+    }
   }
   while (body.childElementCount > KEEP) body.lastElementChild.remove();
   empty.hidden = body.childElementCount > 0;

@@ -10,6 +10,8 @@ import { ago, getJson, h, readJson, startLive } from "../mistersmith/live.js";
 import {
   appliedState,
   flash,
+  longText,
+  PREVIEW_CHARS,
   newer,
   nextUpSince,
   orDash,
@@ -104,7 +106,7 @@ function renderTables(snapshot) {
         h("td", {}, timeElement(a.recorded_at)),
         h("td", {}, a.event_kind),
         h("td", {}, `${a.current_state || "?"} → ${a.attempted_state || "?"}`),
-        h("td", {}, a.detail),
+        h("td", {}, longText(a.detail)),
       ),
     "No anomaly.",
     4,
@@ -127,7 +129,13 @@ function renderTables(snapshot) {
           ),
           s.messages.length
             ? s.messages.map((m) =>
-                h("p", { className: "agent-message" }, h("span", { className: "agent-message-role" }, `${m.role}:`), m.content),
+                h(
+                  "div",
+                  { className: "agent-message" },
+                  h("span", { className: "agent-message-role" }, `${m.role}:`),
+                  " ",
+                  longText(m.content, { length: m.content_length, load: () => getJson(urlFor(urls, "text", agentId), { message: m.id }) }),
+                ),
               )
             : h("p", { className: "live-empty" }, "No message yet."),
         ),
@@ -148,15 +156,26 @@ function commandRow(record) {
   );
 }
 
+/** An event's text: whole when short, else a preview that loads the rest from the stream by its sequence.
+ * A snapshot event says its whole length (text_length); a live frame's text is cut at PREVIEW_CHARS unsaid. */
+function eventText(event) {
+  const fromStream = event.sequence !== undefined && event.sequence !== null && ["Output", "Error"].includes(event.kind);
+  return longText(event.text, {
+    length: event.text_length ?? null,
+    mayBeCut: event.text_length === undefined && fromStream,
+    load: fromStream ? () => getJson(urlFor(urls, "text", agentId), { sequence: event.sequence }) : null,
+  });
+}
+
 /** One history line: the same drawing for stored events (snapshot) and live ones (frames). */
 function historyRow(event) {
   let detail = "";
   if (event.kind === "StateChanged") detail = `${event.old_status ? `${event.old_status} ` : ""}→ ${event.status}`;
   else if (event.kind === "Terminated") detail = event.reason || "";
   else if (event.kind === "Heartbeat") detail = event.at ? `at ${new Date(event.at).toLocaleString()}` : "";
-  else if (event.text !== undefined) detail = event.text;
-  if (event.result && !["state_changed", "in_sync", "heartbeat", "output", "spawned"].includes(event.result)) {
-    detail = `${detail} [${event.result}]`.trim();
+  else if (event.text !== undefined) detail = eventText(event);
+  if (event.result && !["state_changed", "in_sync", "heartbeat", "output", "spawned", "already_spawned"].includes(event.result)) {
+    detail = h("span", {}, detail, ` [${event.result}]`);
   }
   return h(
     "tr",
@@ -190,6 +209,17 @@ function forgetOldSequences() {
   seenFloor = Math.max(seenFloor, Math.min(...shown) - 1);
 }
 
+/** An Output's text for the output pane, saying so when the page holds only its start. */
+function outputLine(event) {
+  if (event.text_length !== undefined && event.text_length > event.text.length) {
+    return `${event.text} [… ${event.text_length - event.text.length} more characters: "show all" in the history]`;
+  }
+  if (event.text_length === undefined && event.text.length >= PREVIEW_CHARS) {
+    return `${event.text} [… cut here: "show all" in the history]`;
+  }
+  return event.text;
+}
+
 /** Append the Output lines of a batch of events at once: one layout for the whole batch (reading
  * the scroll position after each line would lay the pane out again per line, which a burst of
  * thousands of lines turns into seconds of a frozen page). */
@@ -214,7 +244,7 @@ function render(snapshot) {
   const texts = [];
   for (const event of snapshot.history) {
     addHistory(event, true); // the snapshot comes oldest first; newest ends on top
-    if (event.kind === "Output" && event.text) texts.push(event.text);
+    if (event.kind === "Output" && event.text) texts.push(outputLine(event));
   }
   appendOutput(texts);
   historyError.hidden = !snapshot.history_error;
@@ -230,7 +260,7 @@ function render(snapshot) {
 function applyEvent(event, texts) {
   if (event.agent_id !== agentId || !agent) return;
   if (!addHistory(event, true)) return;
-  if (event.kind === "Output" && event.text !== undefined) texts.push(event.text);
+  if (event.kind === "Output" && event.text !== undefined) texts.push(outputLine(event));
   if (event.kind === "Heartbeat" && event.at) {
     agent.last_heartbeat = newer(agent.last_heartbeat, event.at);
     live.heartbeat.textContent = ago(agent.last_heartbeat);
@@ -299,8 +329,9 @@ async function send(command, options = {}) {
     }
     if (response.ok && answer && answer.response) {
       const r = answer.response;
-      showResult(answer.outcome, `${command}: ${r.success ? "done" : "refused by the runtime"} — ${r.message}`, r.data);
-      addCommandLog(command, answer.outcome, r.message);
+      const said = answer.summary || r.message;
+      showResult(answer.outcome, `${command}: ${r.success ? "done" : "refused by the runtime"} — ${said}`, r.data);
+      addCommandLog(command, answer.outcome, said);
     } else {
       const label = FAILURES[response.status] || `Failed (${response.status})`;
       const text = (answer && answer.error) || response.statusText || "no details";

@@ -93,9 +93,9 @@ function showNew() {
   newLink.href = location.href;
 }
 
-/** Could a freshly spawned agent (state Created, name unknown) be in this list's filter? */
+/** Could a freshly spawned agent (Running: the runtime sends Spawned after the spawn succeeded) be in this list's filter? */
 function spawnMayMatch() {
-  return !filters.state || filters.state === "Created";
+  return !filters.state || filters.state === "Running";
 }
 
 function applyEvent(event) {
