@@ -124,6 +124,7 @@ def run(
     url = nats_url or verify_live.console_nats_url()
     live = in_thread(_live_rows(url, streams or STREAMS, consumer_prefix or bridge_consumer_prefix(), base_url))
     found: dict[str, list[Row]] = {}
+    database_up = False
     try:
         probe_ms = probe_database()
     except Exception as error:
@@ -133,6 +134,7 @@ def run(
             skipped = "not checked: the database did not answer"
             found[component] = [_failure(component, skipped, "See db_pool.", check="database answers")]
     else:
+        database_up = True
         for component, (check, hint) in DATABASE_CHECKS.items():
             found[component] = _guarded(component, hint, check, database=True)
         found["db_pool"] = _guarded("db_pool", "Check DATABASE_POOL.", lambda: pool_rows(probe_ms))
@@ -142,7 +144,7 @@ def run(
     except Exception as error:
         found["jetstream"] = [_failure("jetstream", error or "timed out", "Is NATS up?")]
         found["browser"] = [_failure("browser", error or "timed out", "Check CHANNEL_LAYERS.")]
-    if "db_pool" in found and found["db_pool"][0].check != "database answers":
+    if database_up and found["jetstream"][0].status != FAILED:  # NATS away says it all for the runtime
         hint = "The runtime's answers are kept in mistersmith_runtimeprobe: run manage.py migrate."
         found["jetstream"] += _guarded("jetstream", hint, verify_live.runtime_rows, database=True)
     rows = [row for component in COMPONENTS for row in found.get(component, [])]

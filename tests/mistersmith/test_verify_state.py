@@ -363,3 +363,12 @@ def test_readyz_is_503_with_nats_away(client):
         "status": "not ready",
         "components": {"database": OK, "nats": FAILED, "channel_layer": OK},
     }
+
+
+def test_the_report_has_the_runtimes_answers_and_each_feeds_freshness(healthy):
+    report = verify.run()
+    runtime = {row.check: row for row in rows_of(report, "jetstream") if row.check.startswith("runtime ")}
+    assert set(runtime) == {"runtime SystemHealth", "runtime PoolStatus"}
+    assert all(row.status == DEGRADED and row.found == "never asked" for row in runtime.values())
+    freshness = [row.check for row in rows_of(report, "jetstream") if row.check.startswith("freshness ")]
+    assert freshness == [f"freshness {feed.suffix}" for feed in FEEDS]
