@@ -12,7 +12,6 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-import nats.errors
 import nats.js.errors
 
 from agents.events import parse_agent_event, subject_agent_id
@@ -35,16 +34,23 @@ def preview(text: str | None, key: str = "text") -> dict[str, Any]:
     return {key: text[:PREVIEW_CHARS], f"{key}_length": len(text)}
 
 
+async def _get(js: Any, sequence: int) -> Any:
+    """The message, or None for "no such message" (kept apart from NATS being away, which the
+    connection's run() turns into NatsUnavailable)."""
+    try:
+        return await js.get_msg(STREAM, seq=sequence)
+    except nats.js.errors.NotFoundError:
+        return None
+
+
 def stored_event(sequence: int) -> Any:
     """The whole AGENT_EVENTS message at ``sequence`` (TextNotFound when the stream no longer holds it;
     NatsUnavailable when NATS is away)."""
     connection = console_nats.connection()
-    try:
-        return connection.run(connection.client().jetstream().get_msg(STREAM, seq=sequence))
-    except nats.js.errors.NotFoundError as error:
-        raise TextNotFound(f"The stream no longer holds message {sequence}.") from error
-    except nats.errors.Error as error:
-        raise console_nats.NatsUnavailable(str(error)) from error
+    message = connection.run(_get(connection.client().jetstream(), sequence))
+    if message is None:
+        raise TextNotFound(f"The stream no longer holds message {sequence}.")
+    return message
 
 
 def event_text(agent_id: uuid.UUID, sequence: int) -> str:

@@ -506,3 +506,37 @@ def test_frames_hold_every_event_in_order_as_strict_json(items):
         assert sent["sequence"] == highest.get(frame["topic"])
         assert [event["body"] for event in sent["events"]] == [event["body"] for event in added[frame["topic"]]]
         group_name(frame["topic"])
+
+
+# --- what the console sends: the runtime's envelope ---------------------------------------------
+
+
+def test_everything_the_console_sends_is_the_runtimes_envelope():
+    """envelope() writes MessageEnvelope as serde does: every key, in order, nulls when unset, a
+    SystemTime; the restart command and agent commands go through it."""
+    from agents.commands import command_envelope
+    from supervision.events import restart_node_command
+
+    agent, request = uuid.uuid4(), uuid.uuid4()
+    sent = [
+        command_envelope(request, agent, {"Pause": {"agent_id": str(agent)}}),
+        restart_node_command(
+            restart_id=uuid.uuid4(),
+            node_id=uuid.uuid4(),
+            node_name="n",
+            attempt=1,
+            delay_ms=0,
+            requested_by="a",
+            reason="r",
+        ),
+    ]
+    keys = ["message_id", "timestamp", "source_agent", "target_agent", "correlation_id", "payload"]
+    for message in sent:
+        assert list(message) == keys
+        assert set(message["timestamp"]) == {"secs_since_epoch", "nanos_since_epoch"}
+        assert 0 <= message["timestamp"]["nanos_since_epoch"] < 10**9
+        assert message["source_agent"] is None
+        wrapped = open_envelope(decode_json(dumps(message)))
+        assert abs((wrapped.timestamp - datetime.now(UTC)).total_seconds()) < 60
+    assert sent[0]["target_agent"] == str(agent) and sent[0]["correlation_id"] is None
+    assert sent[1]["target_agent"] is None and sent[1]["correlation_id"] == sent[1]["message_id"]
