@@ -71,13 +71,14 @@ def test_the_list_moves_rows_in_place_and_announces_new_agents(live_page, script
     assert walker.status == "Paused"  # the bridge's projection, which the row follows
 
     live_page.click("#agents-new-link")
-    expect(live_page.locator(f"tr[data-agent-id='{newcomer}'] .agent-state")).to_have_text("Created")
+    expect(live_page.locator(f"tr[data-agent-id='{newcomer}'] .agent-state")).to_have_text("Running")
     expect(live_page.locator("#agents-new")).to_be_hidden()
 
 
 def test_a_row_leaving_the_state_filter_is_marked_and_pages_link_on(live_page, script_errors):
     agents = Agent.objects.bulk_create([Agent(name=f"e2e-page-{i:03d}", status="Running") for i in range(105)])
-    open_list(live_page, "?state=Running")
+    # by name too: agents the bridge spawned from retained history are Running (Spawned means Running)
+    open_list(live_page, "?state=Running&q=e2e-page-")
     expect(live_page.locator("#agents-table tbody tr")).to_have_count(100)
     expect(live_page.locator("#agents-summary")).to_contain_text("100 shown of 105 agents")
     first = agents[0]
@@ -87,7 +88,7 @@ def test_a_row_leaving_the_state_filter_is_marked_and_pages_link_on(live_page, s
     expect(live_page.locator("#agents-table")).to_have_attribute("data-ready", "true")
     # Pages follow names after the last one shown: the one that left was on the first page.
     expect(live_page.locator("#agents-table tbody tr")).to_have_count(5)
-    assert "state=Running" in live_page.url and "after=" in live_page.url
+    assert "state=Running" in live_page.url and "after=" in live_page.url and "q=e2e-page-" in live_page.url
 
 
 def test_the_detail_shows_output_live_and_as_text(live_page, script_errors):

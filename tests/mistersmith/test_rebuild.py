@@ -142,32 +142,26 @@ def live_history(bridge) -> tuple[list[uuid.UUID], int]:
     SessionMessage.objects.create(session=old_session, position=0, role="user", content="hello", timestamp=T0)
     session = InteractiveSession.objects.create(agent_id=talker, state="Ready")
     SessionMessage.objects.create(session=session, position=0, role="user", content="count to three", timestamp=T0)
+    # Spawned means Running (the runtime sends it after the spawn succeeded): no Created/Starting moves follow.
     history = [
-        moved(talker, "Created", "Starting"),
-        moved(talker, "Starting", "Running"),
         spawned(stopper, f"stopper-{tag}"),
         beat(talker, 1),
         moved(talker, "Running", "Processing"),
         event(talker, "Output", content="one"),
         event(talker, "Output", content="two"),
-        moved(stopper, "Created", "Starting"),
         beat(talker, 3),
         beat(talker, 2),  # late: never moves the heartbeat back
-        moved(stopper, "Starting", "Running"),
         discovery(talker, "Pattern", "the logs repeat every 60 s", 0.8),
         event(talker, "Output", content="three"),
         moved(talker, "Processing", "Idle"),
         beat(stopper, 4),
         spawned(failer, f"failer-{tag}"),
-        moved(failer, "Created", "Starting"),
         event(failer, "Error", error="the CLI would not start"),
         event(stopper, "Output", content="nobody listens"),  # no open session: stream only
         moved(stopper, "Running", "Paused"),
         event(stopper, "Terminated", reason="graceful_stop"),
         discovery(stopper, "Question", "why does the pool shrink at night?", 0.4),
         spawned(rogue, f"rogue-{tag}"),
-        moved(rogue, "Created", "Starting"),
-        moved(rogue, "Starting", "Running"),
         event(rogue, "Terminated", reason="forced_stop"),
         moved(rogue, "Terminated", "Running"),  # forbidden: an anomaly
         moved(rogue, "Idle", "Processing"),  # wrong old state: an anomaly
@@ -252,7 +246,7 @@ def test_a_rebuild_from_the_middle_of_a_life_rewinds_each_agent_to_its_first_sta
     ids, _ = live_history(bridge)
     live = projection(ids)
     talker, stopper, failer, _, _ = ids
-    start = bridge.sequences[17]  # the failer's Error: its first state event in the range
+    start = bridge.sequences[12]  # the failer's Error: its first state event in the range
     rebuild_projections(from_sequence=start, consumer_prefix=bridge.prefix)
     assert projection(ids) == live  # nothing applied twice: no anomaly, no message repeated
     # Wrong states for agents whose first state event in the range is an Error and a StateChanged.
