@@ -29,8 +29,8 @@ from mistersmith.forms import IndexedTextLimitMixin
 
 
 class AgentForm(forms.ModelForm):
-    """An agent's name and configuration; its status is the runtime's (shown, not edited, once
-    the agent exists: a new agent starts Created, the lifecycle's first state)."""
+    """An agent's name and configuration; its status is the runtime's, shown and never edited
+    (a new agent starts Created, the lifecycle's first state)."""
 
     class Meta:
         model = Agent
@@ -71,16 +71,16 @@ class SessionInline(admin.TabularInline):
 
 
 @admin.register(Agent)
-class AgentAdmin(DatabaseFilledOnAddMixin, RuntimeOwnedMixin, IndexedTextLimitMixin, admin.ModelAdmin):
+class AgentAdmin(DatabaseFilledOnAddMixin, IndexedTextLimitMixin, admin.ModelAdmin):
     form = AgentForm
-    runtime_owned_fields = ("status",)
     indexed_text_fields = ("name",)  # under the list's sort indexes: a huge name would fail them
     list_display = ["name", "agent_type", "status", "model", "supervision_node", "last_heartbeat", "state_changed_at"]
     list_filter = ["status", "agent_type", "model", "enable_mcp"]
     list_select_related = ["supervision_node"]
     search_fields = ["name", "=id", "agent_type"]
     autocomplete_fields = ["supervision_node"]
-    readonly_fields = ["id", "created_at", "updated_at", "state_changed_at", "last_heartbeat"]
+    # The status too, on the add page as well: the lifecycle moves it, from Created.
+    readonly_fields = ["id", "status", "created_at", "updated_at", "state_changed_at", "last_heartbeat"]
     fieldsets = [
         (None, {"fields": ["name", "agent_type", "status", "supervision_node"]}),
         (

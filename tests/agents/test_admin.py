@@ -73,8 +73,8 @@ def test_saving_the_config_keeps_what_the_runtime_wrote_meanwhile(admin_client):
     assert agent.timeout_seconds == 600
 
 
-def test_a_new_agent_may_be_given_its_first_state(admin_client):
-    data = agent_form(Agent(name="fresh"), status="Created")
+def test_a_new_agent_starts_created_whatever_is_posted(admin_client):
+    data = agent_form(Agent(name="fresh"), status="Running")
     response = admin_client.post(reverse("admin:agents_agent_add"), data)
     assert response.status_code == 302
     assert Agent.objects.get(name="fresh").status == "Created"
