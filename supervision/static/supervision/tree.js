@@ -693,6 +693,10 @@ function queueRefresh(topic, events) {
     const supervisor = event.body && event.body.metadata && event.body.metadata.supervisor_id;
     if (supervisor) staleNodes.add(supervisor);
   }
+  scheduleRefresh();
+}
+
+function scheduleRefresh() {
   if (refreshTimer === null && (staleNodes.size || staleAgents.size)) {
     refreshTimer = setTimeout(refreshStale, REFRESH_DELAY_MS);
   }
@@ -714,7 +718,13 @@ async function redraw(nodeIds, agentIds = []) {
   const answer = await getJson(config.nodesUrl, { ids: nodeIds.join(","), agents: agentIds.join(",") });
   for (const node of answer.nodes) {
     if (elements.has(node.id)) {
+      const before = nodeData.get(node.id);
       renderNode(node);
+      // The parent's summary counts its children by status: redraw it too when this one's moved.
+      if (before && before.status !== node.status && node.parent_id && elements.has(node.parent_id)) {
+        staleNodes.add(node.parent_id);
+        scheduleRefresh();
+      }
       const item = elements.get(node.id);
       item.classList.remove("tree-updated");
       void item.offsetWidth; // restart the highlight animation
