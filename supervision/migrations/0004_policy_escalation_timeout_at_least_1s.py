@@ -5,15 +5,19 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('supervision', '0003_children_by_name_index'),
+        ("supervision", "0003_children_by_name_index"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='supervisionpolicy',
-            name='escalation_timeout_seconds',
-            field=models.IntegerField(default=10, validators=[django.core.validators.MinValueValidator(1, 'The escalation timeout must be at least 1 second.')]),
+            model_name="supervisionpolicy",
+            name="escalation_timeout_seconds",
+            field=models.IntegerField(
+                default=10,
+                validators=[
+                    django.core.validators.MinValueValidator(1, "The escalation timeout must be at least 1 second.")
+                ],
+            ),
         ),
     ]
