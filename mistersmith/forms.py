@@ -130,7 +130,7 @@ class ConcurrentEditGuard(forms.ModelForm):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        if self.instance.pk is not None and not self.is_bound:
+        if self.instance.pk is not None:  # also when bound: then it is not "changed" data
             self.initial[LOADED_VALUES_FIELD] = self._fingerprints(self.instance)
 
     def _guarded_fields(self) -> list[str]:

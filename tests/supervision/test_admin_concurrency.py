@@ -4,6 +4,7 @@ what changed, and write nothing; saving again, having seen it, keeps the user's 
 from __future__ import annotations
 
 import pytest
+from django.contrib.admin.models import LogEntry
 from django.db import connection
 from django.urls import reverse
 
@@ -136,6 +137,8 @@ def test_a_policy_unchanged_since_loading_saves(admin_client, service_node):
     assert response.status_code == 302
     policy.refresh_from_db()
     assert policy.backoff_strategy == "Linear"
+    entry = LogEntry.objects.get(object_id=str(policy.pk))
+    assert entry.get_change_message() == "Changed Backoff strategy."  # the hidden field is no change
 
 
 def test_the_policy_inline_on_the_node_page_is_guarded_too(admin_client, service_node):
