@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from agents.lifecycle import AgentState
+from agents.lifecycle import STATE_NAMES, AgentState
 from mistersmith.messages import (
     InvalidMessage,
     clean_text,
@@ -43,7 +43,7 @@ class AgentEvent:
 
 def _state(body: dict, key: str) -> str:
     value = body.get(key)
-    if not isinstance(value, str) or value not in AgentState.values:
+    if not isinstance(value, str) or value not in STATE_NAMES:
         raise InvalidMessage("bad_state", f"{key}={str(value)[:40]}")
     return value
 

@@ -59,14 +59,23 @@ class IllegalTransition(ValueError):
         self.target = target
 
 
+# The same table by plain names, read once: the bridge asks it for every state event it applies, and
+# Django's ``AgentState.values`` builds a new list on each access.
+STATE_NAMES = frozenset(str(state) for state in AgentState)
+_ALLOWED_BY_NAME = {str(state): frozenset(str(target) for target in targets) for state, targets in TRANSITIONS.items()}
+
+
 def allowed_targets(current: str) -> frozenset[str]:
     """Every state reachable in one move from ``current`` (the table's row: kill included)."""
-    return frozenset(str(state) for state in TRANSITIONS.get(AgentState(current), frozenset()))
+    allowed = _ALLOWED_BY_NAME.get(current)
+    if allowed is None:
+        raise ValueError(f"{current!r} is not a valid AgentState")
+    return allowed
 
 
 def check_transition(current: str, target: str) -> None:
     """Raise :class:`IllegalTransition` unless ``current -> target`` is a legal move."""
-    if target not in AgentState.values:
+    if target not in STATE_NAMES:
         raise IllegalTransition(current, target)
     if target not in allowed_targets(current):
         raise IllegalTransition(current, target)

@@ -43,14 +43,12 @@ def _spawn_fields(event: AgentEvent) -> dict:
     return {key: value for key, value in event.config.items() if key in CONFIG_FIELDS}
 
 
-def _create_spawned(event: AgentEvent) -> tuple[Agent, bool]:
-    """The agent of a Spawned, made Running if the console did not know it (or found if another
-    writer made the row meanwhile: then the caller decides as for a known agent)."""
+def _new_spawned(event: AgentEvent) -> Agent:
+    """The (unsaved) agent of a Spawned the console did not know: Running, with the message's config."""
     config = _spawn_fields(event)
     config.setdefault("model", DEFAULT_MODEL)
     name = event.config.get("name") if isinstance(event.config.get("name"), str) else f"agent-{str(event.agent_id)[:8]}"
-    defaults = {"name": name, "status": AgentState.RUNNING, **config}
-    return Agent.objects.get_or_create(pk=event.agent_id, defaults=defaults)
+    return Agent(pk=event.agent_id, name=name, status=AgentState.RUNNING, **config)
 
 
 def apply_agent_events(
@@ -155,6 +153,7 @@ class _States:
             self.current = dict(locked.values_list("pk", "status"))
         self.moved: set = set()
         self.anomalies: list[AgentAnomaly] = []
+        self.created: dict = {}  # agents first met in a Spawned of this batch, inserted together by save()
 
     def apply(self, sequence: int | None, event: AgentEvent) -> str:
         if event.kind == "Spawned":
@@ -199,11 +198,9 @@ class _States:
         """
         current = self.current.get(event.agent_id)
         if current is None:
-            agent, created = _create_spawned(event)
-            self.current[event.agent_id] = agent.status
-            if created:
-                return "spawned"
-            current = agent.status
+            self.created[event.agent_id] = _new_spawned(event)
+            self.current[event.agent_id] = AgentState.RUNNING.value
+            return "spawned"
         running = AgentState.RUNNING.value
         if current in (AgentState.CREATED, AgentState.STARTING):
             config = _spawn_fields(event)
@@ -234,7 +231,17 @@ class _States:
         return "anomaly"
 
     def save(self) -> None:
-        """The moved agents' final states in one UPDATE, the anomalies in one INSERT."""
+        """The new agents in one INSERT, the moved agents' final states in one UPDATE, the anomalies
+        in one INSERT: a first-start catch-up meets thousands of Spawned in a batch.
+
+        A new agent is inserted in its final state of the batch. Should another writer have made
+        the row since the batch read its agents (an operator adding it in the admin), the insert
+        leaves that row and the UPDATE below gives it the state the events led to."""
+        if self.created:
+            for agent_id, agent in self.created.items():
+                agent.status = self.current[agent_id]
+            Agent.objects.bulk_create(self.created.values(), ignore_conflicts=True)
+            self.moved.update(self.created)
         if self.moved:
             moved = sorted(self.moved)
             with connection.cursor() as cursor:

@@ -23,6 +23,7 @@ BENCHMARKS = [
     "live_latency",
     "bridge_memory",
     "rebuild",
+    "catchup",
     "prune",
     "metrics",
     "snapshots",
@@ -33,7 +34,7 @@ BENCHMARKS = [
 # Load tests: minutes of the whole machine each, load_sockets needs REDIS_URL; run when named.
 ON_REQUEST = {"load_sockets", "load_admin"}
 OPTIONS = {"bridge_memory": ["events"]}  # benchmark -> the options below that its run() takes
-OPTIONS.update(rebuild=["events"], prune=["failures"])
+OPTIONS.update(rebuild=["events"], catchup=["events"], prune=["failures"])
 OPTIONS.update(metrics=["failures"])
 OPTIONS.update(snapshots=["failures"])
 OPTIONS.update(verify_state=["runs"])
@@ -50,7 +51,9 @@ def main() -> None:
         help=f"which benchmarks ({', '.join(BENCHMARKS)}; all but {', '.join(sorted(ON_REQUEST))} when none named)",
     )
     parser.add_argument(
-        "--events", type=int, help="bridge_memory, rebuild: agent events to publish (defaults 1,000,000, 100,000)"
+        "--events",
+        type=int,
+        help="bridge_memory, catchup, rebuild: agent events to publish (defaults 1,000,000, 1,000,000, 100,000)",
     )
     parser.add_argument(
         "--failures",

@@ -39,7 +39,7 @@ from agents.models import Discovery
 from agents.projections import apply_agent_events, forget_stream_sequences
 from mistersmith import bridge_catchup
 from mistersmith.bridge_leader import Leadership, LeadershipLost
-from mistersmith.frames import FrameBuffer, send_bridge_status, send_frames
+from mistersmith.frames import FrameBuffer, NoFrames, send_bridge_status, send_frames
 from mistersmith.live import bridge_consumer_prefix
 from mistersmith.messages import InvalidMessage, decode_json, open_envelope
 from mistersmith.models import BridgePosition, DeadLetter
@@ -214,7 +214,7 @@ def apply_agent_batch(batch: Batch, stats: BridgeStats, consumer: str, frames: F
             else:
                 fresh.append(item)
         events, rejected = parse_agent_items(fresh, stats)
-        outcome = apply_agent_events(events, on_applied=to_frame)
+        outcome = apply_agent_events(events, on_applied=None if isinstance(frames, NoFrames) else to_frame)
     stats.processed.update(outcome)
     stats.rejected.update(rejected)
 

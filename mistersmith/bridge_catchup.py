@@ -39,7 +39,7 @@ from asgiref.sync import sync_to_async
 from django.db import close_old_connections, connections
 from django.utils import timezone
 
-from mistersmith.frames import FrameBuffer
+from mistersmith.frames import FrameBuffer, NoFrames
 from mistersmith.models import CatchUp
 from mistersmith.operations.history import retained_messages
 
@@ -86,7 +86,7 @@ def _open_catch_up(name: str, stream: str, first: int, last: int) -> CatchUp:
 
 def _apply_chunk(apply: Apply, chunk: Batch, stats: Any, name: str, record: CatchUp) -> None:
     """Apply a chunk with the feed's own code (its frames dropped), then note the progress."""
-    apply(chunk, stats, name, FrameBuffer())
+    apply(chunk, stats, name, NoFrames())
     close_old_connections()
     try:
         record.applied_sequence = chunk[-1][0]

@@ -169,7 +169,7 @@ def seed(
         with secondary_indexes_rebuilt("supervision_failures", failures):
             failure_count = _write_failures(prefix, failures, days)
         with secondary_indexes_rebuilt("supervision_restarts", failures):
-            restart_count = _write_restarts()
+            restart_count = _write_restarts() if failure_count else 0  # demo_failures exists only then
         session_count, message_count = _write_sessions(tree, sessions, rng, now)
     counts = {
         "nodes": len(tree),

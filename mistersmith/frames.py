@@ -69,6 +69,14 @@ class FrameBuffer:
         return frames
 
 
+class NoFrames(FrameBuffer):
+    """A buffer that keeps nothing: history applied by a first-start catch-up reaches no page (nobody
+    watched it happen; a page loads its snapshot), so its events are not even built."""
+
+    def add(self, topic: str, event: dict[str, Any], sequence: int | None = None, stream: str | None = None) -> None:
+        return None
+
+
 def socket_text(frame: dict[str, Any]) -> str:
     """The JSON text a socket sends for a frame, made once per frame in ``send_frames`` (as ``"text"``):
     a socket that forwards the frame unfiltered can send it as it is instead of encoding the same

@@ -208,6 +208,7 @@ EXPECTED: dict[str, Callable[[dict[str, Any]], list[Case]]] = {
     # The live pages and their snapshots.
     "dashboard:page": lambda o: [Case(reverse("dashboard:page"), admin_page())],
     "dashboard:snapshot": lambda o: [Case(reverse("dashboard:snapshot"), staff_json())],
+    "dashboard:freshness": lambda o: [Case(reverse("dashboard:freshness"), staff_json())],
     "event_log:page": lambda o: [
         Case(reverse("event_log:page"), {**admin_page("mistersmith.view_event_log"), "member": 403})
     ],
@@ -226,6 +227,13 @@ EXPECTED: dict[str, Callable[[dict[str, Any]], list[Case]]] = {
         Case(
             reverse("agent_pages:detail_snapshot", args=[o["agent"].pk]),
             staff_json("agents.view_agent", non_staff=401),
+        )
+    ],
+    # The whole of a text the page shows cut: past the checks, a message the agent never had is a 404.
+    "agent_pages:text": lambda o: [
+        Case(
+            reverse("agent_pages:text", args=[o["agent"].pk]) + "?message=999999",
+            staff_json("agents.view_agent", non_staff=401, ok=404),
         )
     ],
     # A command changes state: an unknown command gets past the permission check only (400, nothing sent).

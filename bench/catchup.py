@@ -1,0 +1,187 @@
+"""First-start catch-up: a new bridge projecting 1,000,000 retained agent events (issue 11).
+
+``EVENTS`` agent events (``AGENTS`` agents' lives as a rich runtime publishes them: Spawned, then
+heartbeats, Processing/Idle state changes and outputs, interleaved across agents) are published
+to AGENT_EVENTS, which keeps at most 1,000,000 messages: the stream then retains exactly these.
+A ``manage.py bridge`` process with a prefix nobody used starts on them: no consumer, no position,
+so each feed catches up on what its stream retains before following live. Timed from the agents
+feed's CatchUp row (started_at to finished_at), its RSS sampled every 0.5 s.
+
+In the same run, over the same retained range, two bare nats-py readers:
+- the consumer the live bridge benchmark compares with (bench/bridge.py): a durable pull
+  consumer that fetches batches and acks every message;
+- a reader without acks (an ephemeral consumer, ``AckPolicy.NONE``: the catch-up's own way of
+  reading), which is the ceiling of reading the stream from Python at all.
+Targets: at least 10,000 events/s, at least 0.8 x the bare consumer, peak RSS under 300 MB.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+from bench.bridge_memory import MB, RssSampler, alive
+from bench.rebuild import agent_history
+from bench.support import bench_database, machine, service_env, wait_for
+
+ROOT = Path(__file__).resolve().parent.parent
+EVENTS = 1_000_000
+EVENTS_PER_AGENT = 100
+WINDOW = 5_000
+STREAM = "AGENT_EVENTS"
+
+
+def events_for(agents: list[uuid.UUID], per_agent: int) -> Iterator[tuple[str, bytes]]:
+    """The agents' histories interleaved (round robin), each in the runtime's envelope."""
+    now = time.time_ns()
+    stamp = {"secs_since_epoch": now // 10**9, "nanos_since_epoch": now % 10**9}
+    histories = [agent_history(agent, per_agent) for agent in agents]
+    for step in range(per_agent):
+        for agent, history in zip(agents, histories, strict=True):
+            envelope = {
+                "message_id": str(uuid.uuid4()),
+                "timestamp": stamp,
+                "source_agent": None,
+                "target_agent": None,
+                "correlation_id": None,
+                "payload": history[step],
+            }
+            yield f"agent.{agent}.events", json.dumps(envelope, separators=(",", ":")).encode()
+
+
+async def publish(url: str, agents: list[uuid.UUID], per_agent: int) -> tuple[float, int, int]:
+    """Publish every event (at most WINDOW unacknowledged); return (seconds, first, last sequence)."""
+    import nats
+
+    client = await nats.connect(url)
+    js = client.jetstream(publish_async_max_pending=WINDOW)
+    started = time.perf_counter()
+    for subject, data in events_for(agents, per_agent):
+        await js.publish_async(subject, data)
+    await asyncio.wait_for(js.publish_async_completed(), 120)
+    elapsed = time.perf_counter() - started
+    state = (await js.stream_info(STREAM)).state
+    await client.close()
+    return elapsed, state.first_seq, state.last_seq
+
+
+async def bare_acking_consumer(url: str, first: int, last: int) -> float:
+    """Events/s of a durable pull consumer that fetches 500 at a time and acks each message."""
+    import nats
+    from nats.js.api import ConsumerConfig, DeliverPolicy
+
+    client = await nats.connect(url)
+    js = client.jetstream()
+    name = f"bench-catchup-bare-{uuid.uuid4().hex[:8]}"
+    subscription = await js.pull_subscribe(
+        "agent.*.events",
+        durable=name,
+        stream=STREAM,
+        config=ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=first),
+    )
+    seen, started = 0, time.perf_counter()
+    try:
+        while True:
+            messages = await subscription.fetch(500, timeout=5)
+            for message in messages:
+                await message.ack()
+            seen += len(messages)
+            if messages[-1].metadata.sequence.stream >= last:
+                break
+        return seen / (time.perf_counter() - started)
+    finally:
+        await js.delete_consumer(STREAM, name)
+        await client.close()
+
+
+async def bare_reader(url: str, first: int, last: int) -> float:
+    """Events/s of the catch-up's own reader (no acks, whole messages), doing nothing with them."""
+    import nats
+
+    from mistersmith.operations.history import retained_messages
+
+    client = await nats.connect(url)
+    seen, started = 0, time.perf_counter()
+    try:
+        async for messages in retained_messages(client.jetstream(), STREAM, first, last, batch=1000):
+            seen += len(messages)
+        return seen / (time.perf_counter() - started)
+    finally:
+        await client.close()
+
+
+def run(events: int = EVENTS) -> Iterator[dict]:
+    from agents.models import Agent, AgentAnomaly
+    from mistersmith.bridge import delete_consumers
+    from mistersmith.models import BridgePosition, CatchUp
+    from mistersmith.nats import connection, nats_url
+
+    with bench_database("catchup"):
+        url = nats_url()
+        connection().client()  # the streams exist
+        per_agent = min(EVENTS_PER_AGENT, events)
+        agents = [uuid.uuid4() for _ in range(max(1, events // per_agent))]
+        publish_seconds, first, last = asyncio.run(publish(url, agents, per_agent))
+        prefix = f"bench-catchup-{uuid.uuid4().hex[:8]}"
+        bridge = subprocess.Popen(
+            [sys.executable, "manage.py", "bridge"],
+            cwd=ROOT,
+            env=service_env(MISTERSMITH_BRIDGE_PREFIX=prefix, MISTERSMITH_BRIDGE_CATCH_UP="1"),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+        )
+        sampler = RssSampler(bridge.pid)
+        sampler.start()
+        started = time.perf_counter()
+        try:
+
+            def finished() -> bool:
+                return CatchUp.objects.filter(consumer=f"{prefix}-agents", finished_at__isnull=False).exists()
+
+            wait_for(lambda: alive(bridge) and finished(), 1800, "the agents feed's catch-up", 0.2)
+            wall = time.perf_counter() - started
+            sampler.stop()
+            row = CatchUp.objects.get(consumer=f"{prefix}-agents")
+            seconds = (row.finished_at - row.started_at).total_seconds()
+            projected = Agent.objects.filter(pk__in=agents).count()
+            anomalies = AgentAnomaly.objects.filter(agent_id__in=agents).count()
+        finally:
+            sampler.stop()
+            bridge.send_signal(signal.SIGINT)
+            try:
+                bridge.wait(30)
+            except subprocess.TimeoutExpired:
+                bridge.kill()
+            delete_consumers(prefix)
+            BridgePosition.objects.filter(consumer__startswith=f"{prefix}-").delete()
+            CatchUp.objects.filter(consumer__startswith=f"{prefix}-").delete()
+            Agent.objects.filter(pk__in=agents).delete()
+        acking = asyncio.run(bare_acking_consumer(url, first, last))
+        reading = asyncio.run(bare_reader(url, first, last))
+        rate = row.total / seconds
+        yield {
+            "figure": "catch_up_first_start",
+            "events": row.total,
+            "range": [row.first_sequence, row.target_sequence],
+            "agents_projected": projected,
+            "anomalies": anomalies,
+            "catch_up_s": round(seconds, 1),
+            "bridge_start_to_caught_up_s": round(wall, 1),
+            "events_per_s": round(rate),
+            "bare_acking_consumer_events_per_s": round(acking),
+            "ratio_to_bare_acking_consumer": round(rate / acking, 2),
+            "bare_reader_no_acks_events_per_s": round(reading),
+            "ratio_to_bare_reader": round(rate / reading, 2),
+            "start_rss_mb": round(sampler.samples[0] / MB, 1),
+            "peak_rss_mb": round(max(sampler.samples) / MB, 1),
+            "publish_s": round(publish_seconds, 1),
+            "machine": f"{machine()}: bridge, PostgreSQL, NATS and the readers share them",
+            "target": {"events_per_s": 10_000, "ratio_to_bare_acking_consumer": 0.8, "peak_rss_mb": 300},
+        }
