@@ -200,3 +200,14 @@ async def _read_and_apply(
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await reader
+
+
+def unfinished(prefix: str) -> dict[str, CatchUp]:
+    """The catch-ups of the bridge with ``prefix`` still running (or cut short), by feed name; what
+    verify_state, /metrics and the live pages' freshness badge show as "catching up: N of M"."""
+    rows = CatchUp.objects.filter(consumer__startswith=f"{prefix}-", finished_at__isnull=True)
+    return {row.consumer.removeprefix(f"{prefix}-"): row for row in rows}
+
+
+def progress_text(row: CatchUp) -> str:
+    return f"catching up: {row.done:,} of {row.total:,}"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from mistersmith import bridge_catchup
 from mistersmith.bridge import FEEDS
 from mistersmith.jetstream.freshness import CACHE, FeedLag, FeedRef, feeds_lag, stale_seconds, summary
 from mistersmith.live import bridge_consumer_prefix
@@ -36,6 +37,23 @@ def page_freshness() -> dict[str, Any]:
 
     def read() -> dict[str, Any]:
         lags = read_lags(prefix)
-        return {"feeds": [lag.as_dict() for lag in lags], **summary(lags), "stale_after_seconds": threshold}
+        figures = {"feeds": [lag.as_dict() for lag in lags], **summary(lags), "stale_after_seconds": threshold}
+        return with_catch_up(figures, prefix)
 
     return CACHE.get((prefix, threshold), read)
+
+
+def with_catch_up(figures: dict[str, Any], prefix: str) -> dict[str, Any]:
+    """The badge's figures with each feed still catching up on its stream's history (a bridge's
+    first start) saying so: "catching up: N of M" says more than "1,000,000 messages behind"."""
+    running = bridge_catchup.unfinished(prefix)
+    for feed in figures["feeds"]:
+        row = running.get(feed["feed"])
+        if row is not None:
+            feed["catch_up"] = {"done": row.done, "total": row.total}
+            feed["text"] = bridge_catchup.progress_text(row)
+    if running:
+        figures["text"] = "; ".join(
+            f"{name}: {bridge_catchup.progress_text(row)}" for name, row in sorted(running.items())
+        )
+    return figures

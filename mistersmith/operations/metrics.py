@@ -482,7 +482,9 @@ def nats_metrics(scrape: Scrape) -> bool:
 
 
 def _freshness(scrape: Scrape, prefix: str) -> None:
-    """Per bridge feed, how far it is behind its stream (mistersmith/jetstream/freshness.py)."""
+    """Per bridge feed, how far it is behind its stream (mistersmith/jetstream/freshness.py), and
+    what a first-start catch-up has still to read."""
+    from mistersmith import bridge_catchup
     from mistersmith.dashboard.freshness import bridge_feeds
     from mistersmith.jetstream.freshness import feeds_lag, stale_seconds
     from mistersmith.nats import nats_url
@@ -501,6 +503,15 @@ def _freshness(scrape: Scrape, prefix: str) -> None:
         messages.add_metric([lag.feed, lag.stream], lag.messages_behind)
         seconds.add_metric([lag.feed, lag.stream], lag.seconds_behind)
         stale.add_metric([lag.feed, lag.stream], 1 if lag.stale else 0)
+    catching_up = bridge_catchup.unfinished(prefix)
+    remaining = scrape.gauge(
+        "mistersmith_feed_catch_up_remaining",
+        "Messages of its stream's history a feed has still to project on its first start (0: caught up).",
+        labels,
+    )
+    for lag in lags:
+        row = catching_up.get(lag.feed)
+        remaining.add_metric([lag.feed, lag.stream], row.total - row.done if row else 0)
 
 
 # --- Hive Mind files ----------------------------------------------------------------------------

@@ -177,6 +177,24 @@ async def freshness_rows(js: Any, prefix: str) -> list[Row]:
     return rows
 
 
+def catch_up_rows(prefix: str) -> list[Row]:
+    """A degraded row per feed whose first-start catch-up has not finished (mistersmith/
+    bridge_catchup.py): its pages show the streams' history only partly until it has."""
+    from mistersmith import bridge_catchup
+
+    return [
+        jetstream_row(
+            f"catch-up {feed}",
+            f"the {feed} feed has projected what {row.stream} retained",
+            bridge_catchup.progress_text(row),
+            bad=True,
+            status=DEGRADED,
+            hint="The bridge is reading the stream's history; it resumes where it stood if it was stopped.",
+        )
+        for feed, row in sorted(bridge_catchup.unfinished(prefix).items())
+    ]
+
+
 # --- The runtime's answers (read from PostgreSQL) ---------------------------------------------
 
 # An answer older than this many request intervals means the requests stopped (no bridge leads).

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 from django.db import connection
+from django.urls import reverse
 
 from agents.models import Agent, AgentAnomaly, Discovery, InteractiveSession, SessionMessage
 from mistersmith import nats as console_nats
@@ -311,3 +312,41 @@ def test_after_a_mixed_run_the_projections_equal_a_rebuild(tmp_path, stop_after,
     assert Agent.objects.filter(pk__in=agents[:10], status="Terminated").count() == 10
     live_projections = projections()
     assert live_projections == rebuilt_from_scratch(nats.url, prefix, monkeypatch)
+
+
+def test_a_catch_up_under_way_is_shown_in_verify_state_metrics_and_the_pages(admin_client, monkeypatch):
+    from django.utils import timezone
+
+    from mistersmith.operations import verify
+    from tests.mistersmith.test_metrics import scrape, value
+
+    prefix = f"test-progress-{uuid.uuid4().hex[:8]}"
+    monkeypatch.setenv("MISTERSMITH_BRIDGE_PREFIX", prefix)
+    CatchUp.objects.create(
+        consumer=f"{prefix}-agents",
+        stream="AGENT_EVENTS",
+        first_sequence=1,
+        target_sequence=1000,
+        applied_sequence=250,
+        started_at=timezone.now(),
+    )
+    CatchUp.objects.create(  # a finished one says nothing
+        consumer=f"{prefix}-discoveries",
+        stream="DISCOVERIES",
+        first_sequence=1,
+        target_sequence=10,
+        applied_sequence=10,
+        started_at=timezone.now(),
+        finished_at=timezone.now(),
+    )
+
+    rows = [row for row in verify.run(consumer_prefix=prefix).rows if row.check.startswith("catch-up")]
+    assert [(row.check, row.found, row.status) for row in rows] == [
+        ("catch-up agents", "catching up: 250 of 1,000", "degraded")
+    ]
+    assert value(scrape(), "mistersmith_feed_catch_up_remaining", feed="agents", stream="AGENT_EVENTS") == 750
+    assert value(scrape(), "mistersmith_feed_catch_up_remaining", feed="discoveries", stream="DISCOVERIES") == 0
+    body = admin_client.get(reverse("dashboard:freshness")).json()
+    agents = next(feed for feed in body["feeds"] if feed["feed"] == "agents")
+    assert agents["text"] == "catching up: 250 of 1,000" and agents["catch_up"] == {"done": 250, "total": 1000}
+    assert body["text"] == "agents: catching up: 250 of 1,000"
