@@ -22,6 +22,7 @@ import pytest
 from django.db import connection
 from django.urls import reverse
 
+from agents.commands import send_agent_command
 from agents.models import Agent, AgentAnomaly, Discovery, InteractiveSession, SessionMessage
 from mistersmith import nats as console_nats
 from mistersmith.bridge import BridgeThread
@@ -29,6 +30,8 @@ from mistersmith.embedded import postgres_url
 from mistersmith.models import BridgePosition, CatchUp
 from mistersmith.nats import SyncNats
 from mistersmith.operations.rebuild import rebuild_projections
+from tests.agents.test_command_replies import Runtime as CommandRuntime
+from tests.agents.test_commands import Subscriber
 from tests.conftest import wait_until
 from tests.services import PrivateNats
 
@@ -147,7 +150,7 @@ def catch_ups(prefix: str) -> dict[str, CatchUp]:
     return {row.consumer.removeprefix(f"{prefix}-"): row for row in CatchUp.objects.filter(consumer__startswith=prefix)}
 
 
-def test_a_first_start_shows_what_the_streams_held_then_follows_live(tmp_path, stop_after, monkeypatch):
+def test_a_first_start_shows_what_the_streams_held_then_follows_live(tmp_path, stop_after, monkeypatch, admin_user):
     nats = stop_after(PrivateNats(tmp_path).start())
     runtime = Runtime(nats.url)
     running, stopped, paused = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
@@ -196,6 +199,18 @@ def test_a_first_start_shows_what_the_streams_held_then_follows_live(tmp_path, s
         wait_until(lambda: Agent.objects.filter(pk=later, status="Running").exists(), what="the live Spawned")
         wait_until(lambda: Agent.objects.filter(pk=paused, status="Running").exists(), what="the live resume")
         assert not AgentAnomaly.objects.exists()
+
+        # Commands work on an agent the console learned of from the history: Pause, as the runtime answers it.
+        commands = SyncNats(nats.url)
+        monkeypatch.setattr(console_nats, "_connection", commands)
+        responder = Subscriber("agent.command", CommandRuntime("Running"))
+        try:
+            reply = send_agent_command(admin_user, Agent.objects.get(pk=running), "pause")
+            assert reply.ok and Agent.objects.get(pk=running).status == "Paused"
+        finally:
+            responder.close()
+            monkeypatch.undo()
+            commands.close()
     finally:
         bridge.stop()
         runtime.close()
