@@ -7,7 +7,6 @@ reply's text is kept."""
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from collections.abc import Callable
 
@@ -24,37 +23,14 @@ from agents.services import apply_reply_move
 from mistersmith import nats
 from tests.agents.test_commands import Subscriber
 from tests.conftest import wait_until
+from tests.mistersmith.payloads import runtime_bytes, runtime_config
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-RUNTIME_CONFIG = {
-    "model": "claude-3-5-sonnet-20241022",
-    "max_turns": None,
-    "allowed_tools": None,
-    "enable_mcp": True,
-    "timeout_seconds": 300,
-    "memory_limit_mb": 512,
-}
-
-
-def runtime_bytes(value: dict) -> bytes:
-    """serde_json::to_vec: compact, keys in the struct's order."""
-    return json.dumps(value, separators=(",", ":")).encode()
 
 
 def runtime_reply(request: dict, payload: dict) -> bytes:
     """``MessageEnvelope::new(response).with_correlation(envelope.message_id)``."""
-    ns = time.time_ns()
-    return runtime_bytes(
-        {
-            "message_id": str(uuid.uuid4()),
-            "timestamp": {"secs_since_epoch": ns // 10**9, "nanos_since_epoch": ns % 10**9},
-            "source_agent": None,
-            "target_agent": None,
-            "correlation_id": request["message_id"],
-            "payload": payload,
-        }
-    )
+    return runtime_bytes(payload, correlation_id=request["message_id"])
 
 
 def success(data: dict | None) -> dict:
@@ -83,7 +59,7 @@ class Runtime:
             return runtime_reply(request, success({"agent_id": agent_id, "state": "stopped"}))
         if command == "HealthCheck":
             return runtime_reply(request, success({"agent_id": agent_id, "healthy": self.healthy}))
-        info = {"id": agent_id, "state": self.state, "uptime": {"secs": 3725, "nanos": 5}, "config": RUNTIME_CONFIG}
+        info = {"id": agent_id, "state": self.state, "uptime": {"secs": 3725, "nanos": 5}, "config": runtime_config()}
         return runtime_reply(request, success(info))
 
 
@@ -209,7 +185,7 @@ def test_health_check_and_status_replies_are_shown(responder, operator):
         "id": str(agent.pk),
         "state": "Running",
         "uptime": {"secs": 3725, "nanos": 5},
-        "config": RUNTIME_CONFIG,
+        "config": runtime_config(),
     }
     assert status.summary == "The runtime has the agent in Running, up 1 h 2 min."
     # Unhealthy while active: the runtime's health_check put it in Error, so the console does too.

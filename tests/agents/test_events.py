@@ -15,6 +15,7 @@ from agents.events import parse_agent_event, subject_agent_id
 from agents.models import Agent, AgentAnomaly
 from agents.projections import apply_agent_events
 from mistersmith.messages import InvalidMessage, decode_json, envelope
+from tests.mistersmith.payloads import runtime_bytes, runtime_envelope, spawned_event
 
 AGENT = str(uuid.uuid4())
 
@@ -99,32 +100,10 @@ def test_projection_follows_the_lifecycle_and_records_anomalies():
     assert (anomaly.current_state, anomaly.attempted_state, anomaly.stream_sequence) == ("Idle", "Created", 4)
 
 
-RUNTIME_CONFIG = {
-    "model": "claude-3-5-sonnet-20241022",
-    "max_turns": None,
-    "allowed_tools": None,
-    "enable_mcp": True,
-    "timeout_seconds": 300,
-    "memory_limit_mb": None,
-}
-
-
-def runtime_spawned(agent_id: uuid.UUID, **config) -> dict:
-    """Spawned exactly as the runtime's serde writes it: the envelope, a SystemTime, explicit nulls."""
-    return {
-        "message_id": str(uuid.uuid4()),
-        "timestamp": {"secs_since_epoch": 1_790_000_000, "nanos_since_epoch": 123_456_789},
-        "source_agent": None,
-        "target_agent": None,
-        "correlation_id": None,
-        "payload": {"Spawned": {"agent_id": str(agent_id), "config": {**RUNTIME_CONFIG, **config}}},
-    }
-
-
 @pytest.mark.django_db
 def test_spawned_makes_a_new_agent_running_with_explicit_nulls_kept():
     agent_id = uuid.uuid4()
-    spawned = parse_agent_event(decode_json(json.dumps(runtime_spawned(agent_id)).encode()))
+    spawned = parse_agent_event(decode_json(runtime_bytes(spawned_event(agent_id, memory_limit_mb=None))))
     assert spawned.new_state == "Running"
     assert apply_agent_events([(1, spawned)]) == {"spawned": 1}
     agent = Agent.objects.get(pk=agent_id)
@@ -151,7 +130,7 @@ def test_spawned_makes_a_new_agent_running_with_explicit_nulls_kept():
 )
 def test_spawned_for_a_known_agent(before, after, result):
     agent = Agent.objects.create(name="known", status=before, memory_limit_mb=512)
-    spawned = parse_agent_event(runtime_spawned(agent.pk, memory_limit_mb=None))
+    spawned = parse_agent_event(runtime_envelope(spawned_event(agent.pk, memory_limit_mb=None)))
     assert apply_agent_events([(3, spawned)]) == {result: 1}
     agent.refresh_from_db()
     assert agent.status == after

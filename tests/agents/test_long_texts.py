@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 from datetime import UTC, datetime
 
@@ -17,6 +16,7 @@ from agents import discoveries
 from agents.models import Agent, Discovery, InteractiveSession, SessionMessage
 from agents.pages.texts import PREVIEW_CHARS
 from mistersmith import nats
+from tests.mistersmith.payloads import runtime_bytes
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -29,20 +29,6 @@ def staff_client(django_user_model, name: str, *codenames: str) -> Client:
     return client
 
 
-def runtime_event(payload: dict) -> bytes:
-    return json.dumps(
-        {
-            "message_id": str(uuid.uuid4()),
-            "timestamp": {"secs_since_epoch": 1_790_000_000, "nanos_since_epoch": 0},
-            "source_agent": None,
-            "target_agent": None,
-            "correlation_id": None,
-            "payload": payload,
-        },
-        separators=(",", ":"),
-    ).encode()
-
-
 def text_url(agent: Agent) -> str:
     return reverse("agent_pages:text", args=[agent.pk])
 
@@ -51,7 +37,7 @@ def test_a_long_output_is_previewed_in_the_history_and_fetched_whole(django_user
     agent = Agent.objects.create(name="talker", status="Running")
     whole = "<b>escaped</b> " + "x" * 800_000  # past the reader's 64 KiB and the preview, under 1 MiB
     subject = f"agent.{agent.pk}.events"
-    ack = nats.connection().publish(subject, runtime_event({"Output": {"agent_id": str(agent.pk), "content": whole}}))
+    ack = nats.connection().publish(subject, runtime_bytes({"Output": {"agent_id": str(agent.pk), "content": whole}}))
     viewer = staff_client(django_user_model, "reader", "view_agent")
 
     snapshot = viewer.get(reverse("agent_pages:detail_snapshot", args=[agent.pk])).json()

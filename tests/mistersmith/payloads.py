@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import random
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -73,6 +74,53 @@ json_values = st.recursive(
 def dumps(value: Any) -> bytes:
     """JSON bytes as a publisher writes them (ASCII escapes, so lone surrogates become \\uXXXX)."""
     return json.dumps(value).encode()
+
+
+# --- the runtime's own messages, for tests that publish or answer as the runtime does ----------------
+
+# AgentConfig::default() as serde writes it (CONTRACTS.md §2): every field, in the struct's order.
+AGENT_CONFIG_DEFAULT: dict[str, Any] = {
+    "model": "claude-3-5-sonnet-20241022",
+    "max_turns": None,
+    "allowed_tools": None,
+    "enable_mcp": True,
+    "timeout_seconds": 300,
+    "memory_limit_mb": 512,
+}
+
+
+def runtime_config(**fields: Any) -> dict[str, Any]:
+    """AgentConfig as serde writes it: AgentConfig::default() with ``fields`` changed (e.g.
+    ``memory_limit_mb=None``, an agent without a memory limit: Option::None is an explicit null)."""
+    unknown = set(fields) - set(AGENT_CONFIG_DEFAULT)
+    if unknown:
+        raise TypeError(f"AgentConfig has no field {sorted(unknown)}")
+    return {**AGENT_CONFIG_DEFAULT, **fields}
+
+
+def spawned_event(agent_id: uuid.UUID | str, **config: Any) -> dict[str, Any]:
+    """The Spawned AgentEvent of ``agent_id``, its config :func:`runtime_config` with ``config`` changed."""
+    return {"Spawned": {"agent_id": str(agent_id), "config": runtime_config(**config)}}
+
+
+def runtime_envelope(payload: Any, *, correlation_id: str | None = None) -> dict[str, Any]:
+    """``MessageEnvelope::new(payload)`` (``.with_correlation(id)`` with a correlation id) as serde
+    writes it: the six keys in message/types.rs's order, now as a SystemTime, explicit nulls."""
+    now = time.time_ns()
+    return {
+        "message_id": str(uuid.uuid4()),
+        "timestamp": {"secs_since_epoch": now // 10**9, "nanos_since_epoch": now % 10**9},
+        "source_agent": None,
+        "target_agent": None,
+        "correlation_id": correlation_id,
+        "payload": payload,
+    }
+
+
+def runtime_bytes(payload: Any, *, correlation_id: str | None = None) -> bytes:
+    """:func:`runtime_envelope` as serde_json::to_vec writes it: compact, no spaces."""
+    envelope = runtime_envelope(payload, correlation_id=correlation_id)
+    return json.dumps(envelope, separators=(",", ":")).encode()
 
 
 # Timestamps in both contract forms, including the edges of what Python and PostgreSQL hold.

@@ -16,6 +16,7 @@ from mistersmith.bridge import BridgeStats, BridgeThread, apply_agent_batch
 from mistersmith.messages import envelope
 from mistersmith.models import BridgePosition, DeadLetter
 from tests.conftest import delete_bridge_consumers, wait_until
+from tests.mistersmith.payloads import runtime_bytes, spawned_event
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -114,19 +115,6 @@ def test_a_replayed_batch_changes_nothing():
     assert agent.status == "Processing"
 
 
-def runtime_envelope(payload) -> bytes:
-    """``MessageEnvelope::new(event)`` as serde_json writes it: compact, SystemTime, explicit nulls."""
-    body = {
-        "message_id": str(uuid.uuid4()),
-        "timestamp": {"secs_since_epoch": 1_790_000_000, "nanos_since_epoch": 42},
-        "source_agent": None,
-        "target_agent": None,
-        "correlation_id": None,
-        "payload": payload,
-    }
-    return json.dumps(body, separators=(",", ":")).encode()
-
-
 def test_the_runtimes_own_messages_through_the_bridge(nats_url):
     """What the runtime publishes, byte for byte and without Nats-Msg-Id: Spawned makes the agent
     Running (memory_limit_mb null stays NULL), a 600,000-character Output is stored whole, a failed
@@ -135,20 +123,12 @@ def test_the_runtimes_own_messages_through_the_bridge(nats_url):
     from agents.models import InteractiveSession, SessionMessage
 
     agent_id = uuid.uuid4()
-    config = {
-        "model": "claude-3-5-sonnet-20241022",
-        "max_turns": None,
-        "allowed_tools": None,
-        "enable_mcp": True,
-        "timeout_seconds": 300,
-        "memory_limit_mb": None,
-    }
     prefix = f"test-runtime-{uuid.uuid4().hex[:10]}"
     bridge = start_bridge(prefix, nats_url)
     client = nats.connection()
     subject = f"agent.{agent_id}.events"
     try:
-        client.publish(subject, runtime_envelope({"Spawned": {"agent_id": str(agent_id), "config": config}}))
+        client.publish(subject, runtime_bytes(spawned_event(agent_id, memory_limit_mb=None)))
         wait_until(lambda: Agent.objects.filter(pk=agent_id).exists(), what="the spawned agent")
         agent = Agent.objects.get(pk=agent_id)
         assert (agent.status, agent.memory_limit_mb, agent.max_turns, agent.allowed_tools) == (
@@ -160,19 +140,19 @@ def test_the_runtimes_own_messages_through_the_bridge(nats_url):
 
         session = InteractiveSession.objects.create(agent=agent, state="Ready")
         reply = "whole reply " * 50_000  # 600,000 characters, under AGENT_EVENTS' 1 MiB
-        client.publish(subject, runtime_envelope({"Output": {"agent_id": str(agent_id), "content": reply}}))
+        client.publish(subject, runtime_bytes({"Output": {"agent_id": str(agent_id), "content": reply}}))
         wait_until(lambda: SessionMessage.objects.filter(session=session).exists(), what="the output")
         assert SessionMessage.objects.get(session=session).content == reply
 
         Agent.objects.filter(pk=agent_id).update(status="Stopping")
         failed = {"Error": {"agent_id": str(agent_id), "error": "Failed to stop agent: process did not exit"}}
-        client.publish(subject, runtime_envelope(failed))
+        client.publish(subject, runtime_bytes(failed))
         wait_until(lambda: Agent.objects.get(pk=agent_id).status == "Error", what="Stopping -> Error")
         assert not AgentAnomaly.objects.filter(agent_id=agent_id).exists()
 
         before = DeadLetter.objects.filter(stream="SYSTEM_EVENTS").count()
         client.publish("system.control", json.dumps("Startup").encode())  # bare
-        client.publish("system.control", runtime_envelope("Shutdown"))  # in the envelope
+        client.publish("system.control", runtime_bytes("Shutdown"))  # in the envelope
         wait_until(
             lambda: bridge.stats.processed["ignored:Startup"] >= 1 and bridge.stats.processed["ignored:Shutdown"] >= 1,
             what="the unit variants counted",

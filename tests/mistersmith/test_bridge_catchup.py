@@ -14,7 +14,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 import uuid
 from pathlib import Path
 
@@ -33,33 +32,12 @@ from mistersmith.operations.rebuild import rebuild_projections
 from tests.agents.test_command_replies import Runtime as CommandRuntime
 from tests.agents.test_commands import Subscriber
 from tests.conftest import wait_until
+from tests.mistersmith.payloads import runtime_bytes, spawned_event
 from tests.services import PrivateNats
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
 
 BASE_DIR = Path(__file__).resolve().parents[2]
-CONFIG = {
-    "model": "claude-3-5-sonnet-20241022",
-    "max_turns": None,
-    "allowed_tools": None,
-    "enable_mcp": True,
-    "timeout_seconds": 300,
-    "memory_limit_mb": None,
-}
-
-
-def runtime_bytes(payload: object) -> bytes:
-    """A MessageEnvelope as serde_json writes it (field order of message/types.rs, no spaces)."""
-    now = time.time_ns()
-    envelope = {
-        "message_id": str(uuid.uuid4()),
-        "timestamp": {"secs_since_epoch": now // 10**9, "nanos_since_epoch": now % 10**9},
-        "source_agent": None,
-        "target_agent": None,
-        "correlation_id": None,
-        "payload": payload,
-    }
-    return json.dumps(envelope, separators=(",", ":")).encode()
 
 
 def discovery_bytes(agent: str, content: str) -> bytes:
@@ -106,7 +84,7 @@ class Runtime:
     def life(agent: uuid.UUID, beats: int) -> list[tuple[str, bytes]]:
         """A spawned agent's events as a rich runtime would publish them."""
         subject = f"agent.{agent}.events"
-        events = [{"Spawned": {"agent_id": str(agent), "config": CONFIG}}]
+        events = [spawned_event(agent, memory_limit_mb=None)]
         for beat in range(beats):
             stamp = {"secs_since_epoch": 1_800_000_000 + beat, "nanos_since_epoch": 5}
             events.append({"Heartbeat": {"agent_id": str(agent), "timestamp": stamp}})
@@ -155,7 +133,7 @@ def test_a_first_start_shows_what_the_streams_held_then_follows_live(tmp_path, s
     runtime = Runtime(nats.url)
     running, stopped, paused = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
     for agent in (running, stopped, paused):
-        runtime.agent(agent, {"Spawned": {"agent_id": str(agent), "config": CONFIG}})
+        runtime.agent(agent, spawned_event(agent, memory_limit_mb=None))
     runtime.agent(stopped, {"Terminated": {"agent_id": str(stopped), "reason": "graceful_stop"}})
     runtime.agent(paused, {"StateChanged": {"agent_id": str(paused), "old_state": "Running", "new_state": "Paused"}})
     for index in range(3):
@@ -192,7 +170,7 @@ def test_a_first_start_shows_what_the_streams_held_then_follows_live(tmp_path, s
 
         # Then live: a message after the retained range is applied once, and nothing before it twice.
         later = uuid.uuid4()
-        runtime.agent(later, {"Spawned": {"agent_id": str(later), "config": CONFIG}})
+        runtime.agent(later, spawned_event(later, memory_limit_mb=None))
         runtime.agent(
             paused, {"StateChanged": {"agent_id": str(paused), "old_state": "Paused", "new_state": "Running"}}
         )
@@ -230,7 +208,7 @@ def test_an_empty_stream_is_no_catch_up_and_a_restart_catches_up_nothing_again(t
             bridge.start()
             try:
                 assert bridge.ready.wait(30)
-                runtime.agent(agent, {"Spawned": {"agent_id": str(agent), "config": CONFIG}})
+                runtime.agent(agent, spawned_event(agent, memory_limit_mb=None))
                 wait_until(lambda: Agent.objects.filter(pk=agent).exists(), what="the agent")
             finally:
                 bridge.stop()
