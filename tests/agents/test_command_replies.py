@@ -8,12 +8,9 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable
 
 import pytest
 from django.contrib.admin.models import LogEntry
-from django.contrib.auth.models import Permission
-from django.db import connections
 
 from agents.commands import BadReply, send_agent_command
 from agents.events import parse_agent_event
@@ -63,36 +60,13 @@ class Runtime:
         return runtime_reply(request, success(info))
 
 
-@pytest.fixture
-def responder():
-    made: list[Subscriber] = []
-
-    def start(runtime: Callable[[dict], bytes], subject: str = "agent.command") -> Subscriber:
-        made.append(Subscriber(subject, runtime))
-        return made[-1]
-
-    yield start
-    for subscriber in made:
-        subscriber.close()
-    connections.close_all()
-
-
-@pytest.fixture
-def operator(django_user_model):
-    user = django_user_model.objects.create_user("op-a", password="op-pass-1", is_staff=True)
-    user.user_permissions.add(
-        *Permission.objects.filter(content_type__app_label="agents", codename__in=["view_agent", "command_agent"])
-    )
-    return django_user_model.objects.get(pk=user.pk)
-
-
 def state_changes(events: Subscriber) -> list[dict]:
     return [body for body in events.bodies() if "StateChanged" in body.get("payload", {})]
 
 
-def test_pause_and_resume_replies_move_the_agent_and_publish_state_changed(responder, operator):
+def test_pause_and_resume_replies_move_the_agent_and_publish_state_changed(subscribe, operator):
     agent = Agent.objects.create(name="replies", status="Running")
-    responder(Runtime("Running"))
+    subscribe("agent.command", Runtime("Running"))
     events = Subscriber(f"agent.{agent.pk}.events")
     try:
         paused = send_agent_command(operator, agent, "pause")
@@ -132,9 +106,9 @@ def test_pause_and_resume_replies_move_the_agent_and_publish_state_changed(respo
     assert not AgentAnomaly.objects.filter(agent_id=agent.pk).exists()
 
 
-def test_the_stream_holds_the_move_with_a_message_id_header(responder, operator):
+def test_the_stream_holds_the_move_with_a_message_id_header(subscribe, operator):
     agent = Agent.objects.create(name="in-stream", status="Idle")
-    responder(Runtime("Idle"))
+    subscribe("agent.command", Runtime("Idle"))
     paused = send_agent_command(operator, agent, "pause")
     assert paused.ok
     js = nats.connection().client().jetstream()
@@ -157,14 +131,14 @@ def test_a_reply_the_console_cannot_follow_is_an_anomaly_naming_the_user(operato
     assert not move.applied and "Recorded as an anomaly" in move.detail
     anomaly = AgentAnomaly.objects.get(agent_id=agent.pk)
     assert (anomaly.event_kind, anomaly.current_state, anomaly.attempted_state) == ("Pause reply", "Stopping", "Paused")
-    assert "asked by op-a" in anomaly.detail
+    assert "asked by operator" in anomaly.detail
     assert Agent.objects.get(pk=agent.pk).status == "Stopping"
     assert events.bodies() == []
 
 
-def test_stop_moves_nothing_until_the_terminated_event(responder, operator):
+def test_stop_moves_nothing_until_the_terminated_event(subscribe, operator):
     agent = Agent.objects.create(name="stopper", status="Running")
-    responder(Runtime("Running"))
+    subscribe("agent.command", Runtime("Running"))
     stopped = send_agent_command(operator, agent, "stop", graceful=False)
     assert stopped.ok and stopped.response.data == {"agent_id": str(agent.pk), "state": "stopped"}
     assert "stopped" in stopped.summary and "Terminated event" in stopped.summary
@@ -174,10 +148,10 @@ def test_stop_moves_nothing_until_the_terminated_event(responder, operator):
     assert Agent.objects.get(pk=agent.pk).status == "Terminated"
 
 
-def test_health_check_and_status_replies_are_shown(responder, operator):
+def test_health_check_and_status_replies_are_shown(subscribe, operator):
     agent = Agent.objects.create(name="checked", status="Running")
     runtime = Runtime("Running")
-    responder(runtime)
+    subscribe("agent.command", runtime)
     healthy = send_agent_command(operator, agent, "health_check")
     assert healthy.ok and healthy.summary == "The agent is healthy."
     status = send_agent_command(operator, agent, "status")
@@ -197,19 +171,19 @@ def test_health_check_and_status_replies_are_shown(responder, operator):
     assert status.summary == "The runtime has the agent in Error, up 1 h 2 min."
 
 
-def test_an_error_reply_shows_its_text_and_moves_nothing(responder, operator):
+def test_an_error_reply_shows_its_text_and_moves_nothing(subscribe, operator):
     agent = Agent.objects.create(name="refused", status="Running")
-    responder(Runtime(refuse="Pause failed: Failed to pause agent: process not found"))
+    subscribe("agent.command", Runtime(refuse="Pause failed: Failed to pause agent: process not found"))
     result = send_agent_command(operator, agent, "pause")
     assert not result.ok and result.response.message == "Pause failed: Failed to pause agent: process not found"
     assert result.summary == result.response.message == result.record.detail
     assert result.record.outcome == "error" and Agent.objects.get(pk=agent.pk).status == "Running"
 
 
-def test_a_success_about_another_agent_is_unreadable(responder, operator):
+def test_a_success_about_another_agent_is_unreadable(subscribe, operator):
     agent = Agent.objects.create(name="confused", status="Running")
     other = str(uuid.uuid4())
-    responder(lambda request: runtime_reply(request, success({"agent_id": other, "state": "paused"})))
+    subscribe("agent.command", lambda request: runtime_reply(request, success({"agent_id": other, "state": "paused"})))
     with pytest.raises(BadReply, match="wrong_agent"):
         send_agent_command(operator, agent, "pause")
     assert Agent.objects.get(pk=agent.pk).status == "Running"

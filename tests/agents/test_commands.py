@@ -14,7 +14,6 @@ import pytest
 from django.contrib.admin.models import LogEntry
 from django.contrib.auth.models import Permission
 from django.core.exceptions import PermissionDenied
-from django.db import connections
 
 from agents import commands
 from agents.commands import (
@@ -62,31 +61,6 @@ class Subscriber:
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self.connection.run(self.subscription.unsubscribe())
-
-
-@pytest.fixture
-def subscribe():
-    made: list[Subscriber] = []
-
-    def start(subject: str, answer: Callable[[dict], bytes | None] | None = None) -> Subscriber:
-        made.append(Subscriber(subject, answer))
-        return made[-1]
-
-    yield start
-    for subscriber in made:
-        subscriber.close()
-
-    connections.close_all()
-
-
-@pytest.fixture
-def operator(django_user_model):
-    """Staff with view and command permissions on agents, nothing else."""
-    user = django_user_model.objects.create_user("operator", password="operator-pass-1", is_staff=True)
-    user.user_permissions.add(
-        *Permission.objects.filter(content_type__app_label="agents", codename__in=["view_agent", "command_agent"])
-    )
-    return django_user_model.objects.get(pk=user.pk)  # fresh: no permission cache
 
 
 def variants(bodies: list[dict]) -> list[tuple[str, dict]]:
