@@ -18,16 +18,11 @@ from agents.models import Agent, AgentAnomaly, AgentCommandRecord
 from agents.projections import apply_agent_events
 from agents.services import apply_reply_move
 from mistersmith import nats
-from tests.agents.test_commands import Subscriber
+from tests.agents.test_commands import Subscriber, reply_to
 from tests.conftest import wait_until
-from tests.mistersmith.payloads import runtime_bytes, runtime_config
+from tests.mistersmith.payloads import runtime_config
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def runtime_reply(request: dict, payload: dict) -> bytes:
-    """``MessageEnvelope::new(response).with_correlation(envelope.message_id)``."""
-    return runtime_bytes(payload, correlation_id=request["message_id"])
 
 
 def success(data: dict | None) -> dict:
@@ -44,20 +39,20 @@ class Runtime:
         ((command, body),) = request["payload"].items()
         agent_id = body["agent_id"]
         if self.refuse:
-            return runtime_reply(request, {"Error": {"error": self.refuse, "code": None}})
+            return reply_to(request, {"Error": {"error": self.refuse, "code": None}})
         if command == "Pause":
             self.state = "Paused"
-            return runtime_reply(request, success({"agent_id": agent_id, "state": "paused"}))
+            return reply_to(request, success({"agent_id": agent_id, "state": "paused"}))
         if command == "Resume":
             self.state = "Running"
-            return runtime_reply(request, success({"agent_id": agent_id, "state": "running"}))
+            return reply_to(request, success({"agent_id": agent_id, "state": "running"}))
         if command == "Stop":
             self.state = "Terminated"
-            return runtime_reply(request, success({"agent_id": agent_id, "state": "stopped"}))
+            return reply_to(request, success({"agent_id": agent_id, "state": "stopped"}))
         if command == "HealthCheck":
-            return runtime_reply(request, success({"agent_id": agent_id, "healthy": self.healthy}))
+            return reply_to(request, success({"agent_id": agent_id, "healthy": self.healthy}))
         info = {"id": agent_id, "state": self.state, "uptime": {"secs": 3725, "nanos": 5}, "config": runtime_config()}
-        return runtime_reply(request, success(info))
+        return reply_to(request, success(info))
 
 
 def state_changes(events: Subscriber) -> list[dict]:
@@ -183,7 +178,7 @@ def test_an_error_reply_shows_its_text_and_moves_nothing(subscribe, operator):
 def test_a_success_about_another_agent_is_unreadable(subscribe, operator):
     agent = Agent.objects.create(name="confused", status="Running")
     other = str(uuid.uuid4())
-    subscribe("agent.command", lambda request: runtime_reply(request, success({"agent_id": other, "state": "paused"})))
+    subscribe("agent.command", lambda request: reply_to(request, success({"agent_id": other, "state": "paused"})))
     with pytest.raises(BadReply, match="wrong_agent"):
         send_agent_command(operator, agent, "pause")
     assert Agent.objects.get(pk=agent.pk).status == "Running"

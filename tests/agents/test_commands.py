@@ -30,6 +30,7 @@ from agents.projections import apply_agent_events
 from mistersmith import nats
 from mistersmith.messages import InvalidMessage
 from tests.conftest import wait_until
+from tests.mistersmith.payloads import runtime_bytes
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -69,16 +70,9 @@ def variants(bodies: list[dict]) -> list[tuple[str, dict]]:
 
 
 def reply_to(request: dict, payload: dict, *, correlation: str | None = None) -> bytes:
-    return json.dumps(
-        {
-            "message_id": str(uuid.uuid4()),
-            "timestamp": {"secs_since_epoch": 1, "nanos_since_epoch": 0},
-            "source_agent": None,
-            "target_agent": None,
-            "correlation_id": correlation or request["message_id"],
-            "payload": payload,
-        }
-    ).encode()
+    """The runtime's answer to ``request``: ``MessageEnvelope::new(payload).with_correlation(...)``,
+    correlated to the request's message id unless ``correlation`` says otherwise."""
+    return runtime_bytes(payload, correlation_id=correlation or request["message_id"])
 
 
 def test_pause_and_resume_move_the_agent_and_are_recorded(stand_in, subscribe, operator):
