@@ -14,7 +14,6 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from agents.models import Agent
 from mistersmith import demo
@@ -193,21 +192,7 @@ def test_a_wrapped_health_report_is_read_too(admin_client):
 # --- streams ---------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def console_consumer(monkeypatch):
-    """The console bridge's durable consumer on AGENT_EVENTS (created, not consumed: it lags)."""
-    prefix = f"test-dash-{uuid.uuid4().hex[:8]}"
-    monkeypatch.setenv("MISTERSMITH_BRIDGE_PREFIX", prefix)
-    nats = console_nats.connection()
-    js = nats.client().jetstream()
-    name = f"{prefix}-agents"
-    config = ConsumerConfig(durable_name=name, ack_policy=AckPolicy.EXPLICIT, deliver_policy=DeliverPolicy.NEW)
-    nats.run(js.add_consumer("AGENT_EVENTS", config))
-    yield name
-    nats.run(js.delete_consumer("AGENT_EVENTS", name))
-
-
-def test_stream_health_has_the_four_streams_their_limits_and_the_console_consumers_lag(admin_client, console_consumer):
+def test_stream_health_has_the_four_streams_their_limits_and_the_console_consumers_lag(admin_client, stopped_bridge):
     agent_id = uuid.uuid4()
     for _ in range(3):
         publish(
@@ -223,8 +208,8 @@ def test_stream_health_has_the_four_streams_their_limits_and_the_console_consume
     assert by_name["DISCOVERIES"]["limits"] == {"max_msgs": 1000, "max_bytes": None, "max_age_seconds": None}
     assert by_name["SUPERVISION_EVENTS"]["limits"]["max_msgs"] is None
     consumers = {c["name"]: c for c in agents["consumers"]}
-    assert consumers[console_consumer] == {"name": console_consumer, "exists": True, "pending": 3, "ack_pending": 0}
-    prefix = console_consumer.removesuffix("-agents")
+    assert consumers[stopped_bridge] == {"name": stopped_bridge, "exists": True, "pending": 3, "ack_pending": 0}
+    prefix = stopped_bridge.removesuffix("-agents")
     assert by_name["SYSTEM_EVENTS"]["consumers"] == [
         {"name": f"{prefix}-control", "exists": False, "pending": None, "ack_pending": None}
     ]

@@ -11,7 +11,6 @@ import uuid
 import pytest
 from django.contrib.auth.models import Permission
 from django.urls import reverse
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from mistersmith import nats as console_nats
 from mistersmith.jetstream.freshness import CACHE, FeedLag
@@ -21,23 +20,6 @@ from tests.conftest import wait_until
 pytestmark = pytest.mark.django_db(transaction=True)
 
 FRESHNESS = reverse("dashboard:freshness")
-
-
-@pytest.fixture
-def stopped_bridge(monkeypatch):
-    """This installation's bridge consumer on AGENT_EVENTS as a stopped bridge leaves it: it exists,
-    and nobody fetches from it (what is published from now on waits there)."""
-    prefix = f"test-fresh-{uuid.uuid4().hex[:8]}"
-    monkeypatch.setenv("MISTERSMITH_BRIDGE_PREFIX", prefix)
-    nats = console_nats.connection()
-    js = nats.client().jetstream()
-    name = f"{prefix}-agents"
-    config = ConsumerConfig(durable_name=name, ack_policy=AckPolicy.EXPLICIT, deliver_policy=DeliverPolicy.NEW)
-    nats.run(js.add_consumer("AGENT_EVENTS", config))
-    CACHE.clear()
-    yield name
-    nats.run(js.delete_consumer("AGENT_EVENTS", name))
-    CACHE.clear()
 
 
 def agents_feed(client) -> dict:
