@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 from django.db import connection
 from django.urls import reverse
+from django.utils import timezone
 
 from agents.commands import send_agent_command
 from agents.models import Agent, AgentAnomaly, Discovery, InteractiveSession, SessionMessage
@@ -307,31 +308,28 @@ def test_after_a_mixed_run_the_projections_equal_a_rebuild(tmp_path, stop_after,
     assert live_projections == rebuilt_from_scratch(nats.url, prefix, monkeypatch)
 
 
-def test_a_catch_up_under_way_is_shown_in_verify_state_metrics_and_the_pages(admin_client, monkeypatch):
-    from django.utils import timezone
+def catch_up(consumer: str, stream: str, applied: int, target: int, *, finished: bool = False) -> CatchUp:
+    """A catch-up of ``stream`` from sequence 1 to ``target``, started now, ``applied`` of it done."""
+    now = timezone.now()
+    return CatchUp.objects.create(
+        consumer=consumer,
+        stream=stream,
+        first_sequence=1,
+        target_sequence=target,
+        applied_sequence=applied,
+        started_at=now,
+        finished_at=now if finished else None,
+    )
 
+
+def test_a_catch_up_under_way_is_shown_in_verify_state_metrics_and_the_pages(admin_client, monkeypatch):
     from mistersmith.operations import verify
     from tests.mistersmith.test_metrics import scrape, value
 
     prefix = f"test-progress-{uuid.uuid4().hex[:8]}"
     monkeypatch.setenv("MISTERSMITH_BRIDGE_PREFIX", prefix)
-    CatchUp.objects.create(
-        consumer=f"{prefix}-agents",
-        stream="AGENT_EVENTS",
-        first_sequence=1,
-        target_sequence=1000,
-        applied_sequence=250,
-        started_at=timezone.now(),
-    )
-    CatchUp.objects.create(  # a finished one says nothing
-        consumer=f"{prefix}-discoveries",
-        stream="DISCOVERIES",
-        first_sequence=1,
-        target_sequence=10,
-        applied_sequence=10,
-        started_at=timezone.now(),
-        finished_at=timezone.now(),
-    )
+    catch_up(f"{prefix}-agents", "AGENT_EVENTS", applied=250, target=1000)
+    catch_up(f"{prefix}-discoveries", "DISCOVERIES", applied=10, target=10, finished=True)  # says nothing
 
     rows = [row for row in verify.run(consumer_prefix=prefix).rows if row.check.startswith("catch-up")]
     assert [(row.check, row.found, row.status) for row in rows] == [
