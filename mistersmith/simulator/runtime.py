@@ -238,18 +238,23 @@ class Simulator:
 
     # -- publishing ---------------------------------------------------------------------------------
 
-    async def _send(self, message: Message | None) -> None:
-        """One message as the runtime publishes: a plain NATS publish, no headers (the streams store it)."""
-        if message is None:
-            return
+    async def _plain_publish(self, message: Message) -> bool:
+        """One message as the runtime publishes: a plain NATS publish, no headers (the streams store it).
+
+        Outside the --rich-events budget. False (counted in publish_errors) when NATS refused it."""
         subject, body = message
         try:
             await self.nc.publish(subject, json.dumps(body).encode())
         except NatsError as error:
             self.stats.publish_errors += 1
             logger.warning("simulator could not publish on %s: %s", subject, error)
-            return
-        self.stats.command_events_published += 1
+            return False
+        return True
+
+    async def _send(self, message: Message | None) -> None:
+        """An event of a commanded move (an answer, so unbudgeted)."""
+        if message is not None and await self._plain_publish(message):
+            self.stats.command_events_published += 1
 
     async def _publish(self, message: Message | None) -> None:
         """One budgeted --rich-events message through JetStream; dropped once stopping.
@@ -361,14 +366,9 @@ class Simulator:
             since_report += DISCOVERY_SECONDS
 
     async def _broadcast(self, message: Message) -> None:
-        subject, body = message
-        try:
-            await self.nc.publish(subject, json.dumps(body).encode())
-        except NatsError as error:
-            self.stats.publish_errors += 1
-            logger.warning("simulator could not publish on %s: %s", subject, error)
-            return
-        self.stats.broadcasts_published += 1
+        """A discovery or a system.health report (unbudgeted)."""
+        if await self._plain_publish(message):
+            self.stats.broadcasts_published += 1
 
     # -- failures and their supervisors ---------------------------------------------------------------
 
