@@ -15,17 +15,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import uuid
 from typing import Any
 
 from asgiref.sync import sync_to_async
-from django.conf import settings
 from django.db import close_old_connections, connections
 from django.utils import timezone
 from nats.errors import Error as NatsError
 
 from mistersmith.jetstream.runtime_health import PROBE_KINDS, ask
+from mistersmith.jetstream.settings_number import number_setting
 from mistersmith.models import RuntimeProbe
 
 logger = logging.getLogger(__name__)
@@ -37,15 +36,7 @@ ANSWER_TIMEOUT_SECONDS = 5.0
 
 def probe_interval() -> float:
     """``MISTERSMITH_RUNTIME_PROBE_SECONDS`` (Django setting or environment), default 30, min 5."""
-    value = getattr(settings, "MISTERSMITH_RUNTIME_PROBE_SECONDS", None)
-    if value is None:
-        value = os.environ.get("MISTERSMITH_RUNTIME_PROBE_SECONDS", DEFAULT_PROBE_SECONDS)
-    try:
-        seconds = float(value)
-    except (TypeError, ValueError):
-        logger.warning("MISTERSMITH_RUNTIME_PROBE_SECONDS=%r is not a number; using %s", value, DEFAULT_PROBE_SECONDS)
-        return DEFAULT_PROBE_SECONDS
-    return max(MIN_PROBE_SECONDS, seconds)
+    return number_setting("MISTERSMITH_RUNTIME_PROBE_SECONDS", default=DEFAULT_PROBE_SECONDS, minimum=MIN_PROBE_SECONDS)
 
 
 def answer_timeout(interval: float) -> float:

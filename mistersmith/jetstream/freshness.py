@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import os
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -22,21 +21,15 @@ from typing import Any
 
 from nats.js.errors import NotFoundError
 
+from mistersmith.jetstream.settings_number import number_setting
+
 DEFAULT_STALE_SECONDS = 30.0
 CACHE_SECONDS = 1.0
 
 
 def stale_seconds() -> float:
     """``MISTERSMITH_STALE_SECONDS`` (Django setting or environment), default 30; at least 0."""
-    from django.conf import settings
-
-    value = getattr(settings, "MISTERSMITH_STALE_SECONDS", None)
-    if value is None:
-        value = os.environ.get("MISTERSMITH_STALE_SECONDS", DEFAULT_STALE_SECONDS)
-    try:
-        return max(0.0, float(value))
-    except (TypeError, ValueError):
-        return DEFAULT_STALE_SECONDS
+    return number_setting("MISTERSMITH_STALE_SECONDS", default=DEFAULT_STALE_SECONDS, minimum=0.0)
 
 
 @dataclass(frozen=True)
