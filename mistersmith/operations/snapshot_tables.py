@@ -41,11 +41,11 @@ class TableSpec:
 def component_of(model: type[Model]) -> str:
     """The part of the state a table belongs to, as the manifest and the issue name them."""
     from agents.models import Discovery
-    from mistersmith.models import BridgePosition, DeadLetter
+    from mistersmith.models import BridgePosition, CatchUp, DeadLetter
 
     if model is Discovery:
         return "discoveries"
-    if model in (BridgePosition, DeadLetter):
+    if model in (BridgePosition, CatchUp, DeadLetter):
         return "bridge"
     label = model._meta.app_label
     return {"supervision": "supervision", "agents": "agents"}.get(label, "console")

@@ -23,11 +23,12 @@ from django.core.management import CommandError, call_command
 from django.db import connection
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 from nats.js.api import StreamConfig
 
 from agents.models import AgentAnomaly, AgentCommandRecord, Discovery
 from mistersmith import demo
-from mistersmith.models import BridgePosition, DeadLetter
+from mistersmith.models import BridgePosition, CatchUp, DeadLetter, RuntimeProbe
 from mistersmith.operations import snapshot_tables
 from mistersmith.operations.snapshot_format import MANIFEST
 from mistersmith.operations.snapshot_import import _renumber
@@ -103,6 +104,16 @@ def state(hive_files, snapshots, admin_user):
     DeadLetter.record(
         stream="AGENT_EVENTS", subject="agent.x.events", sequence=5, reason="bad_json", error="x", data=b"{"
     )
+    CatchUp.objects.create(
+        consumer="mistersmith-console-agents",
+        stream="AGENT_EVENTS",
+        first_sequence=1,
+        target_sequence=7,
+        applied_sequence=7,
+        started_at=timezone.now(),
+        finished_at=timezone.now(),
+    )
+    RuntimeProbe.record_asked("SystemHealth", uuid.uuid4().hex, timezone.now())
     return hive_files
 
 
