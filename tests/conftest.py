@@ -5,14 +5,19 @@ from __future__ import annotations
 import os
 
 import pytest
+from django.conf import settings as django_settings
 from hypothesis import HealthCheck, settings
+
+from mistersmith.nats import nats_url as console_nats_url
 
 # The suite's streams hold the history of every earlier run (the machine's NATS keeps it): a bridge
 # of a test starts at the streams' present, and the catch-up tests turn the catch-up on themselves.
-# Set before Django reads its settings; servers the tests start inherit it.
+# The environment is what servers and bridges the tests start as processes inherit. pytest-django
+# has already read the settings by the time this file is imported (its pytest_load_initial_conftests
+# runs django.setup() first), so the in-process bridges (BridgeThread, the e2e ASGI server) need the
+# setting itself changed too: without it they project every retained Spawned of earlier runs.
 os.environ.setdefault("MISTERSMITH_BRIDGE_CATCH_UP", "0")
-
-from mistersmith.nats import nats_url as console_nats_url
+django_settings.BRIDGE_CATCH_UP = os.environ["MISTERSMITH_BRIDGE_CATCH_UP"] != "0"
 
 # Property tests (hypothesis): a few hundred examples, no per-example deadline (some examples
 # write to the real database, whose speed varies on a busy machine). In CI (CI=true) the examples
