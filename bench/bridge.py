@@ -46,7 +46,9 @@ async def _publish(url: str, subjects: list[str]) -> int:
     return first or min(ack.seq for ack in acks)
 
 
-async def _bare_consumer(url: str, name: str, first_sequence: int) -> float:
+async def bare_consumer(url: str, name: str, first_sequence: int, events: int = EVENTS, fetch: int = 100) -> float:
+    """Events/s of a durable pull consumer that fetches ``fetch`` at a time and acks each message:
+    the bare nats-py consumer the bridge's throughput is compared with (here and in bench/catchup.py)."""
     import nats
     from nats.js.api import ConsumerConfig, DeliverPolicy
 
@@ -59,15 +61,15 @@ async def _bare_consumer(url: str, name: str, first_sequence: int) -> float:
         config=ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=first_sequence),
     )
     seen, started = 0, time.perf_counter()
-    while seen < EVENTS:
-        messages = await subscription.fetch(100, timeout=5)
+    while seen < events:
+        messages = await subscription.fetch(fetch, timeout=5)
         for message in messages:
             await message.ack()
         seen += len(messages)
     elapsed = time.perf_counter() - started
     await js.delete_consumer("AGENT_EVENTS", name)
     await client.close()
-    return EVENTS / elapsed
+    return seen / elapsed
 
 
 def run() -> Iterator[dict]:
@@ -101,7 +103,7 @@ def run() -> Iterator[dict]:
         finally:
             bridge.stop()
             delete_consumers(prefix)
-        bare_rate = asyncio.run(_bare_consumer(url, bare_name, first_sequence))
+        bare_rate = asyncio.run(bare_consumer(url, bare_name, first_sequence))
         Agent.objects.filter(pk__in=[a.pk for a in agents]).delete()
         yield {
             "figure": "bridge_throughput",

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import contextlib
 import json
 import re
 import signal
@@ -38,22 +39,33 @@ MB = 1024 * 1024
 
 
 class RssSampler(threading.Thread):
-    """The resident set size of a process every SAMPLE_SECONDS, until stopped."""
+    """The resident set size of a process every SAMPLE_SECONDS, until stopped; with ``children``,
+    of the process and its children together (a bridge catching up reads in a child process)."""
 
-    def __init__(self, pid: int) -> None:
+    def __init__(self, pid: int, *, children: bool = False) -> None:
         import psutil
 
         super().__init__(name="rss-sampler", daemon=True)
         self.process = psutil.Process(pid)
-        self.samples: list[int] = [self.process.memory_info().rss]
+        self.children = children
+        self.samples: list[int] = [self.rss()]
         self.halt = threading.Event()
+
+    def rss(self) -> int:
+        import psutil
+
+        total = self.process.memory_info().rss
+        for child in self.process.children(recursive=True) if self.children else []:
+            with contextlib.suppress(psutil.Error):
+                total += child.memory_info().rss
+        return total
 
     def run(self) -> None:
         import psutil
 
         while not self.halt.wait(SAMPLE_SECONDS):
             try:
-                self.samples.append(self.process.memory_info().rss)
+                self.samples.append(self.rss())
             except psutil.Error:
                 return
 

@@ -309,7 +309,9 @@ def _committed_position(name: str, stream: str, last_sequence: int) -> int | Non
     return position.sequence
 
 
-async def _subscribe(js: Any, feed: Feed, name: str, stats: BridgeStats, catch_up: bool, stop: asyncio.Event) -> Any:
+async def _subscribe(
+    js: Any, feed: Feed, name: str, stats: BridgeStats, catch_up: bool, stop: asyncio.Event, servers: list[str]
+) -> Any:
     """Create the feed's durable consumer, or bring an existing one to this configuration (a
     create-or-update on the server: an older consumer that filtered one subject now reads all).
 
@@ -333,7 +335,7 @@ async def _subscribe(js: Any, feed: Feed, name: str, stats: BridgeStats, catch_u
     position = await sync_to_async(_committed_position, thread_sensitive=False)(name, feed.stream, info.state.last_seq)
     if catch_up:
         caught_up = await bridge_catchup.catch_up(
-            js, feed.stream, name, feed.apply, stats, state=info.state, position=position, stop=stop
+            js, servers, feed.stream, name, feed.apply, stats, state=info.state, position=position, stop=stop
         )
         position = caught_up if caught_up is not None else position
     if position is not None:
@@ -491,8 +493,9 @@ async def _lead(
 ) -> BridgeStats:
     """The leading bridge's work: consumers (after any first-start catch-up), feeds and sweeper,
     until stop or an error."""
+    servers = nats_servers(url or nats_url())
     client = await nats.connect(
-        nats_servers(url or nats_url()),
+        servers,
         name="mistersmith-bridge",
         max_reconnect_attempts=-1,
         disconnected_cb=functools.partial(_connection_lost, stop),
@@ -505,7 +508,7 @@ async def _lead(
         feeds = [(feed, feed.consumer_name(consumer_prefix)) for feed in FEEDS]
         try:
             subscriptions = [
-                (feed, name, await _subscribe(js, feed, name, stats, catch_up, stop)) for feed, name in feeds
+                (feed, name, await _subscribe(js, feed, name, stats, catch_up, stop, servers)) for feed, name in feeds
             ]
         except bridge_catchup.CatchUpInterrupted:
             return stats  # stopped during a catch-up: the next start resumes it

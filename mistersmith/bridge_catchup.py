@@ -9,11 +9,13 @@ not exist and it keeps no position (the agents feed's BridgePosition), or when a
 did not finish:
 
 - the stream's retained range ``first..last`` (``last`` as it stood when the catch-up began) is
-  read through an ephemeral consumer without acks (``history.retained_messages``, the reader of
-  ``rebuild_projections``), a chunk at a time, and applied by the feed's own apply function: one
-  piece of code per job, so the result is what the live bridge, and a rebuild from scratch, make;
-- reading runs ahead of applying by at most ``PREFETCH_CHUNKS`` chunks, so NATS and PostgreSQL
-  work at the same time, and memory stays bounded by chunk size in bytes (``CHUNK_BYTES``);
+  read through an ephemeral consumer without acks in a child process
+  (``mistersmith/jetstream/range_reader.py``: reading costs as much Python time as applying, and
+  one process's Python runs on one core), a chunk at a time, and applied here by the feed's own
+  apply function: one piece of code per job, so the result is what the live bridge, and
+  ``rebuild_projections --from-scratch``, make;
+- the child reads ahead of the chunk being applied by what the pipe buffers, and memory stays
+  bounded by chunk size in bytes (``CHUNK_BYTES``);
 - history makes no frames: nobody was watching it happen, and the pages load their snapshot;
 - progress is a :class:`~mistersmith.models.CatchUp` row per feed, moved with every chunk, so the
   log, ``verify_state`` and the dashboard of any worker can say "catching up: N of M";
@@ -28,7 +30,6 @@ by stream sequence, restart answers by restart id), so a chunk applied twice cha
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -40,15 +41,13 @@ from django.db import close_old_connections, connections
 from django.utils import timezone
 
 from mistersmith.frames import FrameBuffer, NoFrames
+from mistersmith.jetstream.range_reader import read_range_in_child
 from mistersmith.models import CatchUp
-from mistersmith.operations.history import retained_messages
 
 logger = logging.getLogger(__name__)
 
 CHUNK_MESSAGES = 5_000  # applied in one transaction (the agents feed: one position move)
 CHUNK_BYTES = 8 * 1024 * 1024
-FETCH_BATCH = 1_000
-PREFETCH_CHUNKS = 2
 LOG_EVERY_SECONDS = 5.0
 
 Batch = list[tuple[int, str, bytes]]
@@ -119,6 +118,7 @@ def _unfinished(name: str) -> CatchUp | None:
 
 async def catch_up(
     js: Any,
+    servers: list[str],
     stream: str,
     name: str,
     apply: Apply,
@@ -143,14 +143,14 @@ async def catch_up(
     target = record.target_sequence
     if start <= target:
         logger.info("%s: catching up on %s #%s..#%s", name, stream, start, target)
-        await _read_and_apply(js, stream, name, apply, stats, record, start, target, stop)
+        await _read_and_apply(servers, stream, name, apply, stats, record, start, target, stop)
     await sync_to_async(_finish, thread_sensitive=False)(record)
     logger.info("%s: caught up on %s at #%s; following live", name, stream, target)
     return target
 
 
 async def _read_and_apply(
-    js: Any,
+    servers: list[str],
     stream: str,
     name: str,
     apply: Apply,
@@ -160,33 +160,15 @@ async def _read_and_apply(
     target: int,
     stop: asyncio.Event | None,
 ) -> None:
-    """Read ``start..target`` and apply it chunk by chunk; the next chunks are read meanwhile."""
-    chunks: asyncio.Queue[Batch | None] = asyncio.Queue(maxsize=PREFETCH_CHUNKS)
-
-    async def read() -> None:
-        chunk: Batch = []
-        size = 0
-        try:
-            async for messages in retained_messages(
-                js, stream, start, target, batch=FETCH_BATCH, fetch_bytes=CHUNK_BYTES
-            ):
-                for m in messages:
-                    chunk.append((m.metadata.sequence.stream, m.subject, m.data))
-                    size += len(m.data)
-                if len(chunk) >= CHUNK_MESSAGES or size >= CHUNK_BYTES:
-                    await chunks.put(chunk)
-                    chunk, size = [], 0
-            if chunk:
-                await chunks.put(chunk)
-        finally:
-            await chunks.put(None)
-
+    """Read ``start..target`` in a child process (mistersmith/jetstream/range_reader.py: reading
+    costs as much Python time as applying, so the two run on both cores) and apply it here chunk
+    by chunk, each chunk in one transaction."""
     apply_chunk = sync_to_async(_apply_chunk, thread_sensitive=False)
-    reader = asyncio.create_task(read())
     total = max(1, target - record.first_sequence + 1)
     logged = time.monotonic()
+    chunks = read_range_in_child(servers, stream, start, target, chunk_messages=CHUNK_MESSAGES, chunk_bytes=CHUNK_BYTES)
     try:
-        while (chunk := await chunks.get()) is not None:
+        async for chunk in chunks:
             if stop is not None and stop.is_set():
                 raise CatchUpInterrupted(f"{name}: stopped at #{record.applied_sequence} of #{target}")
             await apply_chunk(apply, chunk, stats, name, record)
@@ -194,12 +176,8 @@ async def _read_and_apply(
                 logged = time.monotonic()
                 done = record.applied_sequence - record.first_sequence + 1
                 logger.info("%s: catching up: %s of %s (%s)", name, done, total, stream)
-        await reader  # a reading error surfaces here
     finally:
-        if not reader.done():
-            reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reader
+        await chunks.aclose()
 
 
 def unfinished(prefix: str) -> dict[str, CatchUp]:

@@ -341,3 +341,12 @@ def test_a_catch_up_under_way_is_shown_in_verify_state_metrics_and_the_pages(adm
     agents = next(feed for feed in body["feeds"] if feed["feed"] == "agents")
     assert agents["text"] == "catching up: 250 of 1,000" and agents["catch_up"] == {"done": 250, "total": 1000}
     assert body["text"] == "agents: catching up: 250 of 1,000"
+
+
+async def test_the_reading_process_failing_is_an_error_not_a_hang():
+    from mistersmith.jetstream.range_reader import RangeReadError, read_range_in_child
+
+    chunks = read_range_in_child(["nats://127.0.0.1:1"], "AGENT_EVENTS", 1, 10, chunk_messages=10, chunk_bytes=1024)
+    with pytest.raises(RangeReadError, match="nats|connect|refused|servers"):
+        async for _ in chunks:
+            pass
