@@ -85,7 +85,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "axes.middleware.AxesMiddleware",  # turns a locked-out login into the lockout answer
-    "django_prometheus.middleware.PrometheusAfterMiddleware",
+    # django-prometheus' After middleware with the method label bounded (unknown methods: "other").
+    "mistersmith.operations.metrics_middleware.BoundedPrometheusAfterMiddleware",
 ]
 
 ROOT_URLCONF = "mistersmith.urls"
