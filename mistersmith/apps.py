@@ -4,3 +4,6 @@ from django.apps import AppConfig
 class MisterSmithConfig(AppConfig):
     name = "mistersmith"
     verbose_name = "MisterSmith console"
+
+    def ready(self) -> None:
+        from mistersmith import host_checks  # noqa: F401  (registers the deploy checks)

@@ -7,23 +7,33 @@ name and never joined. Anonymous and non-staff users are refused at the handshak
 The discoveries topic takes the runtime's subscription filter too:
 ``{"subscribe": ["discoveries"], "filters": {"discoveries": {"types": "Pattern", "min_confidence": "0.5"}}}``
 (the same fields as the ``/discoveries`` query string); only matching discoveries are sent.
+
+Bounds, so that one user cannot grow a process without limit: a socket joins at most
+``LIVE_TOPICS_PER_SOCKET`` distinct topics over its whole life (counted over every subscribe message,
+refused names included), and a user holds at most ``settings.LIVE_SOCKETS_PER_USER`` sockets in one
+server process; the next is accepted only to be told why and closed with ``TOO_MANY`` (4429).
 """
 
 from __future__ import annotations
 
 import re
 import uuid
+from collections import Counter
 from typing import Any
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.conf import settings
 
 from agents.discoveries import DiscoveryFilter
 from mistersmith.frames import STATUS_GROUP, group_name
 from mistersmith.operations.metrics import LIVE_SOCKETS
 
 REFUSED = 4403  # WebSocket close code: authenticated but not allowed (like HTTP 403)
-AGENT_TOPIC = re.compile(r"^agent\.([0-9a-f-]{36})$")
+TOO_MANY = 4429  # WebSocket close code: this user holds too many sockets already (like HTTP 429)
+LIVE_TOPICS_PER_SOCKET = 50
+AGENT_TOPIC = re.compile(r"agent\.([0-9a-f-]{36})")  # used with fullmatch: "$" would pass a trailing newline
+OPEN_SOCKETS: Counter[int] = Counter()  # user id -> open live sockets in this process
 TOPIC_PERMISSIONS = {
     "agents": "agents.view_agent",
     "supervision": "supervision.view_supervisionnode",
@@ -37,7 +47,7 @@ def topic_permission(topic: str) -> str | None:
     """The permission a topic needs, or None for a topic that does not exist."""
     if topic in TOPIC_PERMISSIONS:
         return TOPIC_PERMISSIONS[topic]
-    match = AGENT_TOPIC.match(topic)
+    match = AGENT_TOPIC.fullmatch(topic)
     if match:
         try:
             uuid.UUID(match.group(1))
@@ -54,7 +64,16 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
             await self.close(code=REFUSED)
             return
         self.topics: set[str] = set()
+        self.requested: set[str] = set()  # every topic name asked for, joined or refused
         self.discovery_filter: DiscoveryFilter | None = None
+        if OPEN_SOCKETS[user.pk] >= settings.LIVE_SOCKETS_PER_USER:
+            await self.accept()  # accepted only so that the page can read why it is closed
+            message = f"At most {settings.LIVE_SOCKETS_PER_USER} live sockets per user; close another page first."
+            await self.send_json({"error": message})
+            await self.close(code=TOO_MANY, reason=message)
+            return
+        OPEN_SOCKETS[user.pk] += 1
+        self.user_slot = user.pk
         await self.channel_layer.group_add(STATUS_GROUP, self.channel_name)
         await self.accept()
         LIVE_SOCKETS.inc()
@@ -62,8 +81,13 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
         wanted = content.get("subscribe") if isinstance(content, dict) else None
-        if not isinstance(wanted, list) or not all(isinstance(t, str) for t in wanted) or len(wanted) > 50:
-            await self.send_json({"error": 'Send {"subscribe": ["topic", ...]} (at most 50 topics).'})
+        if not isinstance(wanted, list) or not all(isinstance(t, str) for t in wanted):
+            await self.send_json({"error": 'Send {"subscribe": ["topic", ...]}.'})
+            return
+        if len(self.requested | set(wanted)) > LIVE_TOPICS_PER_SOCKET:
+            await self.send_json(
+                {"error": f"At most {LIVE_TOPICS_PER_SOCKET} topics per socket in all; open a new page for others."}
+            )
             return
         filters = content.get("filters") or {}
         try:
@@ -76,6 +100,7 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         except ValueError as error:
             await self.send_json({"error": str(error)})
             return
+        self.requested.update(wanted)
         allowed, refused = [], []
         for topic in wanted:
             permission = topic_permission(topic)
@@ -97,6 +122,11 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         if getattr(self, "counted", False):
             LIVE_SOCKETS.dec()
             self.counted = False
+        if (user_id := getattr(self, "user_slot", None)) is not None:
+            self.user_slot = None
+            OPEN_SOCKETS[user_id] -= 1
+            if OPEN_SOCKETS[user_id] <= 0:
+                del OPEN_SOCKETS[user_id]
         await self.channel_layer.group_discard(STATUS_GROUP, self.channel_name)
         for topic in getattr(self, "topics", ()):
             await self.channel_layer.group_discard(group_name(topic), self.channel_name)

@@ -287,6 +287,8 @@ ADMIN_EXACT_COUNT_LIMIT = int(os.environ.get("ADMIN_EXACT_COUNT_LIMIT", 10_000))
 # token; the window of the *_recent metrics; the scrape's budget for NATS and for a DB connection.
 METRICS_ALLOWED_NETWORKS = env_list("METRICS_ALLOWED_NETWORKS", "127.0.0.0/8,::1/128")
 METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
+# Live sockets one user may hold open in one server process (mistersmith.consumers closes the next with 4429).
+LIVE_SOCKETS_PER_USER = int(os.environ.get("LIVE_SOCKETS_PER_USER", 20))
 METRICS_WINDOW_SECONDS = int(os.environ.get("METRICS_WINDOW_SECONDS", 300))
 METRICS_NATS_TIMEOUT = float(os.environ.get("METRICS_NATS_TIMEOUT", 1.0))
 METRICS_DATABASE_TIMEOUT = float(os.environ.get("METRICS_DATABASE_TIMEOUT", 2.0))
