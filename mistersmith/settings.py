@@ -16,6 +16,7 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
 from mistersmith import embedded
+from mistersmith.private_files import read_or_create_private
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("MISTERSMITH_VAR_DIR", BASE_DIR / "var")).resolve()
@@ -42,11 +43,7 @@ def _secret_key() -> str:
         return key
     if PRODUCTION:
         raise ImproperlyConfigured("SECRET_KEY must be set when MISTERSMITH_ENV=production.")
-    key_file = VAR_DIR / "secret_key"
-    if not key_file.exists():
-        key_file.write_text(secrets.token_urlsafe(50))
-        key_file.chmod(0o600)
-    return key_file.read_text().strip()
+    return read_or_create_private(VAR_DIR / "secret_key", secrets.token_urlsafe(50))  # mode 0600 from creation
 
 
 SECRET_KEY = _secret_key()

@@ -23,6 +23,7 @@ from django.db import DatabaseError, connection
 
 from mistersmith import demo
 from mistersmith.nats import nats_url
+from mistersmith.private_files import replace_private_file, tighten
 from mistersmith.simulator import SimulatorOptions, SimulatorThread
 from supervision.models import SupervisionNode
 
@@ -30,18 +31,28 @@ ADMIN_USERNAME = os.environ.get("DJANGO_SUPERUSER_USERNAME", "admin")
 
 
 def ensure_admin_user() -> str:
-    """Create the admin user once; return how to log in (the password is kept in var/)."""
+    """Create the admin user once; return how to log in (the password is kept in var/, mode 0600).
+
+    In production (MISTERSMITH_ENV=production) the password is never part of the answer, which
+    `run` prints and a log collector would keep: only where to find it.
+    """
     password_file = settings.VAR_DIR / "admin_password"
     user_model = get_user_model()
     if user_model.objects.filter(username=ADMIN_USERNAME).exists():
         if password_file.exists():
+            tighten(password_file)
+            if settings.PRODUCTION:
+                return f"{ADMIN_USERNAME} (password in {password_file})"
             return f"{ADMIN_USERNAME} / {password_file.read_text().strip()}"
         return f"{ADMIN_USERNAME} (existing user; password unchanged)"
-    password = os.environ.get("DJANGO_SUPERUSER_PASSWORD") or secrets.token_urlsafe(12)
+    given = os.environ.get("DJANGO_SUPERUSER_PASSWORD")
+    password = given or secrets.token_urlsafe(12)
+    if not given:  # a file left by an earlier database is replaced, never written through
+        replace_private_file(password_file, password + "\n")
     user_model.objects.create_superuser(ADMIN_USERNAME, "", password)
-    if not os.environ.get("DJANGO_SUPERUSER_PASSWORD"):
-        password_file.write_text(password + "\n")
-        password_file.chmod(0o600)
+    if settings.PRODUCTION:
+        where = "DJANGO_SUPERUSER_PASSWORD" if given else str(password_file)
+        return f"{ADMIN_USERNAME} (password in {where})"
     return f"{ADMIN_USERNAME} / {password}"
 
 
