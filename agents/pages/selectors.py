@@ -89,11 +89,16 @@ def encode_cursor(name: str, pk: Any) -> str:
 
 
 def decode_cursor(cursor: str) -> tuple[str, str]:
+    """The (name, id) an encoded cursor holds; ValueError for anything else, crafted shapes such as
+    ``["a", 123]`` or ``{"a": 1}`` included (they reach here from the address bar)."""
     try:
-        name, pk = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        if "\x00" in str(name):  # PostgreSQL cannot compare text holding NUL
+        position = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        if not isinstance(position, list) or len(position) != 2 or not all(isinstance(v, str) for v in position):
+            raise ValueError("The cursor is not [name, id].")
+        name, pk = position
+        if "\x00" in name:  # PostgreSQL cannot compare text holding NUL
             raise ValueError("NUL in the cursor")
-        return str(name), str(uuid.UUID(pk))
+        return name, str(uuid.UUID(pk))
     except (ValueError, TypeError, RecursionError, binascii.Error) as error:
         raise ValueError("The page cursor is not valid; start again from the first page.") from error
 

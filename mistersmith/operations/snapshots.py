@@ -90,7 +90,7 @@ def list_snapshots(directory: Path | None = None) -> list[SnapshotFile]:
         return []
     found = []
     for path in directory.iterdir():
-        if not path.is_file() or not NAME_PATTERN.match(path.name):
+        if not path.is_file() or not NAME_PATTERN.fullmatch(path.name):
             continue
         stat = path.stat()
         manifest, error = None, ""
@@ -108,7 +108,7 @@ def resolve(name: str, directory: Path | None = None) -> Path:
     """The path of the snapshot called ``name`` in the directory; SnapshotError for a name that is
     not a plain snapshot file name or not there (no path tricks reach outside the directory)."""
     directory = (directory or snapshot_dir()).resolve()
-    if not NAME_PATTERN.match(name):
+    if not NAME_PATTERN.fullmatch(name):
         raise SnapshotError(f"{name!r} is not a snapshot file name.")
     path = (directory / name).resolve()
     if path.parent != directory or not path.is_file():
