@@ -8,6 +8,7 @@ DATABASE_URL and NATS_URL mandatory and turns on https: redirect, HSTS, secure c
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 from pathlib import Path
@@ -268,13 +269,28 @@ AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_CALLABLE = "mistersmith.security.lockout_response"
 
+
+def _forbidden_in_one_line(record: logging.LogRecord) -> bool:
+    """A refused request is routine: Django logs a PermissionDenied 403 with its whole traceback,
+    which buried the log under one traceback per forbidden click. Keep the "Forbidden (...): /path"
+    line only; 500s keep their tracebacks."""
+    if getattr(record, "status_code", None) == 403:
+        record.exc_info = record.exc_text = None
+    return True
+
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "filters": {"forbidden_in_one_line": {"()": lambda: _forbidden_in_one_line}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
-    "loggers": {"pgserver": {"level": "WARNING"}, "axes.apps": {"level": "WARNING"}},
+    "loggers": {
+        "pgserver": {"level": "WARNING"},
+        "axes.apps": {"level": "WARNING"},
+        "django.request": {"filters": ["forbidden_in_one_line"]},
+    },
 }
 
 # --- The console's own settings ----------------------------------------------------------------

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 from django.contrib import admin
 from django.http import HttpRequest, HttpResponse
 from django.urls import include, path
@@ -13,8 +15,19 @@ def healthz(request: HttpRequest) -> HttpResponse:
     return HttpResponse("ok", content_type="text/plain")
 
 
+FAVICON = Path(__file__).resolve().parent / "static" / "mistersmith" / "favicon.ico"
+
+
+def favicon(request: HttpRequest) -> HttpResponse:
+    """The icon browsers ask for on every page (/favicon.ico): public, cached for a day, never a 404."""
+    response = HttpResponse(FAVICON.read_bytes(), content_type="image/x-icon")
+    response["Cache-Control"] = "public, max-age=86400"
+    return response
+
+
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="admin:index", permanent=False)),
+    path("favicon.ico", favicon, name="favicon"),
     path("healthz", healthz, name="healthz"),
     path("readyz", readyz, name="readyz"),  # unauthenticated: component names and ok/failed only
     path("metrics", metrics_view, name="metrics"),  # network- or token-restricted (docs/metrics.md)
