@@ -147,7 +147,6 @@ def run(
     if database_up and found["jetstream"][0].status != FAILED:  # NATS away says it all for the runtime
         hint = "The runtime's answers are kept in mistersmith_runtimeprobe: run manage.py migrate."
         found["jetstream"] += _guarded("jetstream", hint, verify_live.runtime_rows, database=True)
-    if database_up:
         prefix = consumer_prefix or bridge_consumer_prefix()
         hint = "The catch-up is kept in mistersmith_catchup: run manage.py migrate."
         found["jetstream"] += _guarded("jetstream", hint, lambda: verify_live.catch_up_rows(prefix), database=True)
