@@ -148,6 +148,7 @@ EXPECTED: dict[str, Callable[[dict[str, Any]], list[Case]]] = {
     "/": lambda o: [Case("/", everyone(("to", "/admin/")))],
     "healthz": lambda o: [Case("/healthz", everyone(200))],
     "readyz": lambda o: [Case("/readyz", everyone(200))],
+    "favicon": lambda o: [Case("/favicon.ico", everyone(200))],  # the icon browsers ask for on every page
     # The scraper's endpoint: by address or token, never by session. From an address outside
     # METRICS_ALLOWED_NETWORKS nobody gets it, superuser or not; from loopback (the default) all do.
     "metrics": lambda o: [
