@@ -22,7 +22,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from axes.helpers import get_cool_off
-from channels.security.websocket import WebsocketDenier
 from django.conf import settings
 from django.contrib import admin
 from django.http import HttpRequest, HttpResponse
@@ -117,12 +116,16 @@ def origin_allowed(scope: dict[str, Any]) -> bool:
 
 class SiteOriginValidator:
     """ASGI middleware before the socket's consumer: a handshake from another origin is denied (the
-    client sees the upgrade refused, HTTP 403) before the session is even read."""
+    client sees the upgrade refused, HTTP 403) before the session is even read. The denial is plain
+    ASGI on the event loop (a close before accept), not Channels' sync ``WebsocketDenier``, so a
+    refused handshake never waits for the one thread that database calls share."""
 
     def __init__(self, application: Any) -> None:
         self.application = application
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
         if scope["type"] == "websocket" and not origin_allowed(scope):
-            return await WebsocketDenier.as_asgi()(scope, receive, send)
+            await receive()  # websocket.connect
+            await send({"type": "websocket.close"})
+            return None
         return await self.application(scope, receive, send)

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import uuid
 
 import pytest
 from channels.testing import WebsocketCommunicator
+from django.contrib.auth.models import Permission
 
 from mistersmith.asgi import application
-from tests.mistersmith.test_live_socket import make_user
+from tests.mistersmith.test_live_socket import session_cookie
 from tests.mistersmith.test_security import ROOT, production_env
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -30,9 +32,10 @@ async def opens(cookie: bytes, *, origin: bytes | None, host: bytes, scheme: str
 
 
 @pytest.fixture
-async def cookie() -> bytes:
-    _, cookie = await make_user(perms=("view_agent",))
-    return cookie
+def cookie(django_user_model) -> bytes:
+    user = django_user_model.objects.create_user(f"o{uuid.uuid4().hex[:8]}", password="x-pass-123", is_staff=True)
+    user.user_permissions.add(Permission.objects.get(codename="view_agent"))
+    return session_cookie(user)
 
 
 async def test_the_sites_own_origin_opens_the_socket(cookie):
