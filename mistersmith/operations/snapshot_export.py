@@ -28,6 +28,7 @@ from mistersmith.operations.snapshot_format import (
     DEFAULT_CODEC,
     FORMAT,
     FORMAT_VERSION,
+    CountingWriter,
     HashingWriter,
     SnapshotError,
     compressed_writer,
@@ -100,7 +101,9 @@ class Spool:
         with path.open("wb") as raw:
             hashing = HashingWriter(raw)
             with compressed_writer(hashing, self.codec) as writer:
-                yield writer, member
+                counting = CountingWriter(writer)
+                yield counting, member  # type: ignore[misc]
+        member["raw_size"] = counting.size  # the restore decompresses it to exactly this, never more
         member["size"] = hashing.size
         member["sha256"] = hashing.sha256.hexdigest()
         self.files[member_path] = path

@@ -15,7 +15,12 @@ Why this shape:
   on a small machine. gzip (standard library, readable anywhere) and none are there too.
 
 Checksums guard against corruption and edited members. They are not a signature: anyone who
-can edit the file can edit the manifest; access to the snapshot directory is the boundary.
+can edit the file can edit the manifest; access to the snapshot directory is the boundary. So
+nothing in a snapshot is trusted for resources either: the manifest's shape is checked before
+any of it is used, every member is decompressed through ``BoundedReader`` (at most the size the
+manifest declares, ``raw_size``, and never more than ``SNAPSHOT_MEMBER_MAX_BYTES``), and every
+way a file can be malformed (a broken tar, deep JSON, a bad compressed stream) is a
+SnapshotError that says so, never a traceback.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import io
 import json
 import re
 import tarfile
+import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import cache
@@ -46,6 +52,17 @@ CODECS = {"zstd": ".zst", "gzip": ".gz", "none": ""}
 DEFAULT_CODEC = "zstd"
 ZSTD_LEVEL = 3
 GZIP_LEVEL = 6
+# The most any one member may decompress to, whatever its manifest says (setting
+# SNAPSHOT_MEMBER_MAX_BYTES overrides it); a member also never exceeds its declared raw_size.
+MEMBER_MAX_BYTES = 8 * 1024**3
+KINDS = {"table", "stream", "hive"}
+# Keys each member kind must have, and their types (what the restore reads from the manifest).
+MEMBER_KEYS: dict[str, dict[str, type | tuple[type, ...]]] = {
+    "": {"name": str, "kind": str, "size": int, "sha256": str},
+    "table": {"table": str, "columns": list, "rows": int},
+    "stream": {"stream": str, "messages": int},
+    "hive": {"file": str, "rows": int, "file_size": int},
+}
 
 
 class SnapshotError(Exception):
@@ -58,6 +75,67 @@ class UnsupportedSnapshot(SnapshotError):
 
 class ChecksumMismatch(SnapshotError):
     """A member's bytes differ from what the manifest says: the file is damaged or was edited."""
+
+
+class MemberTooLarge(SnapshotError):
+    """A member decompresses to more than its manifest declares or the global cap allows."""
+
+
+def member_max_bytes() -> int:
+    from django.conf import settings
+
+    return int(getattr(settings, "SNAPSHOT_MEMBER_MAX_BYTES", MEMBER_MAX_BYTES))
+
+
+def declared_size(member: dict[str, Any]) -> int | None:
+    """The decompressed size the manifest declares (a Hive Mind file's size for older snapshots)."""
+    declared = member.get("raw_size", member.get("file_size") if member.get("kind") == "hive" else None)
+    return declared if isinstance(declared, int) and not isinstance(declared, bool) else None
+
+
+# What a decompressor or a truncated tar raises on bytes that are not what they claim to be.
+DECODE_ERRORS = (zstandard.ZstdError, zlib.error, EOFError, OSError, tarfile.TarError)
+
+
+class BoundedReader(io.RawIOBase):
+    """A member's decompressed content, read at most up to ``limit`` bytes (MemberTooLarge past
+    it), and exactly ``declared`` bytes when the manifest declares a size; a decompression error
+    is an UnsupportedSnapshot naming the member."""
+
+    def __init__(self, source: IO[bytes], name: str, limit: int, declared: int | None) -> None:
+        self.source, self.name, self.limit, self.declared = source, name, limit, declared
+        self.count = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int | None = -1) -> bytes:
+        room = self.limit - self.count + 1  # one byte more than allowed tells "too large" from "exactly"
+        size = room if size is None or size < 0 else min(size, room)
+        try:
+            data = self.source.read(size) if size else b""
+        except DECODE_ERRORS as error:
+            raise UnsupportedSnapshot(
+                f"{self.name} cannot be decompressed ({error}); the snapshot is damaged."
+            ) from error
+        self.count += len(data)
+        if self.count > self.limit:
+            declared = f"the {self.declared:,} bytes its manifest declares" if self.declared is not None else ""
+            raise MemberTooLarge(
+                f"{self.name} decompresses to more than "
+                + (declared or f"the {self.limit:,}-byte cap (SNAPSHOT_MEMBER_MAX_BYTES)")
+                + "; it was refused."
+            )
+        if not data and size and self.declared is not None and self.count != self.declared:
+            raise UnsupportedSnapshot(
+                f"{self.name} decompresses to {self.count:,} bytes, not the {self.declared:,} its manifest declares."
+            )
+        return data
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
 
 
 @cache
@@ -84,6 +162,22 @@ class HashingWriter(io.RawIOBase):
 
     def write(self, data: Any) -> int:
         self.sha256.update(data)
+        self.size += len(data)
+        self.target.write(data)
+        return len(data)
+
+
+class CountingWriter(io.RawIOBase):
+    """A write-only file that counts what passes through to ``target`` (a member's raw_size)."""
+
+    def __init__(self, target: IO[bytes]) -> None:
+        self.target = target
+        self.size = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
         self.size += len(data)
         self.target.write(data)
         return len(data)
@@ -160,14 +254,18 @@ def read_manifest(tar: tarfile.TarFile, name: str = "") -> dict[str, Any]:
         info = tar.getmember(MANIFEST)
     except KeyError:
         raise UnsupportedSnapshot(f"{label} has no {MANIFEST}: it is not a MisterSmith snapshot.") from None
+    except (tarfile.TarError, EOFError, OSError) as error:
+        raise UnsupportedSnapshot(f"{label} is a damaged tar ({error}).") from error
     if not info.isfile() or info.size > MANIFEST_MAX_BYTES:
         raise UnsupportedSnapshot(f"{label}: {MANIFEST} is not a regular file of a sensible size.")
     file = tar.extractfile(info)
     assert file is not None
     try:
         manifest = json.loads(file.read())
-    except ValueError as error:
+    except (ValueError, RecursionError) as error:
         raise UnsupportedSnapshot(f"{label}: {MANIFEST} is not valid JSON ({error}).") from error
+    except tarfile.TarError as error:
+        raise UnsupportedSnapshot(f"{label}: {MANIFEST} cannot be read ({error}).") from error
     check_format(manifest, label)
     return manifest
 
@@ -186,6 +284,56 @@ def check_format(manifest: Any, label: str = "The snapshot") -> None:
         )
     if not isinstance(manifest.get("members"), list):
         raise UnsupportedSnapshot(f"{label}: the manifest lists no members.")
+    problems = _manifest_problems(manifest)
+    if problems:
+        raise UnsupportedSnapshot(f"{label} has a malformed manifest: " + "; ".join(problems[:10]) + ".")
+
+
+def _is(value: Any, kind: type | tuple[type, ...]) -> bool:
+    return isinstance(value, kind) and not (isinstance(value, bool) and kind is int)
+
+
+def _manifest_problems(manifest: dict[str, Any]) -> list[str]:
+    """Every key the restore reads, present and of the right type (a crafted manifest is refused
+    here rather than failing half-way with a KeyError or a TypeError)."""
+    problems = []
+    if manifest.get("compression") not in CODECS:
+        problems.append(f"compression {manifest.get('compression')!r} is not one of {', '.join(CODECS)}")
+    for key in ("database", "streams", "components"):
+        if manifest.get(key) is not None and not isinstance(manifest[key], dict):
+            problems.append(f"{key} is not an object")
+    migrations = (manifest.get("database") or {}).get("migrations", {}) if _is(manifest.get("database"), dict) else {}
+    if not _is(migrations, dict) or not all(
+        _is(names, list) and all(_is(n, str) for n in names) for names in migrations.values()
+    ):
+        problems.append("database.migrations is not an object of lists of names")
+    streams = manifest.get("streams") if _is(manifest.get("streams"), dict) else {}
+    for stream, identity in streams.items():
+        if identity is not None and not (_is(identity, dict) and _is(identity.get("created"), (str, type(None)))):
+            problems.append(f"streams.{stream} is not a stream identity")
+    names = set()
+    for index, member in enumerate(manifest["members"]):
+        if not _is(member, dict):
+            problems.append(f"member {index} is not an object")
+            continue
+        kind = member.get("kind")
+        if kind not in KINDS:
+            problems.append(f"member {index} has an unknown kind {kind!r}")
+            continue
+        for key, wanted in {**MEMBER_KEYS[""], **MEMBER_KEYS[kind]}.items():
+            if not _is(member.get(key), wanted):
+                problems.append(f"member {index} ({kind}) has no valid {key!r}")
+        if _is(member.get("columns"), list) and not (member["columns"] and all(_is(c, str) for c in member["columns"])):
+            problems.append(f"member {index} has invalid columns")
+        raw_size = member.get("raw_size")
+        if raw_size is not None and not (_is(raw_size, int) and raw_size >= 0):
+            problems.append(f"member {index} has an invalid raw_size")
+        if _is(member.get("size"), int) and member["size"] < 0:
+            problems.append(f"member {index} has a negative size")
+        if member.get("name") in names:
+            problems.append(f"member {member.get('name')!r} is listed twice")
+        names.add(member.get("name"))
+    return problems
 
 
 def verify_members(
@@ -194,7 +342,10 @@ def verify_members(
     """Check every member against its manifest size and sha256, and that nothing is missing or
     extra. Reads only; raises ChecksumMismatch naming every bad member. Returns the member count."""
     listed = {member["name"]: member for member in manifest["members"]}
-    present = {info.name: info for info in tar.getmembers() if info.name != MANIFEST}
+    try:
+        present = {info.name: info for info in tar.getmembers() if info.name != MANIFEST}
+    except (tarfile.TarError, EOFError, OSError) as error:
+        raise UnsupportedSnapshot(f"The snapshot is a damaged tar ({error}); nothing was changed.") from error
     problems = [f"{name}: missing from the archive" for name in listed if name not in present]
     problems += [f"{name}: in the archive but not in the manifest" for name in present if name not in listed]
     for name, member in listed.items():
@@ -207,10 +358,14 @@ def verify_members(
         digest = hashlib.sha256()
         file = tar.extractfile(info)
         assert file is not None
-        for data in chunks(file):
-            digest.update(data)
-            if on_bytes is not None:
-                on_bytes(len(data))
+        try:
+            for data in chunks(file):
+                digest.update(data)
+                if on_bytes is not None:
+                    on_bytes(len(data))
+        except (tarfile.TarError, EOFError, OSError) as error:
+            problems.append(f"{name}: cannot be read ({error})")
+            continue
         if info.size != member.get("size") or digest.hexdigest() != member.get("sha256"):
             problems.append(f"{name}: checksum mismatch")
     if problems:
@@ -219,13 +374,27 @@ def verify_members(
 
 
 @contextmanager
-def member_reader(tar: tarfile.TarFile, member: dict[str, Any], codec: str) -> Iterator[IO[bytes]]:
-    """One member's content, decompressed."""
-    file = tar.extractfile(member["name"])
+def member_reader(
+    tar: tarfile.TarFile, member: dict[str, Any], codec: str, wrap: Callable[[IO[bytes]], Any] | None = None
+) -> Iterator[IO[bytes]]:
+    """One member's content, decompressed, bounded (BoundedReader). ``wrap`` sees the stored
+    (compressed) bytes, e.g. for a progress bar."""
+    try:
+        file = tar.extractfile(member["name"])
+    except (KeyError, tarfile.TarError) as error:
+        raise UnsupportedSnapshot(f"{member['name']} cannot be read from the archive ({error}).") from error
     if file is None:
         raise UnsupportedSnapshot(f"{member['name']} is not a regular file.")
-    with file, decompressed_reader(file, codec) as reader:
-        yield reader
+    declared = declared_size(member)
+    cap = member_max_bytes()
+    limit = min(declared, cap) if declared is not None else cap
+    try:
+        with file, decompressed_reader(wrap(file) if wrap else file, codec) as reader:
+            yield BoundedReader(reader, member["name"], limit, declared)  # type: ignore[misc]
+    except (zstandard.ZstdError, zlib.error, EOFError, tarfile.TarError) as error:
+        raise UnsupportedSnapshot(
+            f"{member['name']} cannot be decompressed ({error}); the snapshot is damaged."
+        ) from error
 
 
 def member_name(kind: str, name: str, codec: str) -> str:

@@ -19,7 +19,7 @@ from typing import IO, Any
 
 from django.conf import settings
 
-from mistersmith.operations.snapshot_format import CHUNK, chunks
+from mistersmith.operations.snapshot_format import CHUNK, SnapshotError, UnsupportedSnapshot, chunks
 
 HIVE_FILES = {"hive.db": "HIVE_DB_PATH", "memory.db": "HIVE_MEMORY_DB_PATH"}
 
@@ -78,15 +78,24 @@ def export_file(source: Path, scratch: Path, target: IO[bytes], on_bytes: Callab
 
 
 def unpack(source: IO[bytes], scratch: Path) -> None:
-    """The snapshot's copy of a file, written out and checked before anything is replaced."""
+    """The snapshot's copy of a file, written out (as many bytes as the bounded ``source`` gives)
+    and checked before anything is replaced; a file SQLite cannot read is an UnsupportedSnapshot."""
     with scratch.open("wb") as file:
         shutil.copyfileobj(source, file, CHUNK)
-    with contextlib.closing(_connect(scratch, readonly=True)) as db:
-        result = db.execute("PRAGMA quick_check").fetchone()[0]
+    try:
+        with contextlib.closing(_connect(scratch, readonly=True)) as db:
+            result = db.execute("PRAGMA quick_check").fetchone()[0]
+    except sqlite3.Error as error:
+        raise UnsupportedSnapshot(
+            f"The Hive Mind file {scratch.name} is not a readable SQLite database ({error})."
+        ) from error
     if result != "ok":
-        raise sqlite3.DatabaseError(f"{scratch.name}: {result}")
+        raise UnsupportedSnapshot(f"The Hive Mind file {scratch.name} is damaged: {result}")
 
 
 def restore_file(scratch: Path, target: Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
-    backup(scratch, target)
+    try:
+        backup(scratch, target)
+    except sqlite3.Error as error:
+        raise SnapshotError(f"The Hive Mind file {target} could not be written ({error}).") from error

@@ -11,7 +11,12 @@ Order of a restore, and why:
 3. The Hive Mind files are written into place with the backup API.
 4. Only with ``streams``: each stream is emptied (with ``replace``; else it must be empty) and
    the snapshot's messages published again, then positions and the discovery store's stream
-   sequences are translated to the new numbering, in a second short transaction.
+   sequences are translated to the new numbering, in a second short transaction. Every stream
+   member was read and checked in the plan (step 0): a record that is malformed or on a subject
+   outside its stream's configuration refuses the whole snapshot before anything (any table,
+   any stream) is touched, and the emptiness of every stream is checked before the first purge.
+   Messages on system.control and agent.command are never republished (a restore must not send
+   the runtime a command): they are left out and counted in the plan and the result.
 
 Bridge positions without ``streams``: if a target stream is the one the snapshot was taken
 from (same creation time), positions are kept and the bridge, once restarted, applies the
@@ -29,12 +34,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from django.db import transaction
+import psycopg
+from django.db import DatabaseError, transaction
 
 from mistersmith.operations import snapshot_hive, snapshot_streams, snapshot_tables
 from mistersmith.operations.snapshot_format import (
     SnapshotError,
-    decompressed_reader,
     member_reader,
     open_archive,
     read_manifest,
@@ -97,6 +102,7 @@ class Plan:
     positions: dict[str, str]  # stream -> keep | rebase | renumber
     target_streams: dict[str, Any] | None
     notes: list[str] = field(default_factory=list)
+    stream_checks: dict[str, snapshot_streams.MemberCheck] = field(default_factory=dict)
 
     def members(self, kind: str) -> list[dict[str, Any]]:
         return [member for member in self.manifest["members"] if member["kind"] == kind]
@@ -145,7 +151,11 @@ class Plan:
         for member in self.members("stream"):
             if self.options.streams:
                 purge = " (the stream is emptied first)" if self.options.replace else ""
-                lines.append(f"  streams: {member['stream']} {member['messages']:,} messages republished{purge}")
+                check = self.stream_checks.get(member["stream"])
+                count = check.messages if check else member["messages"]
+                lines.append(f"  streams: {member['stream']} {count:,} messages republished{purge}")
+                if check and check.skipped:
+                    lines.append(f"  streams: {member['stream']}: {_skipped_text(check.skipped_subjects)}")
             else:
                 lines.append(f"  streams: {member['stream']} {member['messages']:,} messages not restored (--streams)")
         by_decision: dict[str, list[str]] = {}
@@ -154,6 +164,11 @@ class Plan:
         for decision, streams in by_decision.items():
             lines.append(f"  bridge positions on {', '.join(streams)}: {POSITION_TEXT[decision]}")
         return lines
+
+
+def _skipped_text(by_subject: dict[str, int]) -> str:
+    counts = ", ".join(f"{count:,} on {subject}" for subject, count in sorted(by_subject.items()))
+    return f"control and command messages left out ({counts}): a restore never re-sends them to the runtime"
 
 
 POSITION_TEXT = {
@@ -171,6 +186,7 @@ class ImportResult:
     cleared_references: dict[str, int] = field(default_factory=dict)
     republished: dict[str, int] = field(default_factory=dict)
     duplicates: dict[str, int] = field(default_factory=dict)
+    skipped: dict[str, int] = field(default_factory=dict)
     hive_files: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
@@ -181,6 +197,11 @@ class ImportResult:
         lines += [
             f"  streams: {name}: {count:,} messages refused by the server as duplicates"
             for name, count in self.duplicates.items()
+            if count
+        ]
+        lines += [
+            f"  streams: {name}: {count:,} control and command messages left out (never re-sent to the runtime)"
+            for name, count in self.skipped.items()
             if count
         ]
         lines += [
@@ -230,9 +251,27 @@ def plan_import(path: Path, options: ImportOptions | None = None, *, verify: boo
     positions = _position_decisions(manifest, target_streams, options, {m["stream"] for m in stream_members})
     if target_streams is None:
         notes.append("NATS cannot be reached: bridge positions are restored as they are.")
-    return Plan(
+    plan = Plan(
         path, manifest, options, verify, target_tables, existing_rows, not_empty, positions, target_streams, notes
     )
+    if options.streams and stream_members:
+        with open_archive(path) as tar:
+            plan.stream_checks = _check_streams(tar, plan)
+    return plan
+
+
+def _check_streams(tar: Any, plan: Plan) -> dict[str, snapshot_streams.MemberCheck]:
+    """Every stream member read through and checked against its stream's configured subjects
+    (SnapshotError otherwise); publishes nothing, purges nothing."""
+    members = plan.members("stream")
+    subjects = snapshot_streams.with_jetstream(
+        lambda js: snapshot_streams.configured_subjects(js, [m["stream"] for m in members]), timeout=30
+    )
+    checks = {}
+    for member in members:
+        with member_reader(tar, member, plan.manifest["compression"]) as reader:
+            checks[member["stream"]] = snapshot_streams.check_member(member["name"], reader, subjects[member["stream"]])
+    return checks
 
 
 def _check_schema(manifest: dict[str, Any]) -> list[str]:
@@ -329,6 +368,8 @@ def execute(plan: Plan) -> ImportResult:
         manifest = read_manifest(tar, plan.path.name)
         if not plan.verified or manifest != plan.manifest:
             verify_members(tar, manifest)
+            if options.streams and plan.members("stream"):
+                plan.stream_checks = _check_streams(tar, plan)
         codec = manifest["compression"]
         with tempfile.TemporaryDirectory(prefix="mistersmith-restore-") as scratch_dir:
             scratch = {}
@@ -363,6 +404,16 @@ def execute(plan: Plan) -> ImportResult:
 def _restore_tables(tar: Any, plan: Plan, codec: str, result: ImportResult) -> None:
     tables = plan.target_tables
     specs = {spec.table: spec for spec in snapshot_tables.state_tables()}
+    try:
+        _load_tables(tar, plan, codec, result, tables, specs)
+    except (DatabaseError, psycopg.Error) as error:
+        raise SnapshotError(
+            f"The tables could not be restored ({str(error).strip().splitlines()[0][:300]}); "
+            "the transaction was rolled back and nothing was changed."
+        ) from error
+
+
+def _load_tables(tar: Any, plan: Plan, codec: str, result: ImportResult, tables: list[str], specs: dict) -> None:
     progress = plan.options.progress
     with transaction.atomic():
         blocked = snapshot_tables.lock_and_empty(tables, replace=plan.options.replace)
@@ -377,8 +428,7 @@ def _restore_tables(tar: Any, plan: Plan, codec: str, result: ImportResult) -> N
         for member in plan.members("table"):
             with (
                 progress.bar(member["table"], total=member["size"], unit="B") as bar,
-                tar.extractfile(member["name"]) as raw,
-                decompressed_reader(_Counting(raw, bar), codec) as reader,  # type: ignore[arg-type]
+                member_reader(tar, member, codec, wrap=lambda raw, bar=bar: _Counting(raw, bar)) as reader,
             ):
                 snapshot_tables.copy_in(member["table"], member["columns"], reader)
             result.rows[member["table"]] = member["rows"]
@@ -406,10 +456,13 @@ def _restore_streams(tar: Any, plan: Plan, codec: str, result: ImportResult) -> 
     renumberings: dict[str, snapshot_streams.Renumbering] = {}
 
     async def work(js: Any) -> None:
+        # Every refusal before the first purge: a refused restore leaves every stream as it was.
         for member in plan.members("stream"):
             name = member["stream"]
             if not plan.options.replace and not await snapshot_streams.stream_is_empty(js, name):
                 raise TargetNotEmpty(f"Stream {name} is not empty; pass --replace to empty it first.")
+        for member in plan.members("stream"):
+            name = member["stream"]
             with (
                 plan.options.progress.bar(name, total=member["messages"] or None, unit="msgs") as bar,
                 member_reader(tar, member, codec) as reader,
@@ -419,6 +472,7 @@ def _restore_streams(tar: Any, plan: Plan, codec: str, result: ImportResult) -> 
                 )
             result.republished[name] = len(renumberings[name].new)
             result.duplicates[name] = renumberings[name].duplicates
+            result.skipped[name] = renumberings[name].skipped
 
     snapshot_streams.with_jetstream(work)
     _renumber(renumberings)

@@ -12,6 +12,13 @@ the discovery store's stream sequences) can be translated to the new numbering. 
 ``Nats-Msg-Id`` the server may still remember (stored less than the stream's duplicate window
 ago) is published with that header renamed ``Mistersmith-Restored-Msg-Id``, since the server
 would otherwise drop it as a duplicate of the very message the restore purged.
+
+A restore never sends the runtime a command. Publishing is a live act: every subscriber sees a
+republished message, and NATS has no way to store a message without delivering it. So messages
+on the control and command subjects (``system.control``: RestartNode, Shutdown, PoolStatus,
+SystemHealth...; ``agent.command``) are left out and counted, and every other subject must be
+covered by the stream's own configured subjects (``check_member`` refuses the whole snapshot
+otherwise, before any stream is purged): a crafted member cannot publish anywhere else.
 """
 
 from __future__ import annotations
@@ -33,7 +40,7 @@ from nats.errors import Error as NatsError
 from mistersmith.nats import nats_url
 from mistersmith.nats import servers as nats_servers
 from mistersmith.operations.history import retained_messages
-from mistersmith.operations.snapshot_format import SnapshotError
+from mistersmith.operations.snapshot_format import SnapshotError, UnsupportedSnapshot
 from mistersmith.streams import STREAMS, ensure_streams
 
 T = TypeVar("T")
@@ -43,6 +50,8 @@ FETCH_TIMEOUT = 2.0
 RESTORED_ID_HEADER = "Mistersmith-Restored-Msg-Id"
 # Headers that would make the server refuse or act on a republished message.
 DROPPED_HEADERS = ("Nats-Expected-", "Nats-Rollup")
+# Subjects whose messages the runtime (or the console's bridge) acts on: never republished.
+CONTROL_SUBJECTS = ("system.control", "agent.command")
 
 
 class StreamsUnavailable(SnapshotError):
@@ -148,9 +157,102 @@ async def export_stream(
 
 
 def records(source: IO[bytes]) -> Iterator[list[Any]]:
-    """The records of a stream member, one at a time."""
+    """The records of a stream member, one at a time (UnsupportedSnapshot for bytes that are not)."""
     unpacker = msgpack.Unpacker(source, raw=False, max_buffer_size=64 * 1024 * 1024)
-    yield from unpacker
+    try:
+        yield from unpacker
+    except (ValueError, msgpack.UnpackException, TypeError) as error:  # FormatError, StackError, ExtraData...
+        raise UnsupportedSnapshot(f"A stream member is not a sequence of msgpack records ({error}).") from error
+
+
+def subject_matches(subject: str, pattern: str) -> bool:
+    """NATS subject matching: ``*`` is one token, a final ``>`` one or more."""
+    tokens, wanted = subject.split("."), pattern.split(".")
+    for index, part in enumerate(wanted):
+        if part == ">":
+            return len(tokens) > index
+        if index >= len(tokens) or (part != "*" and part != tokens[index]):
+            return False
+    return len(tokens) == len(wanted)
+
+
+def is_control(subject: str) -> bool:
+    return any(subject == control or subject.startswith(control + ".") for control in CONTROL_SUBJECTS)
+
+
+def _valid_subject(subject: Any) -> bool:
+    if not isinstance(subject, str) or not subject or len(subject) > 1024:
+        return False
+    return all(
+        token and token not in ("*", ">") and not any(c.isspace() for c in token) for token in subject.split(".")
+    )
+
+
+def _valid_record(record: Any) -> bool:
+    if not isinstance(record, list) or len(record) != 5:
+        return False
+    sequence, subject, headers, data, stored_us = record
+    return (
+        isinstance(sequence, int)
+        and not isinstance(sequence, bool)
+        and _valid_subject(subject)
+        and (
+            headers is None
+            or (isinstance(headers, dict) and all(isinstance(x, str) for x in (*headers, *headers.values())))
+        )
+        and isinstance(data, bytes)
+        and (stored_us is None or (isinstance(stored_us, int) and not isinstance(stored_us, bool)))
+    )
+
+
+@dataclass
+class MemberCheck:
+    """What a stream member would publish: messages to republish, control ones left out."""
+
+    messages: int = 0
+    skipped: int = 0
+    skipped_subjects: dict[str, int] = field(default_factory=dict)
+
+
+def check_member(name: str, source: IO[bytes], subjects: list[str]) -> MemberCheck:
+    """Read a whole stream member and refuse it (SnapshotError) if any record is malformed or its
+    subject is not one of ``subjects`` (the stream's configuration); count the control messages a
+    restore leaves out. Publishes nothing."""
+    check = MemberCheck()
+    for index, record in enumerate(records(source)):
+        if not _valid_record(record):
+            raise UnsupportedSnapshot(
+                f"Stream member {name}: record {index} is not [sequence, subject, headers, data, time]."
+            )
+        subject = record[1]
+        if not any(subject_matches(subject, pattern) for pattern in subjects):
+            raise SnapshotError(
+                f"Stream member {name} holds a message on {subject[:200]!r}, which is not one of the stream's "
+                f"subjects ({', '.join(subjects)}); the snapshot was refused and nothing was changed."
+            )
+        if is_control(subject):
+            check.skipped += 1
+            check.skipped_subjects[subject] = check.skipped_subjects.get(subject, 0) + 1
+        else:
+            check.messages += 1
+    return check
+
+
+async def configured_subjects(js: Any, names: list[str]) -> dict[str, list[str]]:
+    """Each stream's own subjects: the live configuration, or the contract's for a contract stream
+    the restore would create; SnapshotError for a stream that is neither."""
+    found = {}
+    for name in names:
+        try:
+            found[name] = list((await js.stream_info(name)).config.subjects or [])
+        except nats.js.errors.NotFoundError:
+            if name not in STREAMS:
+                raise SnapshotError(
+                    f"Stream {name} does not exist here and is not one of the console's streams; "
+                    "create it first. Nothing was changed."
+                ) from None
+            found[name] = list(STREAMS[name].subjects or [])
+    return found
 
 
 @dataclass
@@ -161,6 +263,7 @@ class Renumbering:
     new: array = field(default_factory=lambda: array("q"))
     before_first: int = 0  # the stream's last sequence before the republish
     duplicates: int = 0
+    skipped: int = 0  # control and command messages left out (never re-sent live)
 
     def position(self, old_position: int) -> int:
         """The new position that covers exactly the messages at or below ``old_position``."""
@@ -192,8 +295,13 @@ async def stream_is_empty(js: Any, name: str) -> bool:
 async def republish(
     js: Any, name: str, source: IO[bytes], *, purge: bool, on_message: Callable[[int], object]
 ) -> Renumbering:
-    """Publish a stream member's messages again, in order, at most PUBLISH_WINDOW unacknowledged."""
+    """Publish a stream member's messages again, in order, at most PUBLISH_WINDOW unacknowledged.
+
+    The member was checked (check_member) before any stream was purged; control and command
+    messages are left out here, and a subject outside the stream's configuration (changed since
+    the check) stops the restore before that message is published."""
     await ensure_streams(js)
+    subjects = (await configured_subjects(js, [name]))[name]
     if purge:
         await js.purge_stream(name)
     info = await js.stream_info(name)
@@ -213,7 +321,15 @@ async def republish(
         renumbering.new.append(ack.seq)
         on_message(1)
 
-    for sequence, subject, headers, data, stored_us in records(source):
+    for record in records(source):
+        if not _valid_record(record):
+            raise UnsupportedSnapshot(f"Stream member {name} holds a malformed record.")
+        sequence, subject, headers, data, stored_us = record
+        if not any(subject_matches(subject, pattern) for pattern in subjects):
+            raise SnapshotError(f"A message of {name} is on {subject[:200]!r}, outside the stream's subjects.")
+        if is_control(subject):
+            renumbering.skipped += 1
+            continue
         future = await js.publish_async(subject, data, headers=republish_headers(headers, stored_us, window_s))
         pending.append((sequence, future))
         if len(pending) >= PUBLISH_WINDOW:
