@@ -10,6 +10,7 @@ from django.contrib import admin
 from django.db.models.fields import NOT_PROVIDED
 from django.http import HttpRequest
 
+from mistersmith import user_admin
 from mistersmith.models import BridgePosition, DeadLetter
 
 
@@ -95,3 +96,7 @@ class DeadLetterAdmin(ReadOnlyAdmin):
 @admin.register(BridgePosition)
 class BridgePositionAdmin(ReadOnlyAdmin):
     list_display = ["consumer", "stream", "sequence", "updated_at"]
+
+
+# Accounts and groups: only superusers grant superuser, staff, groups or permissions (issue 12 item 8).
+user_admin.register(admin.site)
