@@ -6,4 +6,4 @@ class MisterSmithConfig(AppConfig):
     verbose_name = "MisterSmith console"
 
     def ready(self) -> None:
-        from mistersmith import host_checks  # noqa: F401  (registers the deploy checks)
+        from mistersmith import host_checks, login_throttle  # noqa: F401  (register the deploy checks)

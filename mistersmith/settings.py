@@ -8,6 +8,7 @@ DATABASE_URL and NATS_URL mandatory and turns on https: redirect, HSTS, secure c
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import secrets
@@ -254,10 +255,10 @@ CONTENT_SECURITY_POLICY = {
     },
 }
 
-# Login throttling (django-axes): LOGIN_FAILURE_LIMIT failures for one username from one address
-# lock that pair out for LOGIN_COOLOFF_MINUTES (429 page); a successful login resets the count.
-# Per username *and* address, so nobody can lock an operator out from elsewhere. Behind a proxy
-# the address is the client's as uvicorn reports it (FORWARDED_ALLOW_IPS, see docs/security.md).
+# Login throttling (django-axes): LOGIN_FAILURE_LIMIT failures for one username, from any
+# addresses, lock that username out for LOGIN_COOLOFF_MINUTES (429 page), so rotating addresses
+# buys no extra guesses; a successful login resets the count. The address is REMOTE_ADDR, or
+# X-Forwarded-For only when the peer is in TRUSTED_PROXIES (mistersmith.login_throttle).
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",  # first: refuses a locked-out pair before any password check
     "django.contrib.auth.backends.ModelBackend",
@@ -265,7 +266,14 @@ AUTHENTICATION_BACKENDS = [
 AXES_ENABLED = env_bool("LOGIN_THROTTLING", True)
 AXES_FAILURE_LIMIT = int(os.environ.get("LOGIN_FAILURE_LIMIT", 5))
 AXES_COOLOFF_TIME = float(os.environ.get("LOGIN_COOLOFF_MINUTES", 15)) / 60  # hours, as axes counts
-AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_LOCKOUT_PARAMETERS = ["username", ["username", "ip_address"]]
+TRUSTED_PROXIES = env_list("TRUSTED_PROXIES", "")  # addresses or networks; none by default
+for _proxy in TRUSTED_PROXIES:  # a typo stops the start rather than leaving the proxy untrusted
+    try:
+        ipaddress.ip_network(_proxy, strict=False)
+    except ValueError as error:
+        raise ImproperlyConfigured(f"TRUSTED_PROXIES: {error}") from None
+AXES_CLIENT_IP_CALLABLE = "mistersmith.login_throttle.client_address"
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_CALLABLE = "mistersmith.security.lockout_response"
 

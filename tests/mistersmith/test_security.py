@@ -159,14 +159,89 @@ def test_too_many_failures_lock_the_login_even_with_the_right_password(operator)
     assert "_auth_user_id" not in client.session
 
 
-def test_lockout_is_per_username_and_address(operator):
+def test_lockout_is_per_username_whatever_the_address(operator):
     client = Client()
     fail(client, operator.username, settings.AXES_FAILURE_LIMIT - 1)
     assert log_in(client, operator.username, "wrong-pass").status_code == 429
-    # The same operator from another address, and another user from the same address, still log in.
-    assert log_in(Client(), operator.username, PASSWORD, address="10.0.0.2").status_code == 302
+    # The locked username is locked from every address, even with the right password...
+    assert log_in(Client(), operator.username, PASSWORD, address="10.0.0.2").status_code == 429
+    # ...while another user from the same address still logs in.
     other = get_user_model().objects.create_user("other-" + uuid.uuid4().hex[:8], password=PASSWORD, is_staff=True)
     assert log_in(Client(), other.username, PASSWORD).status_code == 302
+
+
+def test_failures_from_rotating_addresses_lock_the_username(operator):
+    """Address rotation: one failure from each of LOGIN_FAILURE_LIMIT addresses is the limit."""
+    addresses = [f"198.51.100.{n}" for n in range(1, settings.AXES_FAILURE_LIMIT + 1)]
+    for address in addresses[:-1]:
+        assert log_in(Client(), operator.username, "wrong-pass", address).status_code == 200
+    assert log_in(Client(), operator.username, "wrong-pass", addresses[-1]).status_code == 429
+    assert log_in(Client(), operator.username, PASSWORD, address="203.0.113.7").status_code == 429
+    assert log_in(Client(), operator.username, PASSWORD, address=addresses[0]).status_code == 429
+
+
+def recorded_addresses(username: str) -> set[str]:
+    from axes.models import AccessAttempt
+
+    return set(AccessAttempt.objects.filter(username=username).values_list("ip_address", flat=True))
+
+
+def test_forwarded_for_from_an_untrusted_peer_is_ignored(operator):
+    """No proxy is trusted by default: a client writing a fresh X-Forwarded-For per attempt is
+    still counted, and recorded, under its own REMOTE_ADDR."""
+    assert settings.TRUSTED_PROXIES == []
+    for n in range(settings.AXES_FAILURE_LIMIT - 1):
+        response = Client().post(
+            reverse("admin:login"),
+            {"username": operator.username, "password": "wrong-pass", "next": "/admin/"},
+            REMOTE_ADDR="192.0.2.10",
+            HTTP_X_FORWARDED_FOR=f"203.0.113.{n + 1}",
+        )
+        assert response.status_code == 200
+    assert recorded_addresses(operator.username) == {"192.0.2.10"}
+
+
+def test_forwarded_for_from_a_trusted_proxy_names_the_client(operator, settings):
+    settings.TRUSTED_PROXIES = ["10.9.0.0/16"]
+    for client_address in ("203.0.113.1", "203.0.113.2"):
+        response = Client().post(
+            reverse("admin:login"),
+            {"username": operator.username, "password": "wrong-pass", "next": "/admin/"},
+            REMOTE_ADDR="10.9.0.5",
+            # A spoofed first hop, the client as the outer proxy saw it, then the outer proxy itself.
+            HTTP_X_FORWARDED_FOR=f"1.1.1.1, {client_address}, 10.9.3.3",
+        )
+        assert response.status_code == 200
+    assert recorded_addresses(operator.username) == {"203.0.113.1", "203.0.113.2"}
+    # A peer outside the trusted networks is its own address, whatever it forwards.
+    log_in(Client(), operator.username, "wrong-pass", address="192.0.2.99")
+    assert "192.0.2.99" in recorded_addresses(operator.username)
+
+
+def test_an_invalid_trusted_proxy_stops_the_start(tmp_path):
+    result = run_python(
+        "import django; django.setup()", production_env(tmp_path, TRUSTED_PROXIES="10.0.0.5,proxy.local")
+    )
+    assert result.returncode != 0
+    assert "TRUSTED_PROXIES" in result.stderr and "proxy.local" in result.stderr
+
+
+def test_deploy_check_warns_when_throttling_is_off_in_production(tmp_path):
+    def deploy_check(**extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+            cwd=ROOT,
+            env=production_env(tmp_path, **extra),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    off = deploy_check(LOGIN_THROTTLING="0")
+    assert off.returncode != 0
+    assert "mistersmith.W013" in off.stdout + off.stderr
+    assert "Login throttling is off in production" in off.stdout + off.stderr
 
 
 def test_a_successful_login_resets_the_count(operator):
