@@ -347,6 +347,6 @@ async def test_the_reading_process_failing_is_an_error_not_a_hang():
     from mistersmith.jetstream.range_reader import RangeReadError, read_range_in_child
 
     chunks = read_range_in_child(["nats://127.0.0.1:1"], "AGENT_EVENTS", 1, 10, chunk_messages=10, chunk_bytes=1024)
-    with pytest.raises(RangeReadError, match="nats|connect|refused|servers"):
+    with pytest.raises(RangeReadError, match=r"nats|connect|refused|servers"):
         async for _ in chunks:
             pass
