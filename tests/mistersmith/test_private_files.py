@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.db import connection
 
+from mistersmith.embedded import postgres_url
 from mistersmith.management.commands import run
 from mistersmith.private_files import create_private_file, read_or_create_private, replace_private_file
 
@@ -66,7 +68,13 @@ def test_the_settings_create_secret_key_0600_under_an_open_umask(tmp_path):
     """The real settings module in a fresh var directory, in a process whose umask is 0 and where
     nothing can narrow a mode afterwards."""
     environment = {key: value for key, value in os.environ.items() if key != "SECRET_KEY"}
-    environment.update(MISTERSMITH_VAR_DIR=str(tmp_path), DJANGO_SETTINGS_MODULE="mistersmith.settings")
+    # the suite's own database: without DATABASE_URL the settings would start an embedded PostgreSQL in
+    # tmp_path, whose initdb refuses to run under the test's open umask and disabled chmod
+    environment.update(
+        MISTERSMITH_VAR_DIR=str(tmp_path),
+        DJANGO_SETTINGS_MODULE="mistersmith.settings",
+        DATABASE_URL=postgres_url(connection.settings_dict),
+    )
     script = (
         "import os, pathlib; os.umask(0); os.chmod = pathlib.Path.chmod = lambda *a, **k: None\n"
         "from django.conf import settings; print(len(settings.SECRET_KEY))"
