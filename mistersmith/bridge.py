@@ -25,12 +25,12 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 import nats
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import DataError, IntegrityError, close_old_connections, connection, connections, transaction
+from django.db import DataError, IntegrityError, connection, transaction
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from agents.discoveries import add_discoveries, parse_discovery
@@ -39,6 +39,7 @@ from agents.models import Discovery
 from agents.projections import apply_agent_events, forget_stream_sequences
 from mistersmith import bridge_catchup
 from mistersmith.bridge_leader import Leadership, LeadershipLost
+from mistersmith.database_work import database_work
 from mistersmith.frames import FrameBuffer, NoFrames, send_bridge_status, send_frames
 from mistersmith.live import bridge_consumer_prefix
 from mistersmith.messages import InvalidMessage, decode_json, open_envelope
@@ -52,7 +53,6 @@ from supervision import services
 from supervision.events import CONTROL_SUBJECT, control_variant, parse_restart_completed
 
 logger = logging.getLogger(__name__)
-T = TypeVar("T")
 
 SWEEP_INTERVAL_SECONDS = 1.0
 # The runtime's system messages on system.control (CONTRACTS.md §5): counted by name when ignored.
@@ -71,21 +71,6 @@ class BridgeStats:
 
 # The stats of the bridges running in this process, by consumer prefix (read by /metrics).
 RUNNING: dict[str, BridgeStats] = {}
-
-
-def database_work(function: Callable[..., T]) -> Callable[..., T]:
-    """Run ``function`` as a unit of database work on a worker thread, like a request: the
-    thread's connection goes back to the pool afterwards instead of staying checked out."""
-
-    @functools.wraps(function)
-    def wrapper(*args: Any, **kwargs: Any) -> T:
-        close_old_connections()
-        try:
-            return function(*args, **kwargs)
-        finally:
-            connections.close_all()
-
-    return wrapper
 
 
 Batch = list[tuple[int, str, bytes]]  # (stream sequence, subject, data)

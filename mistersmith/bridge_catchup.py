@@ -37,9 +37,9 @@ from typing import Any
 
 import nats.js.errors
 from asgiref.sync import sync_to_async
-from django.db import close_old_connections, connections
 from django.utils import timezone
 
+from mistersmith.database_work import database_work
 from mistersmith.frames import FrameBuffer, NoFrames
 from mistersmith.jetstream.range_reader import read_range_in_child
 from mistersmith.models import CatchUp
@@ -62,58 +62,46 @@ async def consumer_exists(js: Any, stream: str, name: str) -> bool:
     return True
 
 
+@database_work
 def _open_catch_up(name: str, stream: str, first: int, last: int) -> CatchUp:
     """A new catch-up of ``first..last`` (the row of an earlier, finished one is reused: a feed
     whose consumer was deleted reads the history again, which its idempotent apply allows)."""
-    close_old_connections()
-    try:
-        record, _ = CatchUp.objects.update_or_create(
-            consumer=name,
-            defaults={
-                "stream": stream,
-                "first_sequence": first,
-                "target_sequence": last,
-                "applied_sequence": first - 1,
-                "started_at": timezone.now(),
-                "finished_at": None,
-            },
-        )
-        return record
-    finally:
-        connections.close_all()
+    record, _ = CatchUp.objects.update_or_create(
+        consumer=name,
+        defaults={
+            "stream": stream,
+            "first_sequence": first,
+            "target_sequence": last,
+            "applied_sequence": first - 1,
+            "started_at": timezone.now(),
+            "finished_at": None,
+        },
+    )
+    return record
 
 
+@database_work
 def _apply_chunk(apply: Apply, chunk: Batch, stats: Any, name: str, record: CatchUp) -> None:
     """Apply a chunk with the feed's own code (its frames dropped), then note the progress."""
     apply(chunk, stats, name, NoFrames())
-    close_old_connections()
-    try:
-        record.applied_sequence = chunk[-1][0]
-        CatchUp.objects.filter(pk=record.pk).update(applied_sequence=record.applied_sequence)
-    finally:
-        connections.close_all()
+    record.applied_sequence = chunk[-1][0]
+    CatchUp.objects.filter(pk=record.pk).update(applied_sequence=record.applied_sequence)
 
 
+@database_work
 def _finish(record: CatchUp) -> None:
-    close_old_connections()
-    try:
-        record.applied_sequence = max(record.applied_sequence, record.target_sequence)
-        record.finished_at = timezone.now()
-        record.save(update_fields=["applied_sequence", "finished_at"])
-    finally:
-        connections.close_all()
+    record.applied_sequence = max(record.applied_sequence, record.target_sequence)
+    record.finished_at = timezone.now()
+    record.save(update_fields=["applied_sequence", "finished_at"])
 
 
 class CatchUpInterrupted(Exception):
     """The bridge was told to stop during a catch-up; its row says where the next start resumes."""
 
 
+@database_work
 def _unfinished(name: str) -> CatchUp | None:
-    close_old_connections()
-    try:
-        return CatchUp.objects.filter(consumer=name, finished_at__isnull=True).first()
-    finally:
-        connections.close_all()
+    return CatchUp.objects.filter(consumer=name, finished_at__isnull=True).first()
 
 
 async def catch_up(

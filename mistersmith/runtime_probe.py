@@ -19,10 +19,10 @@ import uuid
 from typing import Any
 
 from asgiref.sync import sync_to_async
-from django.db import close_old_connections, connections
 from django.utils import timezone
 from nats.errors import Error as NatsError
 
+from mistersmith.database_work import database_work
 from mistersmith.jetstream.runtime_health import PROBE_KINDS, ask
 from mistersmith.jetstream.settings_number import number_setting
 from mistersmith.models import RuntimeProbe
@@ -45,14 +45,8 @@ def answer_timeout(interval: float) -> float:
 
 
 def _unit_of_work(function: Any) -> Any:
-    def run(*args: Any, **kwargs: Any) -> Any:
-        close_old_connections()
-        try:
-            return function(*args, **kwargs)
-        finally:
-            connections.close_all()
-
-    return sync_to_async(run, thread_sensitive=False)
+    """``function`` as database work (mistersmith.database_work), awaitable off the event loop."""
+    return sync_to_async(database_work(function), thread_sensitive=False)
 
 
 record_asked = _unit_of_work(RuntimeProbe.record_asked)
