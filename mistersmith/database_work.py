@@ -1,4 +1,5 @@
-"""Database work done off a request: on the bridge's worker threads, the catch-up, the runtime probe."""
+"""Database work done off a request (the bridge's worker threads, the catch-up, the runtime probe),
+and the rule that no thread holds a database connection while it waits on NATS."""
 
 from __future__ import annotations
 
@@ -24,3 +25,17 @@ def database_work(function: Callable[..., T]) -> Callable[..., T]:
             connections.close_all()
 
     return wrapper
+
+
+def release_connections() -> None:
+    """Give this thread's database connections back to the pool before it waits on something else.
+
+    A request that sends a graceful Stop waits up to 125 s for the runtime's answer; holding its
+    connection meanwhile, six such requests starved a pool of six and every other page got the 503
+    page. The next query takes a connection from the pool again. A connection in a transaction
+    (an atomic block, or autocommit turned off) is kept: closing it would end the transaction, so
+    code that must not hold one waits outside its transactions (supervision.services.request_restart).
+    """
+    for connection in connections.all(initialized_only=True):
+        if connection.connection is not None and connection.get_autocommit() and not connection.in_atomic_block:
+            connection.close()

@@ -24,6 +24,7 @@ from nats.errors import Error as NatsError
 from nats.js.api import PubAck
 
 from mistersmith import embedded
+from mistersmith.database_work import release_connections
 from mistersmith.streams import ensure_streams
 
 logger = logging.getLogger(__name__)
@@ -79,6 +80,11 @@ class SyncNats:
         self._lock = threading.Lock()
 
     def run(self, coroutine: Coroutine[Any, Any, T], timeout: float = DEFAULT_TIMEOUT) -> T:
+        """Run ``coroutine`` on the connection's loop and wait up to ``timeout`` s for its result.
+
+        The calling thread's database connections go back to the pool first (outside a
+        transaction): a wait on NATS never holds one (mistersmith.database_work)."""
+        release_connections()
         future = asyncio.run_coroutine_threadsafe(coroutine, self._loop)
         try:
             return future.result(timeout)

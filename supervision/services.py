@@ -2,10 +2,12 @@
 
 The tree, the node page and the admin action all call :func:`plan_restart` (what would
 happen, for the confirmation) and :func:`request_restart` (do it). The decision follows the
-node's policy with the runtime's own SQL rules (``should_restart``, ``calculate_restart_delay``);
-the command goes to the runtime through JetStream inside the transaction that records the
-restart, so a failed publish leaves no row behind, and the message id (the restart's id) makes
-a retried publish harmless.
+node's policy with the runtime's own SQL rules (``should_restart``, ``calculate_restart_delay``).
+The restart rows are committed first, under the nodes' row locks: from then on they are the
+restart's claim (another request finds the node "already restarting"). The commands then go to the
+runtime through JetStream with no transaction, lock or database connection held while NATS
+answers; a command that cannot be published has its row deleted again, so a failed publish leaves
+no row behind, and the message id (the restart's id) makes a retried publish harmless.
 """
 
 from __future__ import annotations
@@ -24,6 +26,10 @@ from supervision.events import CONTROL_SUBJECT, RestartCompleted, restart_node_c
 from supervision.models import SupervisionFailure, SupervisionNode, SupervisionPolicy, SupervisionRestart
 
 PUBLISH_TIMEOUT_SECONDS = 2.0
+# command_sequence of a console restart committed and not yet published (JetStream counts from 1):
+# like a sent one it is the console's (metrics' origin) and expires unanswered, should the process
+# die before publishing; a NULL would make it look like the runtime's own restart, pending forever.
+NOT_YET_SENT = 0
 DEFAULT_ESCALATION_TIMEOUT_SECONDS = 10
 
 
@@ -201,12 +207,22 @@ def request_restart(
             return RestartOutcome("refused", plan.refusal, plan)
         if plan.targets[0].pending:
             return RestartOutcome("already_restarting", f"{plan.node} is already restarting.", plan)
-        restarts = [_record_and_send(target, user, reason, plan.node) for target in plan.targets if not target.pending]
+        recorded = [_record(target, user, reason, plan.node) for target in plan.targets if not target.pending]
+    restarts = _send(recorded, user)
     names = ", ".join(str(r.node) for r in restarts)
     return RestartOutcome("requested", f"Restart requested for {names}.", plan, restarts)
 
 
-def _record_and_send(target: PlannedRestart, user: Any, reason: str, initiator: SupervisionNode) -> SupervisionRestart:
+@dataclass(frozen=True)
+class _Recorded:
+    """A committed restart row and the RestartNode command that is still to be sent for it."""
+
+    restart: SupervisionRestart
+    command: dict[str, Any]
+    log_message: str
+
+
+def _record(target: PlannedRestart, user: Any, reason: str, initiator: SupervisionNode) -> _Recorded:
     why = reason or "requested from the console"
     if target.node.pk != initiator.pk:
         why = f"{why} (with {initiator} by strategy)"
@@ -216,6 +232,7 @@ def _record_and_send(target: PlannedRestart, user: Any, reason: str, initiator: 
         restart_delay_ms=target.delay_ms,
         requested_by=user if user is not None and user.pk is not None else None,
         reason=why,
+        command_sequence=NOT_YET_SENT,
     )
     command = restart_node_command(
         restart_id=restart.pk,
@@ -226,16 +243,33 @@ def _record_and_send(target: PlannedRestart, user: Any, reason: str, initiator: 
         requested_by=getattr(user, "username", "") or "console",
         reason=why,
     )
-    try:
-        ack = nats.connection().publish(
-            CONTROL_SUBJECT, command, msg_id=str(restart.pk), timeout=PUBLISH_TIMEOUT_SECONDS
-        )
-    except nats.NatsUnavailable as error:
-        raise RestartError(f"The restart was not sent: {error} Nothing was recorded; try again.") from error
-    restart.command_sequence = ack.seq
-    restart.save(update_fields=["command_sequence"])
-    _log(user, target.node, f"Restart requested: attempt {target.attempt}, delay {target.delay_ms} ms. {why}")
-    return restart
+    log_message = f"Restart requested: attempt {target.attempt}, delay {target.delay_ms} ms. {why}"
+    return _Recorded(restart, command, log_message)
+
+
+def _send(recorded: list[_Recorded], user: Any) -> list[SupervisionRestart]:
+    """Publish each committed restart's command, outside any transaction. The first that NATS does
+    not take ends the loop: its row and the rows after it are deleted (nothing of them reached the
+    runtime), and RestartError says which restarts were sent before it."""
+    sent: list[SupervisionRestart] = []
+    for index, item in enumerate(recorded):
+        restart = item.restart
+        try:
+            ack = nats.connection().publish(
+                CONTROL_SUBJECT, item.command, msg_id=str(restart.pk), timeout=PUBLISH_TIMEOUT_SECONDS
+            )
+        except nats.NatsUnavailable as error:
+            SupervisionRestart.objects.filter(pk__in=[later.restart.pk for later in recorded[index:]]).delete()
+            message = f"The restart was not sent: {error} Nothing was recorded; try again."
+            if sent:
+                names = ", ".join(str(done.node) for done in sent)
+                message = f"The restart of {restart.node} was not sent: {error} Already sent: {names}."
+            raise RestartError(message) from error
+        restart.command_sequence = ack.seq
+        restart.save(update_fields=["command_sequence"])
+        _log(user, restart.node, item.log_message)
+        sent.append(restart)
+    return sent
 
 
 def complete_restart(answer: RestartCompleted) -> str:

@@ -240,3 +240,34 @@ def test_unanswered_restarts_time_out_after_delay_plus_escalation_timeout():
     for untouched in (in_time, runtime_own):
         untouched.refresh_from_db()
         assert untouched.completed_at is None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_restart_waits_on_nats_with_its_rows_committed_and_no_connection_held(admin_user, monkeypatch):
+    """Issue 12, item 6: the row locks and the connection are given up before NATS is asked; the
+    committed row (sequence NOT_YET_SENT) already stands for the restart to every other request."""
+    import psycopg
+
+    import mistersmith.nats as console_nats
+    from mistersmith.embedded import postgres_url
+
+    url = postgres_url(connection.settings_dict)
+    root = node("root", node_type="RootSupervisor")
+    worker = node("held", parent=root, node_type="Worker", max_restarts=5)
+    waits: list[tuple[bool, bool, list]] = []
+    release = console_nats.release_connections
+
+    def observed_release() -> None:
+        release()
+        with psycopg.connect(url) as other:  # what every other request sees meanwhile
+            rows = other.execute("SELECT command_sequence FROM supervision_restarts WHERE node_id = %s", [worker.pk])
+            rows = rows.fetchall()
+        waits.append((connection.in_atomic_block, connection.connection is None, rows))
+
+    monkeypatch.setattr(console_nats, "release_connections", observed_release)
+    outcome = services.request_restart(worker.pk, user=admin_user)
+    assert outcome.status == "requested"
+    assert waits, "no NATS wait was seen"
+    assert all(not in_atomic and released for in_atomic, released, _ in waits), waits
+    assert waits[-1][2] == [(services.NOT_YET_SENT,)]  # committed, visible to others, not yet sent
+    assert SupervisionRestart.objects.get(node=worker).command_sequence > 0
