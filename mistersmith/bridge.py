@@ -245,7 +245,11 @@ def apply_supervision_batch(batch: Batch, stats: BridgeStats, consumer: str, fra
             event["kind"] = "_".join(parts[3:]) or "node_event"
         elif len(parts) >= 3 and parts[1] == "agent":
             event["agent_id"] = parts[2]
-        event["body"] = body
+        # Which nodes to redraw, not the body: it may hold a failure's details, which a watcher of the
+        # tree may not be allowed to see (the pages read the nodes again, with their permissions).
+        metadata = body.get("metadata") if isinstance(body, dict) else None
+        if isinstance(metadata, dict) and isinstance(metadata.get("supervisor_id"), str):
+            event["supervisor_id"] = metadata["supervisor_id"]
         frames.add("supervision", event, sequence, "SUPERVISION_EVENTS")
         stats.processed["supervision_event"] += 1
 

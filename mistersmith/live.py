@@ -9,8 +9,10 @@ from functools import wraps
 from typing import Any
 
 from django.contrib import admin
+from django.contrib.admin.exceptions import NotRegistered
+from django.contrib.auth import get_permission_codename
 from django.core.exceptions import PermissionDenied
-from django.db.models import Max
+from django.db.models import Max, Model
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.http import require_safe
 
@@ -55,3 +57,15 @@ def admin_page(permission: str) -> Callable[[Callable[..., HttpResponse]], Calla
         return admin.site.admin_view(require_safe(checked))
 
     return decorate
+
+
+def may_view(request: HttpRequest, model: type[Model]) -> bool:
+    """Whether the admin would show this user ``model``'s rows: its ModelAdmin's own
+    ``has_view_permission`` (the view or the change permission). The live pages' JSON puts a
+    model's rows in front of a user only when this is true, so it never shows what the admin hides;
+    a model the admin does not register needs its view permission."""
+    try:
+        return admin.site.get_model_admin(model).has_view_permission(request)
+    except NotRegistered:
+        options = model._meta
+        return request.user.has_perm(f"{options.app_label}.{get_permission_codename('view', options)}")

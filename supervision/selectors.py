@@ -17,7 +17,7 @@ and live updates later will send the same dict.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -367,9 +367,10 @@ def nodes_for_refresh(node_ids: Iterable[NodeId], agent_ids: Iterable[NodeId] = 
     return [node_json(row) for row in rows]
 
 
-def node_details(node: NodeId) -> dict[str, Any] | None:
+def node_details(node: NodeId, hidden: Collection[str] = ()) -> dict[str, Any] | None:
     """A node's panel: its :func:`node_json`, latest failures and restarts, and some child states
-    (problems first). Four queries, each bounded; None when the node does not exist."""
+    (problems first). Four queries, each bounded; None when the node does not exist. The parts
+    named in ``hidden`` ("failures", "restarts", "child_states") are not read and come back empty."""
     rows = _fetch_nodes(
         "selection AS (SELECT %(node)s::uuid AS id, true AS in_page, NULL::boolean AS matched)", {"node": node}
     )
@@ -381,11 +382,14 @@ def node_details(node: NodeId) -> dict[str, Any] | None:
         *(When(state=state, then=rank) for rank, state in enumerate(CHILD_STATE_ORDER)), output_field=IntegerField()
     )
     child_states = SupervisionChildState.objects.filter(node_id=node).order_by(problems_first, "child_id")
+    parts = {
+        "failures": lambda: failures.values(*FAILURE_FIELDS),
+        "restarts": lambda: restarts.values(*RESTART_FIELDS),
+        "child_states": lambda: child_states.values(*CHILD_STATE_FIELDS)[:PANEL_CHILD_STATES],
+    }
     return {
         "node": node_json(rows[0]),
-        "failures": [_plain(row) for row in failures.values(*FAILURE_FIELDS)],
-        "restarts": [_plain(row) for row in restarts.values(*RESTART_FIELDS)],
-        "child_states": [_plain(row) for row in child_states.values(*CHILD_STATE_FIELDS)[:PANEL_CHILD_STATES]],
+        **{part: [] if part in hidden else [_plain(row) for row in read()] for part, read in parts.items()},
     }
 
 

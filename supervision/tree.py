@@ -20,9 +20,16 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadReque
 from django.template.response import TemplateResponse
 from django.urls import reverse
 
-from mistersmith.live import admin_page, stream_positions
+from mistersmith.live import admin_page, may_view, stream_positions
 from supervision import selectors
-from supervision.models import NodeStatus, NodeType
+from supervision.models import (
+    NodeStatus,
+    NodeType,
+    SupervisionChildState,
+    SupervisionFailure,
+    SupervisionPolicy,
+    SupervisionRestart,
+)
 
 VIEW_PERMISSION = "supervision.view_supervisionnode"
 RESTART_PERMISSION = "supervision.restart_node"
@@ -57,7 +64,7 @@ def tree_page(request: HttpRequest) -> HttpResponse:
     context = {
         **admin.site.each_context(request),
         "title": "Supervision tree",
-        "tree": tree.as_json(),
+        "tree": _visible_tree(request, tree.as_json()),
         "tree_config": _client_config(filters),
         "filters": filters,
         "status_choices": NodeStatus.choices,
@@ -73,7 +80,8 @@ def tree_children(request: HttpRequest) -> HttpResponse:
     parent = request.GET.get("parent") or None
     if parent is not None and _uuid_or_none(parent) is None:
         return HttpResponseBadRequest("parent must be a node id")
-    return JsonResponse(selectors.children_page(parent, after=request.GET.get("after") or None).as_json())
+    page = selectors.children_page(parent, after=request.GET.get("after") or None)
+    return JsonResponse(_visible_tree(request, page.as_json()))
 
 
 @tree_view
@@ -90,16 +98,20 @@ def tree_path(request: HttpRequest, node_pk: uuid.UUID) -> HttpResponse:
     tree = selectors.path_to(node_pk)
     if tree.selected is None:
         raise Http404("No such node.")
-    return JsonResponse(tree.as_json())
+    return JsonResponse(_visible_tree(request, tree.as_json()))
 
 
 @tree_view
 def tree_node(request: HttpRequest, node_pk: uuid.UUID) -> HttpResponse:
-    """A node's panel: its details and history, and the links this user may follow."""
-    details = selectors.node_details(node_pk)
+    """A node's panel: its details and history, and the links this user may follow. The parts whose
+    model the admin hides from this user are left out, each with the sentence shown in its place."""
+    hidden = hidden_panel_parts(request)
+    details = selectors.node_details(node_pk, hidden)
     if details is None:
         raise Http404("No such node.")
-    return JsonResponse({**details, "links": _panel_links(request.user, details["node"])})
+    links = _panel_links(request.user, details["node"])
+    _visible_nodes(request, [details["node"]])
+    return JsonResponse({**details, "links": links, "hidden": hidden})
 
 
 @tree_view
@@ -114,7 +126,44 @@ def tree_nodes(request: HttpRequest) -> HttpResponse:
     with transaction.atomic():
         nodes = selectors.nodes_for_refresh(node_ids, agent_ids)
         positions = stream_positions()
-    return JsonResponse({"nodes": nodes, "positions": positions})
+    return JsonResponse({"nodes": _visible_nodes(request, nodes), "positions": positions})
+
+
+# The panel's parts that have a model of their own: shown only to whom the admin shows that model.
+PANEL_PART_MODELS = {
+    "failures": SupervisionFailure,
+    "restarts": SupervisionRestart,
+    "child_states": SupervisionChildState,
+    "policy": SupervisionPolicy,
+}
+HIDDEN_POLICY = {"hidden": True}
+
+
+def hidden_panel_parts(request: HttpRequest) -> dict[str, str]:
+    """The panel's parts this user may not see (mistersmith.live.may_view), with what the page says instead."""
+    return {
+        part: f"Hidden: you may not view {model._meta.verbose_name_plural}."
+        for part, model in PANEL_PART_MODELS.items()
+        if not may_view(request, model)
+    }
+
+
+def _visible_nodes(request: HttpRequest, nodes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Nodes as this user may see them: a node's policy is a policy's row, shown only to whom the
+    admin shows policies; for others it says only that there is one (``{"hidden": true}``)."""
+    if not may_view(request, SupervisionPolicy):
+        for node in nodes:
+            if node["policy"] is not None:
+                node["policy"] = HIDDEN_POLICY
+    return nodes
+
+
+def _visible_tree(request: HttpRequest, tree: dict[str, Any]) -> dict[str, Any]:
+    """A tree slice's JSON with every node passed through :func:`_visible_nodes`."""
+    for group in tree["groups"]:
+        _visible_nodes(request, group["nodes"])
+        _visible_nodes(request, group["pinned"])
+    return tree
 
 
 def _uuid_list(text: str) -> list[uuid.UUID]:

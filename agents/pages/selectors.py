@@ -18,6 +18,7 @@ import base64
 import binascii
 import json
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -207,8 +208,9 @@ def agent_with_facts(agent_id: uuid.UUID) -> Agent | None:
     )
 
 
-def _sessions(agent_id: uuid.UUID) -> list[dict[str, Any]]:
-    """The newest sessions, each with its message count and newest messages (two queries)."""
+def _sessions(agent_id: uuid.UUID, *, with_messages: bool = True) -> list[dict[str, Any]]:
+    """The newest sessions, each with its message count and newest messages (two queries; one
+    without the messages)."""
     sessions = list(
         InteractiveSession.objects.filter(agent_id=agent_id)
         .annotate(message_total=Count("messages"))
@@ -224,7 +226,7 @@ def _sessions(agent_id: uuid.UUID) -> list[dict[str, Any]]:
         .defer("content")
     )
     messages: dict[uuid.UUID, list[dict[str, Any]]] = {}
-    for message in newest:
+    for message in newest if with_messages else ():
         messages.setdefault(message.session_id, []).append(
             {
                 "id": message.pk,
@@ -251,46 +253,61 @@ def _sessions(agent_id: uuid.UUID) -> list[dict[str, Any]]:
     ]
 
 
-def agent_details(agent: Agent) -> dict[str, Any]:
-    """Everything the detail page shows from the database, in six queries whatever the agent holds."""
-    instances = [
-        {
-            "id": str(instance.pk),
-            "status": instance.status,
-            "host_name": instance.host_name,
-            "port": instance.port,
-            "last_heartbeat": _iso(instance.last_heartbeat),
-            "started_at": _iso(instance.started_at),
-        }
-        for instance in AgentInstance.objects.filter(agent_id=agent.pk).order_by("-started_at")[:DETAIL_INSTANCES]
-    ]
-    anomalies = [
-        {
-            "recorded_at": _iso(anomaly.recorded_at),
-            "event_kind": anomaly.event_kind,
-            "current_state": anomaly.current_state,
-            "attempted_state": anomaly.attempted_state,
-            "detail": anomaly.detail,
-            "sequence": anomaly.stream_sequence,
-        }
-        for anomaly in AgentAnomaly.objects.filter(agent_id=agent.pk).order_by("-recorded_at")[:DETAIL_ANOMALIES]
-    ]
-    commands = [
-        {
-            "requested_at": _iso(record.requested_at),
-            "command": record.command,
-            "outcome": record.outcome,
-            "requested_by": record.requested_by_name,
-            "detail": record.detail,
-        }
-        for record in AgentCommandRecord.objects.filter(agent_id=agent.pk).order_by("-requested_at", "-id")[
-            :DETAIL_COMMANDS
+def agent_details(agent: Agent, hidden: Collection[str] = ()) -> dict[str, Any]:
+    """Everything the detail page shows from the database, in six queries whatever the agent holds.
+
+    ``hidden`` names the parts this user may not see ("instances", "sessions", "messages",
+    "anomalies", "commands"): they are not read, and come back empty."""
+    instances = (
+        [
+            {
+                "id": str(instance.pk),
+                "status": instance.status,
+                "host_name": instance.host_name,
+                "port": instance.port,
+                "last_heartbeat": _iso(instance.last_heartbeat),
+                "started_at": _iso(instance.started_at),
+            }
+            for instance in AgentInstance.objects.filter(agent_id=agent.pk).order_by("-started_at")[:DETAIL_INSTANCES]
         ]
-    ]
+        if "instances" not in hidden
+        else []
+    )
+    anomalies = (
+        [
+            {
+                "recorded_at": _iso(anomaly.recorded_at),
+                "event_kind": anomaly.event_kind,
+                "current_state": anomaly.current_state,
+                "attempted_state": anomaly.attempted_state,
+                "detail": anomaly.detail,
+                "sequence": anomaly.stream_sequence,
+            }
+            for anomaly in AgentAnomaly.objects.filter(agent_id=agent.pk).order_by("-recorded_at")[:DETAIL_ANOMALIES]
+        ]
+        if "anomalies" not in hidden
+        else []
+    )
+    commands = (
+        [
+            {
+                "requested_at": _iso(record.requested_at),
+                "command": record.command,
+                "outcome": record.outcome,
+                "requested_by": record.requested_by_name,
+                "detail": record.detail,
+            }
+            for record in AgentCommandRecord.objects.filter(agent_id=agent.pk).order_by("-requested_at", "-id")[
+                :DETAIL_COMMANDS
+            ]
+        ]
+        if "commands" not in hidden
+        else []
+    )
     return {
         "agent": agent_row(agent),
         "instances": instances,
-        "sessions": _sessions(agent.pk),
+        "sessions": _sessions(agent.pk, with_messages="messages" not in hidden) if "sessions" not in hidden else [],
         "anomalies": anomalies,
         "commands": commands,
     }

@@ -25,9 +25,17 @@ from django.views.decorators.http import require_POST, require_safe
 
 from agents import commands
 from agents.lifecycle import AgentState
-from agents.models import Agent, AgentCommand
+from agents.models import (
+    Agent,
+    AgentAnomaly,
+    AgentCommand,
+    AgentCommandRecord,
+    AgentInstance,
+    InteractiveSession,
+    SessionMessage,
+)
 from agents.pages import history, selectors, texts
-from mistersmith.live import admin_page, live_page_context, stream_positions
+from mistersmith.live import admin_page, live_page_context, may_view, stream_positions
 from mistersmith.nats import NatsUnavailable
 from supervision.tree import node_tree_url
 
@@ -139,18 +147,48 @@ def agent_detail(request: HttpRequest, agent_id: uuid.UUID) -> HttpResponse:
 def agent_detail_snapshot(request: HttpRequest, agent_id: uuid.UUID) -> JsonResponse:
     """The agent's facts, instances, sessions, anomalies and commands (database), its newest events
     (the AGENT_EVENTS stream) and the positions. With NATS away the history is empty and says why."""
+    hidden = hidden_parts(request)
     with transaction.atomic():
         agent = selectors.agent_with_facts(agent_id)
         if agent is None:
             return JsonResponse({"error": "There is no agent with this id."}, status=404)
-        details = selectors.agent_details(agent)
+        details = selectors.agent_details(agent, hidden)
         positions = stream_positions()
-    history_error = None
-    try:
-        events = history.agent_history(agent.pk, HISTORY_COUNT)
-    except NatsUnavailable as error:
-        events, history_error = [], f"The event history could not be read: {error}"
-    return JsonResponse({**details, "history": events, "history_error": history_error, "positions": positions})
+    events: list[dict[str, Any]] = []
+    history_error = hidden.get("history")
+    if history_error is None:
+        try:
+            events = history.agent_history(agent.pk, HISTORY_COUNT)
+        except NatsUnavailable as error:
+            history_error = f"The event history could not be read: {error}"
+    return JsonResponse(
+        {**details, "history": events, "history_error": history_error, "hidden": hidden, "positions": positions}
+    )
+
+
+# The detail snapshot's parts that have a model of their own: shown only to whom the admin shows it.
+PART_MODELS = {
+    "instances": AgentInstance,
+    "sessions": InteractiveSession,
+    "messages": SessionMessage,
+    "anomalies": AgentAnomaly,
+    "commands": AgentCommandRecord,
+}
+EVENT_LOG_PERMISSION = "mistersmith.view_event_log"
+
+
+def hidden_parts(request: HttpRequest) -> dict[str, str]:
+    """The detail snapshot's parts this user may not see, each with the sentence the page shows in its
+    place. A part follows its model's admin permission (mistersmith.live.may_view); the history is
+    the stream's stored messages, raw ones included, so it needs the event log's permission."""
+    hidden = {
+        part: f"Hidden: you may not view {model._meta.verbose_name_plural}."
+        for part, model in PART_MODELS.items()
+        if not may_view(request, model)
+    }
+    if not request.user.has_perm(EVENT_LOG_PERMISSION):
+        hidden["history"] = "Hidden: the stored event history needs the permission to watch the event log."
+    return hidden
 
 
 def _positive_int(value: str | None, name: str) -> int:
@@ -165,8 +203,12 @@ def _positive_int(value: str | None, name: str) -> int:
 def agent_text(request: HttpRequest, agent_id: uuid.UUID) -> JsonResponse:
     """The whole of a text the page shows cut (agents.pages.texts): ``sequence`` names one of the
     agent's events in AGENT_EVENTS (Output, Error), ``message`` one of its session messages.
-    Same access as the page; 400 bad input, 404 no such text, 503 NATS away. The text is JSON:
-    the page puts it in the document as text, never as HTML."""
+    Same access as the page (a session message: as the admin's session messages, else 403); 400
+    bad input, 404 no such text, 503 NATS away. The text is JSON: the page puts it in the document
+    as text, never as HTML. An event's text stays the page's: the agent's topic brings the same
+    Output and Error texts live to whoever may see the agent."""
+    if request.GET.get("message") and not may_view(request, SessionMessage):
+        return JsonResponse({"error": "You may not view session messages."}, status=403)
     try:
         if request.GET.get("message"):
             text = texts.session_message_text(agent_id, _positive_int(request.GET.get("message"), "message"))

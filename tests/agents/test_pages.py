@@ -56,6 +56,18 @@ def viewer_client(django_user_model) -> Client:
 
 
 @pytest.fixture
+def reader_client(django_user_model) -> Client:
+    """Staff who may see every part of an agent's detail (the admin's view permissions of its
+    instances, sessions, messages, anomalies and command records, and the event log)."""
+    user = staff(django_user_model, "reader", "view_agent", "view_agentinstance", "view_interactivesession")
+    parts = ["view_sessionmessage", "view_agentanomaly", "view_agentcommandrecord", "view_event_log"]
+    user.user_permissions.add(*Permission.objects.filter(codename__in=parts))
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
 def operator_client(django_user_model) -> Client:
     client = Client(enforce_csrf_checks=True)
     client.force_login(staff(django_user_model, "operator", "view_agent", "command_agent"))
@@ -249,13 +261,13 @@ def give_agent_history(agent: Agent, count: int) -> None:
     )
 
 
-def test_the_detail_answers_in_constant_queries(viewer_client, django_assert_max_num_queries):
+def test_the_detail_answers_in_constant_queries(reader_client, django_assert_max_num_queries):
     small, big = Agent.objects.create(name="small"), Agent.objects.create(name="big")
     give_agent_history(small, 10)
     give_agent_history(big, 200)
-    few = count_queries(viewer_client, detail_snapshot(small))
+    few = count_queries(reader_client, detail_snapshot(small))
     with django_assert_max_num_queries(few):
-        snapshot = viewer_client.get(detail_snapshot(big)).json()
+        snapshot = reader_client.get(detail_snapshot(big)).json()
     assert len(snapshot["instances"]) == selectors.DETAIL_INSTANCES
     assert len(snapshot["sessions"]) == selectors.DETAIL_SESSIONS
     session = snapshot["sessions"][0]
@@ -265,7 +277,7 @@ def test_the_detail_answers_in_constant_queries(viewer_client, django_assert_max
     assert len(snapshot["anomalies"]) == selectors.DETAIL_ANOMALIES
     assert len(snapshot["commands"]) == selectors.DETAIL_COMMANDS
     with django_assert_max_num_queries(few):
-        assert viewer_client.get(detail(big)).status_code == 200
+        assert reader_client.get(detail(big)).status_code == 200
 
 
 # -- the event history from the stream -------------------------------------------------------------
@@ -319,10 +331,10 @@ def publish_fast(agent_id: uuid.UUID, count: int, *, start: int = 0) -> None:
     client.run(send(client.client().jetstream()), timeout=60)
 
 
-def test_the_detail_snapshot_carries_history_and_says_when_nats_is_away(viewer_client, monkeypatch):
+def test_the_detail_snapshot_carries_history_and_says_when_nats_is_away(reader_client, monkeypatch):
     agent = Agent.objects.create(name="chatty", status="Running")
     publish_events(agent.pk, 5)
-    snapshot = viewer_client.get(detail_snapshot(agent)).json()
+    snapshot = reader_client.get(detail_snapshot(agent)).json()
     assert [e["text"] for e in snapshot["history"]] == [f"line {i}" for i in range(5)]
     assert snapshot["history_error"] is None and isinstance(snapshot["positions"], dict)
     event = snapshot["history"][0]
@@ -330,7 +342,7 @@ def test_the_detail_snapshot_carries_history_and_says_when_nats_is_away(viewer_c
     away = nats.SyncNats("nats://127.0.0.1:9")
     monkeypatch.setattr(nats, "_connection", away)
     try:
-        snapshot = viewer_client.get(detail_snapshot(agent)).json()
+        snapshot = reader_client.get(detail_snapshot(agent)).json()
     finally:
         away.close()
     assert snapshot["history"] == [] and "could not be read" in snapshot["history_error"]

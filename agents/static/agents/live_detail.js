@@ -40,6 +40,7 @@ const result = $("agent-command-result");
 let agent = null; // the agent's row as the snapshot gave it, kept current by events
 const seen = new Set(); // stream sequences already in the history
 let seenFloor = 0; // events at or below it are older than the whole table (see forgetOldSequences)
+let historyHidden = false; // this user may not see the stored history: live events draw no row either
 const live = { state: null, uptime: null, heartbeat: null };
 
 function definitions(list, pairs) {
@@ -80,6 +81,7 @@ function rowsOf(tbody, items, makeRow, emptyText, columns) {
 }
 
 function renderTables(snapshot) {
+  const hidden = snapshot.hidden || {};
   rowsOf(
     $("agent-instances").querySelector("tbody"),
     snapshot.instances,
@@ -93,7 +95,7 @@ function renderTables(snapshot) {
         h("td", {}, timeElement(i.started_at)),
         h("td", {}, ago(i.last_heartbeat)),
       ),
-    "No instance recorded.",
+    hidden.instances || "No instance recorded.",
     5,
   );
   rowsOf(
@@ -108,13 +110,14 @@ function renderTables(snapshot) {
         h("td", {}, `${a.current_state || "?"} → ${a.attempted_state || "?"}`),
         h("td", {}, longText(a.detail)),
       ),
-    "No anomaly.",
+    hidden.anomalies || "No anomaly.",
     4,
   );
-  rowsOf($("agent-command-log").querySelector("tbody"), snapshot.commands, commandRow, "No command sent yet.", 5);
+  const commandsEmpty = hidden.commands || "No command sent yet.";
+  rowsOf($("agent-command-log").querySelector("tbody"), snapshot.commands, commandRow, commandsEmpty, 5);
   const sessions = $("agent-sessions");
   if (!snapshot.sessions.length) {
-    sessions.replaceChildren(h("p", { className: "live-empty" }, "No interactive session."));
+    sessions.replaceChildren(h("p", { className: "live-empty" }, hidden.sessions || "No interactive session."));
   } else {
     sessions.replaceChildren(
       ...snapshot.sessions.map((s) =>
@@ -137,7 +140,7 @@ function renderTables(snapshot) {
                   longText(m.content, { length: m.content_length, load: () => getJson(urlFor(urls, "text", agentId), { message: m.id }) }),
                 ),
               )
-            : h("p", { className: "live-empty" }, "No message yet."),
+            : h("p", { className: "live-empty" }, hidden.messages || "No message yet."),
         ),
       ),
     );
@@ -192,6 +195,10 @@ function addHistory(event, atTop) {
     if (seen.has(event.sequence) || event.sequence <= seenFloor) return false;
     seen.add(event.sequence);
   }
+  if (historyHidden) {
+    if (seen.size > HISTORY_LIMIT * 10) forgetOldSequences();
+    return true;
+  }
   const row = historyRow(event);
   if (atTop) historyBody.prepend(row);
   else historyBody.append(row);
@@ -203,7 +210,9 @@ function addHistory(event, atTop) {
 /** Keep ``seen`` as small as the table: remember the rows shown, and drop whatever is older than
  * all of them (an old event redelivered after this point would be below the table anyway). */
 function forgetOldSequences() {
-  const shown = [...historyBody.rows].map((row) => Number(row.dataset.sequence)).filter((n) => n > 0);
+  const rows = [...historyBody.rows].map((row) => Number(row.dataset.sequence)).filter((n) => n > 0);
+  const shown = historyHidden ? [...seen].sort((a, b) => a - b).slice(-HISTORY_LIMIT) : rows;
+  if (!shown.length) return;
   seen.clear();
   for (const sequence of shown) seen.add(sequence);
   seenFloor = Math.max(seenFloor, Math.min(...shown) - 1);
@@ -239,6 +248,7 @@ function render(snapshot) {
   renderTables(snapshot);
   seen.clear();
   seenFloor = 0;
+  historyHidden = Boolean(snapshot.hidden && snapshot.hidden.history);
   historyBody.replaceChildren();
   output.replaceChildren();
   const texts = [];

@@ -57,6 +57,7 @@ function statusBadge(status) {
 
 function policySummary(policy) {
   if (!policy) return "no policy";
+  if (policy.hidden) return "a policy (hidden: you may not view supervision policies)";
   const factor = policy.backoff === "Exponential" && policy.backoff_factor ? ` ×${policy.backoff_factor}` : "";
   return (
     `${policy.strategy}, max ${policy.max_restarts} restarts / ${policy.window_seconds} s, ` +
@@ -66,6 +67,7 @@ function policySummary(policy) {
 
 function failuresInWindow(node) {
   if (!node.policy) return h("span", {}, "– (no policy window)");
+  if (node.policy.hidden) return h("span", {}, `${node.failures_in_window} in the policy's window`);
   const text = `${node.failures_in_window} of ${node.policy.max_restarts} in ${node.policy.window_seconds} s`;
   if (node.restart_allowed) return h("span", {}, text);
   return h("span", { className: "tree-alert" }, `${text}, restart limit reached`);
@@ -583,7 +585,7 @@ function renderPanelNode(node) {
   target.replaceChildren(h("h2", {}, node.name), details(node));
 }
 
-function renderPanel({ node, failures, restarts, child_states: childStates, links }) {
+function renderPanel({ node, failures, restarts, child_states: childStates, links, hidden = {} }) {
   nodeData.set(node.id, node);
   const nodePart = h("div", { className: "tree-panel-node", "data-node-id": node.id });
   const policyLinkText = node.policy ? "Change the policy" : "Add a policy";
@@ -611,7 +613,7 @@ function renderPanel({ node, failures, restarts, child_states: childStates, link
           String(child.error_count),
           String(child.restart_count),
         ]),
-        "No child states recorded.",
+        hidden.child_states || "No child states recorded.",
       ),
     ),
     section(
@@ -625,7 +627,7 @@ function renderPanel({ node, failures, restarts, child_states: childStates, link
           yesNo(failure.restart_attempted),
           yesNo(failure.escalated_to_parent),
         ]),
-        "No failures recorded.",
+        hidden.failures || "No failures recorded.",
       ),
       h("p", {}, link(links.failures, "All failures of this node")),
     ),
@@ -641,7 +643,7 @@ function renderPanel({ node, failures, restarts, child_states: childStates, link
           yesNo(restart.success),
           restart.error_message ?? "",
         ]),
-        "No restarts recorded.",
+        hidden.restarts || "No restarts recorded.",
       ),
       h("p", {}, link(links.restarts, "All restarts of this node")),
     ),
@@ -690,8 +692,7 @@ function queueRefresh(topic, events) {
   for (const event of events) {
     if (event.node_id) staleNodes.add(event.node_id);
     if (event.agent_id) staleAgents.add(event.agent_id);
-    const supervisor = event.body && event.body.metadata && event.body.metadata.supervisor_id;
-    if (supervisor) staleNodes.add(supervisor);
+    if (event.supervisor_id) staleNodes.add(event.supervisor_id);
   }
   scheduleRefresh();
 }
