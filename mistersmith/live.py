@@ -69,3 +69,13 @@ def may_view(request: HttpRequest, model: type[Model]) -> bool:
     except NotRegistered:
         options = model._meta
         return request.user.has_perm(f"{options.app_label}.{get_permission_codename('view', options)}")
+
+
+def hidden_parts(request: HttpRequest, part_models: dict[str, type[Model]]) -> dict[str, str]:
+    """Of a page's parts (name -> the model whose rows it shows), those this user may not see, each
+    with the sentence the page shows in its place; the JSON leaves them empty and names them."""
+    return {
+        part: f"Hidden: you may not view {model._meta.verbose_name_plural}."
+        for part, model in part_models.items()
+        if not may_view(request, model)
+    }

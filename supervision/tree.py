@@ -20,7 +20,7 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadReque
 from django.template.response import TemplateResponse
 from django.urls import reverse
 
-from mistersmith.live import admin_page, may_view, stream_positions
+from mistersmith.live import admin_page, hidden_parts, may_view, stream_positions
 from supervision import selectors
 from supervision.models import (
     NodeStatus,
@@ -141,11 +141,7 @@ HIDDEN_POLICY = {"hidden": True}
 
 def hidden_panel_parts(request: HttpRequest) -> dict[str, str]:
     """The panel's parts this user may not see (mistersmith.live.may_view), with what the page says instead."""
-    return {
-        part: f"Hidden: you may not view {model._meta.verbose_name_plural}."
-        for part, model in PANEL_PART_MODELS.items()
-        if not may_view(request, model)
-    }
+    return hidden_parts(request, PANEL_PART_MODELS)
 
 
 def _visible_nodes(request: HttpRequest, nodes: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -35,7 +35,7 @@ from agents.models import (
     SessionMessage,
 )
 from agents.pages import history, selectors, texts
-from mistersmith.live import admin_page, live_page_context, may_view, stream_positions
+from mistersmith.live import admin_page, hidden_parts, live_page_context, may_view, stream_positions
 from mistersmith.nats import NatsUnavailable
 from supervision.tree import node_tree_url
 
@@ -147,7 +147,7 @@ def agent_detail(request: HttpRequest, agent_id: uuid.UUID) -> HttpResponse:
 def agent_detail_snapshot(request: HttpRequest, agent_id: uuid.UUID) -> JsonResponse:
     """The agent's facts, instances, sessions, anomalies and commands (database), its newest events
     (the AGENT_EVENTS stream) and the positions. With NATS away the history is empty and says why."""
-    hidden = hidden_parts(request)
+    hidden = detail_hidden_parts(request)
     with transaction.atomic():
         agent = selectors.agent_with_facts(agent_id)
         if agent is None:
@@ -177,15 +177,11 @@ PART_MODELS = {
 EVENT_LOG_PERMISSION = "mistersmith.view_event_log"
 
 
-def hidden_parts(request: HttpRequest) -> dict[str, str]:
+def detail_hidden_parts(request: HttpRequest) -> dict[str, str]:
     """The detail snapshot's parts this user may not see, each with the sentence the page shows in its
     place. A part follows its model's admin permission (mistersmith.live.may_view); the history is
     the stream's stored messages, raw ones included, so it needs the event log's permission."""
-    hidden = {
-        part: f"Hidden: you may not view {model._meta.verbose_name_plural}."
-        for part, model in PART_MODELS.items()
-        if not may_view(request, model)
-    }
+    hidden = hidden_parts(request, PART_MODELS)
     if not request.user.has_perm(EVENT_LOG_PERMISSION):
         hidden["history"] = "Hidden: the stored event history needs the permission to watch the event log."
     return hidden
