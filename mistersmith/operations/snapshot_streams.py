@@ -46,6 +46,7 @@ from mistersmith.streams import STREAMS, ensure_streams
 T = TypeVar("T")
 BATCH = 500
 PUBLISH_WINDOW = 2000
+ACK_TIMEOUT_SECONDS = 30  # one acknowledgement; a whole restore may take as long as its size needs
 FETCH_TIMEOUT = 2.0
 RESTORED_ID_HEADER = "Mistersmith-Restored-Msg-Id"
 # Headers that would make the server refuse or act on a republished message.
@@ -311,7 +312,13 @@ async def republish(
 
     async def settle() -> None:
         old_sequence, future = pending.popleft()
-        ack = await future
+        try:  # a NATS that stops acknowledging ends the restore with an error, never a hang
+            ack = await asyncio.wait_for(future, ACK_TIMEOUT_SECONDS)
+        except TimeoutError:
+            raise SnapshotError(
+                f"NATS did not acknowledge message {old_sequence} of {name} within {ACK_TIMEOUT_SECONDS} s; "
+                "the stream restore stopped there."
+            ) from None
         if ack.duplicate:
             renumbering.duplicates += 1
             return
