@@ -6,6 +6,7 @@ class MisterSmithConfig(AppConfig):
     verbose_name = "MisterSmith console"
 
     def ready(self) -> None:
-        from mistersmith import host_checks, login_throttle, socket_session  # noqa: F401  (register the deploy checks)
+        from mistersmith import host_checks, login_throttle  # noqa: F401  (register the deploy checks)
+        from mistersmith.socket_session import connect_signals
 
-        socket_session.connect_signals()  # logouts and user changes reach the open live sockets
+        connect_signals()  # logouts and user changes reach the open live sockets
