@@ -7,3 +7,6 @@ class MisterSmithConfig(AppConfig):
 
     def ready(self) -> None:
         from mistersmith import host_checks, login_throttle  # noqa: F401  (register the deploy checks)
+        from mistersmith.socket_session import connect_signals
+
+        connect_signals()  # logouts and user changes reach the open live sockets

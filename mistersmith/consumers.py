@@ -12,6 +12,9 @@ Bounds, so that one user cannot grow a process without limit: a socket joins at 
 ``LIVE_TOPICS_PER_SOCKET`` distinct topics over its whole life (counted over every subscribe message,
 refused names included), and a user holds at most ``settings.LIVE_SOCKETS_PER_USER`` sockets in one
 server process; the next is accepted only to be told why and closed with ``TOO_MANY`` (4429).
+
+The socket lives no longer than its session, its user and their permissions: see
+:mod:`mistersmith.socket_session` (closed with ``SESSION_ENDED``, 4401; topics no longer allowed are left).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from django.conf import settings
 from agents.discoveries import DiscoveryFilter
 from mistersmith.frames import STATUS_GROUP, group_name
 from mistersmith.operations.metrics import LIVE_SOCKETS
+from mistersmith.socket_session import SessionBoundSocket
 
 REFUSED = 4403  # WebSocket close code: authenticated but not allowed (like HTTP 403)
 TOO_MANY = 4429  # WebSocket close code: this user holds too many sockets already (like HTTP 429)
@@ -57,7 +61,7 @@ def topic_permission(topic: str) -> str | None:
     return None
 
 
-class LiveConsumer(AsyncJsonWebsocketConsumer):
+class LiveConsumer(SessionBoundSocket, AsyncJsonWebsocketConsumer):
     async def connect(self) -> None:
         user = self.scope.get("user")
         if user is None or not user.is_authenticated or not user.is_active or not user.is_staff:
@@ -78,6 +82,7 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         await self.accept()
         LIVE_SOCKETS.inc()
         self.counted = True
+        await self.bind_session()
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
         wanted = content.get("subscribe") if isinstance(content, dict) else None
@@ -116,7 +121,10 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
 
     @database_sync_to_async
     def _has_perm(self, permission: str) -> bool:
-        return self.scope["user"].has_perm(permission)
+        return self.scope["user"].has_perm(permission)  # the user as re-read for this message
+
+    def permission_for(self, topic: str) -> str | None:
+        return topic_permission(topic)
 
     async def disconnect(self, code: int) -> None:
         if getattr(self, "counted", False):

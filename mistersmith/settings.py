@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import math
 import os
 import secrets
 from pathlib import Path
@@ -310,6 +311,23 @@ METRICS_ALLOWED_NETWORKS = env_list("METRICS_ALLOWED_NETWORKS", "127.0.0.0/8,::1
 METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
 # Live sockets one user may hold open in one server process (mistersmith.consumers closes the next with 4429).
 LIVE_SOCKETS_PER_USER = int(os.environ.get("LIVE_SOCKETS_PER_USER", 20))
+
+
+def _live_session_check_seconds() -> float:
+    """How often an open live socket re-checks its session and user (mistersmith.socket_session):
+    every message checks too, this bounds how long a silent socket outlives what no signal reports
+    (a session row deleted in the database, an expiry). Above 0, at most 30."""
+    text = os.environ.get("LIVE_SESSION_CHECK_SECONDS", "30")
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value <= 30:  # NaN fails too
+        raise ImproperlyConfigured(f"LIVE_SESSION_CHECK_SECONDS must be seconds above 0 and at most 30, not {text!r}.")
+    return value
+
+
+LIVE_SESSION_CHECK_SECONDS = _live_session_check_seconds()
 METRICS_WINDOW_SECONDS = int(os.environ.get("METRICS_WINDOW_SECONDS", 300))
 METRICS_NATS_TIMEOUT = float(os.environ.get("METRICS_NATS_TIMEOUT", 1.0))
 METRICS_DATABASE_TIMEOUT = float(os.environ.get("METRICS_DATABASE_TIMEOUT", 2.0))
