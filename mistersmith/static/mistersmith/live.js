@@ -82,6 +82,10 @@ export function unseenEvents(events, positions) {
   );
 }
 
+// Close codes after which the server refuses this user a socket (consumers.py, socket_session.py):
+// 4401 the session or user ended, 4403 not allowed. Reconnecting would only be refused again.
+const ENDED_CODES = new Set([4401, 4403]);
+
 export class LiveConnection {
   /**
    * @param {object} options
@@ -172,9 +176,15 @@ export class LiveConnection {
       socket.send(JSON.stringify(message));
     };
     socket.onmessage = (message) => this.receive(socket, JSON.parse(message.data));
-    socket.onclose = () => {
+    socket.onclose = (event) => {
       if (socket !== this.socket) return;
       this.socket = null;
+      if (ENDED_CODES.has(event.code)) {
+        // The session or the user no longer allows this socket: a new one would be refused too.
+        this.stopped = true;
+        this.show("offline", event.reason || "Your session has ended; log in again.");
+        return;
+      }
       this.scheduleReconnect();
     };
   }
@@ -186,6 +196,10 @@ export class LiveConnection {
       this.bridgeStatus(socket, message.bridge.connected);
     } else if (message.error) {
       this.show("offline", message.error);
+    } else if (message.left) {
+      // Topics the user may no longer see: their events stop, so the page is no longer live.
+      this.topics = this.topics.filter((topic) => !message.left.includes(topic));
+      this.show("offline", `${message.reason} (${message.left.join(", ")})`);
     } else if (message.topic) {
       if (this.buffer !== null) this.buffer.push(message);
       else this.deliver(message);
