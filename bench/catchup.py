@@ -141,8 +141,10 @@ def run(events: int = EVENTS) -> Iterator[dict]:
             CatchUp.objects.filter(consumer__startswith=f"{prefix}-").delete()
             Agent.objects.filter(pk__in=agents).delete()
         events = last - first + 1
-        acking = asyncio.run(bare_consumer(url, f"bench-catchup-bare-{prefix[-8:]}", first, events))
-        acking_500 = asyncio.run(bare_consumer(url, f"bench-catchup-bare500-{prefix[-8:]}", first, events, fetch=500))
+        acking = asyncio.run(bare_consumer(url, f"bench-catchup-bare-{prefix[-8:]}", first, events, last_sequence=last))
+        acking_500 = asyncio.run(
+            bare_consumer(url, f"bench-catchup-bare500-{prefix[-8:]}", first, events, fetch=500, last_sequence=last)
+        )
         reading = asyncio.run(bare_reader(url, first, last))
         rate = row.total / seconds
         yield {
