@@ -50,11 +50,13 @@ logger = logging.getLogger(__name__)
 # A chunk is applied in one transaction (the agents feed: one position move). Large, because a
 # catch-up's cost in PostgreSQL is per agent row written, and a chunk writes each of its agents'
 # rows once whatever its number of events (agents/projections.py): 10,000 agents' interleaved
-# histories cost 3-4 times less PostgreSQL time per event in chunks of 50,000 than of 5,000
-# (bench/catchup.py). The bytes bound the memory a chunk holds (the child holds one, the pipe
-# buffers a little, the parent applies one).
-CHUNK_MESSAGES = 40_000
-CHUNK_BYTES = 16 * 1024 * 1024
+# histories cost about 2.5 times less PostgreSQL time per event in chunks of 20,000 than of 5,000,
+# 6 times less in chunks of 50,000 (200,000 events applied in memory, no NATS). Not larger: in a
+# 1,000,000-event run with chunks of 40,000, the bridge and its reader peaked at 286 MB (the target
+# is under 300). The bytes bound the memory a chunk holds (the child holds one, the pipe buffers a
+# little, the parent applies one).
+CHUNK_MESSAGES = 20_000
+CHUNK_BYTES = 8 * 1024 * 1024
 MIN_CHUNK_MESSAGES = 100
 
 
