@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Iterable
+from operator import attrgetter
 
 from django.db import connection, transaction
 from django.db.models import Max
@@ -80,8 +81,7 @@ def apply_agent_events(
             outcome[result] += 1
             if on_applied is not None:
                 on_applied(sequence, event, result)
-        states.save()
-        _heartbeats(latest_beats)
+        states.save(latest_beats)
         outcome["output_without_session"] += len(outputs) - _session_output(outputs)
     if not outcome["output_without_session"]:
         del outcome["output_without_session"]
@@ -97,19 +97,28 @@ def _session_output(outputs: list[tuple[int | None, AgentEvent]]) -> int:
     if not outputs:
         return 0
     sequences = [sequence for sequence, _ in outputs if sequence is not None]
-    held = set(SessionMessage.objects.filter(stream_sequence__in=sequences).values_list("stream_sequence", flat=True))
+    # Array parameters, not IN lists of thousands (psycopg parses a query text per placeholder).
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT stream_sequence FROM {SessionMessage._meta.db_table} WHERE stream_sequence = ANY(%s::bigint[])",
+            [sequences],
+        )
+        held = {row[0] for row in cursor.fetchall()}
     if held:
         outputs = [(sequence, event) for sequence, event in outputs if sequence not in held]
         if not outputs:
             return len(held)
-    agent_ids = {event.agent_id for _, event in outputs}
-    open_sessions = (
-        InteractiveSession.objects.filter(agent_id__in=agent_ids, state__in=OPEN_SESSION_STATES)
-        .order_by("agent_id", "-started_at")
-        .distinct("agent_id")
-        .values_list("agent_id", "id")
-    )
-    session_of = dict(open_sessions)
+    agent_ids = list({event.agent_id for _, event in outputs})
+    with connection.cursor() as cursor:  # each agent's newest open session
+        cursor.execute(
+            f"""
+            SELECT DISTINCT ON (agent_id) agent_id, id FROM {InteractiveSession._meta.db_table}
+             WHERE agent_id = ANY(%s::uuid[]) AND state = ANY(%s::text[])
+             ORDER BY agent_id, started_at DESC
+            """,
+            [agent_ids, [str(state) for state in OPEN_SESSION_STATES]],
+        )
+        session_of = dict(cursor.fetchall())
     if not session_of:
         return len(held)
     next_position = {
@@ -146,11 +155,17 @@ class _States:
     the decisions are the same as one event at a time."""
 
     def __init__(self, events: list[tuple[int | None, AgentEvent]]) -> None:
-        ids = sorted({event.agent_id for _, event in events if event.kind in STATE_EVENTS})
+        ids = list({event.agent_id for _, event in events if event.kind in STATE_EVENTS})
         self.current: dict = {}
         if ids:  # a batch of heartbeats and output moves no state: no query
-            locked = Agent.objects.select_for_update().filter(pk__in=ids).order_by("pk")
-            self.current = dict(locked.values_list("pk", "status"))
+            # Locked in id order (no deadlock with another writer). One array parameter, not an IN list
+            # of thousands: psycopg parses a query text per placeholder.
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    f"SELECT id, status FROM {Agent._meta.db_table} WHERE id = ANY(%s::uuid[]) ORDER BY id FOR UPDATE",
+                    [ids],
+                )
+                self.current = dict(cursor.fetchall())
         self.moved: set = set()
         self.anomalies: list[AgentAnomaly] = []
         self.created: dict = {}  # agents first met in a Spawned of this batch, inserted together by save()
@@ -230,9 +245,11 @@ class _States:
         )
         return "anomaly"
 
-    def save(self) -> None:
-        """The new agents in one INSERT, the moved agents' final states in one UPDATE, the anomalies
-        in one INSERT: a first-start catch-up meets thousands of Spawned in a batch.
+    def save(self, beats: dict) -> None:
+        """The new agents in one INSERT, then every agent row the batch changed in one UPDATE, once
+        (its final state, its newest heartbeat: ``beats``), the anomalies in one INSERT: a
+        first-start catch-up meets thousands of Spawned in a batch, and PostgreSQL's cost is per
+        row version written (each one a new entry in every index of the agents table).
 
         A new agent is inserted in its final state of the batch. Should another writer have made
         the row since the batch read its agents (an operator adding it in the admin), the insert
@@ -242,17 +259,7 @@ class _States:
                 agent.status = self.current[agent_id]
             Agent.objects.bulk_create(self.created.values(), ignore_conflicts=True)
             self.moved.update(self.created)
-        if self.moved:
-            moved = sorted(self.moved)
-            with connection.cursor() as cursor:
-                cursor.execute(
-                    """
-                    UPDATE agents a SET status = m.status, state_changed_at = now(), updated_at = now()
-                      FROM unnest(%s::uuid[], %s::text[]) AS m(id, status)
-                     WHERE a.id = m.id
-                    """,
-                    [moved, [self.current[agent] for agent in moved]],
-                )
+        _write_agents({agent: self.current[agent] for agent in self.moved}, beats)
         if self.anomalies:
             AgentAnomaly.objects.bulk_create(self.anomalies)
 
@@ -265,16 +272,26 @@ def forget_stream_sequences() -> int:
     return forgotten + AgentAnomaly.objects.filter(stream_sequence__isnull=False).update(stream_sequence=None)
 
 
-def _heartbeats(latest: dict) -> None:
-    """Move last_heartbeat forward only (a replayed or late heartbeat never moves it back), in one query."""
-    if not latest:
+def _write_agents(statuses: dict, beats: dict) -> None:
+    """One UPDATE for a batch's agent rows, each written once: ``statuses`` (agent -> the state the
+    batch moved it to: state_changed_at and updated_at become now) and ``beats`` (agent -> its
+    newest heartbeat, which moves last_heartbeat forward only: a replayed or late heartbeat never
+    moves it back). A row with only an older heartbeat is not written at all. Rows in id order."""
+    agents = sorted(statuses.keys() | beats.keys(), key=attrgetter("int"))  # a UUID orders by its int
+    if not agents:
         return
     with connection.cursor() as cursor:
         cursor.execute(
-            """
-            UPDATE agents a SET last_heartbeat = b.at
-              FROM unnest(%s::uuid[], %s::timestamptz[]) AS b(id, at)
-             WHERE a.id = b.id AND (a.last_heartbeat IS NULL OR a.last_heartbeat < b.at)
+            f"""
+            UPDATE {Agent._meta.db_table} a
+               SET status = COALESCE(m.status, a.status),
+                   state_changed_at = CASE WHEN m.status IS NULL THEN a.state_changed_at ELSE now() END,
+                   updated_at = CASE WHEN m.status IS NULL THEN a.updated_at ELSE now() END,
+                   last_heartbeat = CASE WHEN a.last_heartbeat IS NULL OR a.last_heartbeat < m.beat
+                                         THEN m.beat ELSE a.last_heartbeat END
+              FROM unnest(%s::uuid[], %s::text[], %s::timestamptz[]) AS m(id, status, beat)
+             WHERE a.id = m.id
+               AND (m.status IS NOT NULL OR a.last_heartbeat IS NULL OR a.last_heartbeat < m.beat)
             """,
-            [list(latest), list(latest.values())],
+            [agents, [statuses.get(agent) for agent in agents], [beats.get(agent) for agent in agents]],
         )

@@ -46,9 +46,15 @@ async def _publish(url: str, subjects: list[str]) -> int:
     return first or min(ack.seq for ack in acks)
 
 
-async def bare_consumer(url: str, name: str, first_sequence: int, events: int = EVENTS, fetch: int = 100) -> float:
+async def bare_consumer(
+    url: str, name: str, first_sequence: int, events: int = EVENTS, fetch: int = 100, last_sequence: int | None = None
+) -> float:
     """Events/s of a durable pull consumer that fetches ``fetch`` at a time and acks each message:
-    the bare nats-py consumer the bridge's throughput is compared with (here and in bench/catchup.py)."""
+    the bare nats-py consumer the bridge's throughput is compared with (here and in bench/catchup.py).
+
+    With ``last_sequence`` it stops there, or when nothing more comes: on a shared NATS, others'
+    messages on other subjects may sit in the range (fewer than ``events`` match), or push its
+    oldest ones out of the stream."""
     import nats
     from nats.js.api import ConsumerConfig, DeliverPolicy
 
@@ -62,10 +68,17 @@ async def bare_consumer(url: str, name: str, first_sequence: int, events: int = 
     )
     seen, started = 0, time.perf_counter()
     while seen < events:
-        messages = await subscription.fetch(fetch, timeout=5)
+        try:
+            messages = await subscription.fetch(fetch, timeout=5)
+        except nats.errors.TimeoutError:
+            if last_sequence is None:
+                raise
+            break
         for message in messages:
             await message.ack()
         seen += len(messages)
+        if last_sequence is not None and messages and messages[-1].metadata.sequence.stream >= last_sequence:
+            break
     elapsed = time.perf_counter() - started
     await js.delete_consumer("AGENT_EVENTS", name)
     await client.close()

@@ -33,7 +33,7 @@ from pathlib import Path
 from bench.bridge import bare_consumer
 from bench.bridge_memory import MB, RssSampler, alive
 from bench.rebuild import agent_history
-from bench.support import bench_database, machine, service_env, wait_for
+from bench.support import bench_database, bridge_consumers_exist, machine, service_env, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 EVENTS = 1_000_000
@@ -127,6 +127,8 @@ def run(events: int = EVENTS) -> Iterator[dict]:
             seconds = (row.finished_at - row.started_at).total_seconds()
             projected = Agent.objects.filter(pk__in=agents).count()
             anomalies = AgentAnomaly.objects.filter(agent_id__in=agents).count()
+            # The feeds after agents catch up in their turn; stopped before, a feed has no consumer to delete.
+            wait_for(lambda: alive(bridge) and bridge_consumers_exist(prefix), 300, "the bridge's consumers", 0.2)
         finally:
             sampler.stop()
             bridge.send_signal(signal.SIGINT)
@@ -139,8 +141,10 @@ def run(events: int = EVENTS) -> Iterator[dict]:
             CatchUp.objects.filter(consumer__startswith=f"{prefix}-").delete()
             Agent.objects.filter(pk__in=agents).delete()
         events = last - first + 1
-        acking = asyncio.run(bare_consumer(url, f"bench-catchup-bare-{prefix[-8:]}", first, events))
-        acking_500 = asyncio.run(bare_consumer(url, f"bench-catchup-bare500-{prefix[-8:]}", first, events, fetch=500))
+        acking = asyncio.run(bare_consumer(url, f"bench-catchup-bare-{prefix[-8:]}", first, events, last_sequence=last))
+        acking_500 = asyncio.run(
+            bare_consumer(url, f"bench-catchup-bare500-{prefix[-8:]}", first, events, fetch=500, last_sequence=last)
+        )
         reading = asyncio.run(bare_reader(url, first, last))
         rate = row.total / seconds
         yield {

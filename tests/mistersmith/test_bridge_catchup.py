@@ -224,6 +224,7 @@ def start_bridge_process(prefix: str, url: str) -> subprocess.Popen:
         **os.environ,
         "MISTERSMITH_BRIDGE_PREFIX": prefix,
         "MISTERSMITH_BRIDGE_CATCH_UP": "1",
+        "MISTERSMITH_BRIDGE_CATCH_UP_CHUNK": "5000",  # several chunks, so a kill can land between two
         "NATS_URL": url,
         "DATABASE_URL": postgres_url(connection.settings_dict),
     }
