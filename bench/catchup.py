@@ -2,7 +2,9 @@
 
 ``EVENTS`` agent events (``AGENTS`` agents' lives as a rich runtime publishes them: Spawned, then
 heartbeats, Processing/Idle state changes and outputs, interleaved across agents) are published
-to AGENT_EVENTS, which keeps at most 1,000,000 messages: the stream then retains exactly these.
+to AGENT_EVENTS on a nats-server of the benchmark's own, so the stream retains exactly these (on a
+shared server others' messages pushed the oldest out, and a run whose agents are not all projected
+without anomaly is refused, not reported).
 A ``manage.py bridge`` process with a prefix nobody used starts on them: no consumer, no position,
 so each feed catches up on what its stream retains before following live. Timed from the agents
 feed's CatchUp row (started_at to finished_at), its RSS sampled every 0.5 s.
@@ -21,10 +23,12 @@ Targets: at least 10,000 events/s, at least 0.8 x the bare consumer, peak RSS un
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -33,7 +37,7 @@ from pathlib import Path
 from bench.bridge import bare_consumer
 from bench.bridge_memory import MB, RssSampler, alive
 from bench.rebuild import agent_history
-from bench.support import bench_database, bridge_consumers_exist, machine, service_env, wait_for
+from bench.support import bench_database, free_port, machine, service_env, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 EVENTS = 1_000_000
@@ -92,23 +96,63 @@ async def bare_reader(url: str, first: int, last: int) -> float:
         await client.close()
 
 
+@contextlib.contextmanager
+def private_nats() -> Iterator[str]:
+    """A nats-server of the benchmark's own (its store in a temporary directory, removed after): the
+    stream then retains exactly the published events, whoever else uses the machine's NATS."""
+    from mistersmith.embedded import nats_server_binary
+
+    port = free_port()
+    with tempfile.TemporaryDirectory(prefix="bench-catchup-nats-") as store:
+        server = subprocess.Popen(
+            [nats_server_binary(), "--jetstream", "--store_dir", store, "--addr", "127.0.0.1", "--port", str(port)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            wait_for(lambda: _listening(port), 20, "the benchmark's nats-server")
+            yield f"nats://127.0.0.1:{port}"
+        finally:
+            server.terminate()
+            server.wait(20)
+
+
+def _listening(port: int) -> bool:
+    import socket
+
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+async def make_streams(url: str) -> None:
+    """The contract's streams on the benchmark's server, as the console makes them."""
+    import nats
+
+    from mistersmith.streams import ensure_streams
+
+    client = await nats.connect(url)
+    await ensure_streams(client.jetstream())
+    await client.close()
+
+
 def run(events: int = EVENTS) -> Iterator[dict]:
     from agents.models import Agent, AgentAnomaly
-    from mistersmith.bridge import delete_consumers
+    from mistersmith.bridge import consumers_exist
     from mistersmith.models import BridgePosition, CatchUp
-    from mistersmith.nats import connection, nats_url
+    from mistersmith.nats import SyncNats
 
-    with bench_database("catchup"):
-        url = nats_url()
-        connection().client()  # the streams exist
+    with bench_database("catchup"), private_nats() as url:
+        asyncio.run(make_streams(url))
         per_agent = min(EVENTS_PER_AGENT, events)
         agents = [uuid.uuid4() for _ in range(max(1, events // per_agent))]
         publish_seconds, first, last = asyncio.run(publish(url, agents, per_agent))
         prefix = f"bench-catchup-{uuid.uuid4().hex[:8]}"
+        own = SyncNats(url, create_streams=False)
         bridge = subprocess.Popen(
             [sys.executable, "manage.py", "bridge"],
             cwd=ROOT,
-            env=service_env(MISTERSMITH_BRIDGE_PREFIX=prefix, MISTERSMITH_BRIDGE_CATCH_UP="1"),
+            env=service_env(MISTERSMITH_BRIDGE_PREFIX=prefix, MISTERSMITH_BRIDGE_CATCH_UP="1", NATS_URL=url),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
         )
@@ -128,7 +172,7 @@ def run(events: int = EVENTS) -> Iterator[dict]:
             projected = Agent.objects.filter(pk__in=agents).count()
             anomalies = AgentAnomaly.objects.filter(agent_id__in=agents).count()
             # The feeds after agents catch up in their turn; stopped before, a feed has no consumer to delete.
-            wait_for(lambda: alive(bridge) and bridge_consumers_exist(prefix), 300, "the bridge's consumers", 0.2)
+            wait_for(lambda: alive(bridge) and consumers_exist(prefix, client=own), 300, "the bridge's consumers", 0.2)
         finally:
             sampler.stop()
             bridge.send_signal(signal.SIGINT)
@@ -136,10 +180,15 @@ def run(events: int = EVENTS) -> Iterator[dict]:
                 bridge.wait(30)
             except subprocess.TimeoutExpired:
                 bridge.kill()
-            delete_consumers(prefix)
             BridgePosition.objects.filter(consumer__startswith=f"{prefix}-").delete()
             CatchUp.objects.filter(consumer__startswith=f"{prefix}-").delete()
+            own.close()
             Agent.objects.filter(pk__in=agents).delete()
+        if projected != len(agents) or anomalies:
+            raise RuntimeError(
+                f"The catch-up projected {projected} of {len(agents)} agents with {anomalies} anomalies: "
+                "the stream did not hold the published lives whole, so the figures would mean nothing."
+            )
         events = last - first + 1
         acking = asyncio.run(bare_consumer(url, f"bench-catchup-bare-{prefix[-8:]}", first, events, last_sequence=last))
         acking_500 = asyncio.run(

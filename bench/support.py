@@ -80,7 +80,7 @@ def service_env(**extra: str) -> dict[str, str]:
     from mistersmith.nats import nats_url
 
     env = dict(os.environ)
-    env.update(DATABASE_URL=postgres_url(connection.settings_dict), NATS_URL=nats_url(), **extra)
+    env.update({"DATABASE_URL": postgres_url(connection.settings_dict), "NATS_URL": nats_url(), **extra})
     return env
 
 
