@@ -27,7 +27,7 @@ from django.conf import settings
 
 from agents.discoveries import DiscoveryFilter
 from mistersmith.frames import STATUS_GROUP, group_name
-from mistersmith.operations.metrics import LIVE_SOCKETS
+from mistersmith.operations.metrics import LIVE_CONSUMERS, LIVE_SOCKETS
 
 REFUSED = 4403  # WebSocket close code: authenticated but not allowed (like HTTP 403)
 TOO_MANY = 4429  # WebSocket close code: this user holds too many sockets already (like HTTP 429)
@@ -58,6 +58,15 @@ def topic_permission(topic: str) -> str | None:
 
 
 class LiveConsumer(AsyncJsonWebsocketConsumer):
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        """Counted until the task really ends (mistersmith_live_consumers_running): a socket closed
+        by its client but whose task never finished was invisible to the open-sockets gauge."""
+        LIVE_CONSUMERS.inc()
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            LIVE_CONSUMERS.dec()
+
     async def connect(self) -> None:
         user = self.scope.get("user")
         if user is None or not user.is_authenticated or not user.is_active or not user.is_staff:

@@ -168,25 +168,47 @@ if PRODUCTION and not NATS_URL:
 BRIDGE_CATCH_UP = os.environ.get("MISTERSMITH_BRIDGE_CATCH_UP", "1") != "0"
 
 REDIS_URL = os.environ.get("REDIS_URL", "")
+# A live socket's channel-layer group memberships expire after this many seconds unless refreshed;
+# a running consumer refreshes its own every LIVE_GROUP_REFRESH_SECONDS (mistersmith.consumers), so
+# only the members of sockets whose process died (SIGKILL, a lost host) drop out, and soon.
+LIVE_GROUP_EXPIRY_SECONDS = int(os.environ.get("LIVE_GROUP_EXPIRY_SECONDS", 300))
+LIVE_GROUP_REFRESH_SECONDS = float(os.environ.get("LIVE_GROUP_REFRESH_SECONDS", LIVE_GROUP_EXPIRY_SECONDS / 5))
+if not 0 < LIVE_GROUP_REFRESH_SECONDS < LIVE_GROUP_EXPIRY_SECONDS:
+    raise ImproperlyConfigured("LIVE_GROUP_REFRESH_SECONDS must be above 0 and below LIVE_GROUP_EXPIRY_SECONDS.")
 if REDIS_URL:
+    import socket as _socket
+
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             "CONFIG": {
-                # redis-py 8 reads with a 5 s socket timeout by default, the length of channels-redis'
-                # blocking pop: an idle socket's receive lost that race and the socket was closed
-                # (1011) every 5 s (django/channels_redis#422). A read may take longer than the pop.
+                # No socket_timeout: with one, redis-py sends each command under asyncio.wait_for,
+                # which on Python 3.11 swallows a cancellation that lands as the send completes
+                # (CPython gh-86296, fixed in 3.12). A closed socket's consumer cancels its pending
+                # receive; swallowed, the receive went on polling an idle channel (BZPOPMIN, 5 s)
+                # forever: the consumer never ended and a stop waited for it (issue 16). Reads need
+                # no timeout either: channels-redis' blocking pop returns after 5 s by itself, and
+                # redis-py 8's default 5 s read timeout lost that race (django/channels_redis#422).
+                # A Redis that vanishes without a reset is found by TCP keepalive (about 25 s).
                 # Its pool refuses (MaxConnectionsError) rather than waits past 100 connections: each
                 # socket that connects or closes holds one, so 250 sockets closing at once failed
                 # (bench/load_sockets.py). Connections are opened only when that many are busy.
                 "hosts": [
                     {
                         "address": REDIS_URL,
-                        "socket_timeout": 15,
+                        "socket_timeout": None,
+                        "socket_connect_timeout": 5,
+                        "socket_keepalive": True,
+                        "socket_keepalive_options": {
+                            option: value
+                            for name, value in (("TCP_KEEPIDLE", 10), ("TCP_KEEPINTVL", 5), ("TCP_KEEPCNT", 3))
+                            if (option := getattr(_socket, name, None)) is not None
+                        },
                         "max_connections": int(os.environ.get("REDIS_MAX_CONNECTIONS", 2000)),
                     }
                 ],
                 "prefix": os.environ.get("CHANNEL_LAYER_PREFIX", "mistersmith"),
+                "group_expiry": LIVE_GROUP_EXPIRY_SECONDS,
             },
         }
     }
