@@ -16,6 +16,8 @@ server process; the next is accepted only to be told why and closed with ``TOO_M
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import re
 import uuid
 from collections import Counter
@@ -29,11 +31,15 @@ from agents.discoveries import DiscoveryFilter
 from mistersmith.frames import STATUS_GROUP, group_name
 from mistersmith.operations.metrics import LIVE_CONSUMERS, LIVE_SOCKETS
 
+logger = logging.getLogger(__name__)
+
+GOING_AWAY = 1001  # WebSocket close code: the server is stopping (RFC 6455)
 REFUSED = 4403  # WebSocket close code: authenticated but not allowed (like HTTP 403)
 TOO_MANY = 4429  # WebSocket close code: this user holds too many sockets already (like HTTP 429)
 LIVE_TOPICS_PER_SOCKET = 50
 AGENT_TOPIC = re.compile(r"agent\.([0-9a-f-]{36})")  # used with fullmatch: "$" would pass a trailing newline
 OPEN_SOCKETS: Counter[int] = Counter()  # user id -> open live sockets in this process
+RUNNING: dict[LiveConsumer, asyncio.Task] = {}  # accepted live sockets of this process -> their consumer's task
 TOPIC_PERMISSIONS = {
     "agents": "agents.view_agent",
     "supervision": "supervision.view_supervisionnode",
@@ -60,12 +66,42 @@ def topic_permission(topic: str) -> str | None:
 class LiveConsumer(AsyncJsonWebsocketConsumer):
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         """Counted until the task really ends (mistersmith_live_consumers_running): a socket closed
-        by its client but whose task never finished was invisible to the open-sockets gauge."""
+        by its client but whose task never finished was invisible to the open-sockets gauge.
+
+        Sends go through one lock and stop at the close: a stop closes sockets from outside the
+        consumer's task (``close_live_sockets``) while frames are still being sent, and uvicorn
+        refuses any message after a ``websocket.close``."""
         LIVE_CONSUMERS.inc()
+        self.close_sent = False
+        self.refresher: asyncio.Task | None = None
+        lock = asyncio.Lock()
+
+        async def send_until_closed(message: dict[str, Any]) -> None:
+            async with lock:
+                if self.close_sent:
+                    return
+                self.close_sent = message["type"] == "websocket.close"
+                await send(message)
+
         try:
-            await super().__call__(scope, receive, send)
+            await super().__call__(scope, receive, send_until_closed)
         finally:
+            RUNNING.pop(self, None)
+            if self.refresher is not None:
+                self.refresher.cancel()
             LIVE_CONSUMERS.dec()
+
+    async def _refresh_groups(self) -> None:
+        """Joins this socket's groups again well within the layer's group expiry: a member that
+        is not refreshed (its process was killed, it never left) drops out of its groups at the
+        expiry instead of being sent every frame, and logged over capacity, for a day."""
+        while True:
+            await asyncio.sleep(settings.LIVE_GROUP_REFRESH_SECONDS)
+            try:
+                for group in [STATUS_GROUP, *(group_name(topic) for topic in self.topics)]:
+                    await self.channel_layer.group_add(group, self.channel_name)
+            except Exception:  # the layer is away for now: the next round tries again
+                logger.warning("live socket %s: refreshing its groups failed", self.channel_name, exc_info=True)
 
     async def connect(self) -> None:
         user = self.scope.get("user")
@@ -87,6 +123,8 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         await self.accept()
         LIVE_SOCKETS.inc()
         self.counted = True
+        RUNNING[self] = asyncio.current_task()
+        self.refresher = asyncio.create_task(self._refresh_groups())
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
         wanted = content.get("subscribe") if isinstance(content, dict) else None
@@ -140,6 +178,11 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         for topic in getattr(self, "topics", ()):
             await self.channel_layer.group_discard(group_name(topic), self.channel_name)
 
+    async def stop(self) -> None:
+        """Close with 1001 (going away) for a server stop: the page reconnects, to another worker
+        behind a load balancer. Frames still arriving are not sent after the close."""
+        await self.close(code=GOING_AWAY)
+
     async def dispatch(self, message: dict[str, Any]) -> None:
         """Frames use no database: they skip Channels' close_old_connections() before each handler, a
         hop through its one sync thread per frame per socket (the largest cost at 50 sockets)."""
@@ -162,3 +205,19 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
                 await self.send_json({"topic": topic, "sequence": message.get("sequence"), "events": events})
             return
         await self.send(text_data=message["text"])
+
+
+async def close_live_sockets(timeout: float) -> tuple[int, int]:
+    """Close every live socket of this process with 1001 and wait, at most ``timeout`` s, for their
+    consumers to end (the client answers the close, the consumer leaves its groups). Returns
+    (ended, still running): what is still running is left to the server's own shutdown."""
+    running = dict(RUNNING)
+    if not running:
+        return 0, 0
+    closers = [asyncio.create_task(consumer.stop()) for consumer in running]
+    done, pending = await asyncio.wait(set(running.values()), timeout=max(timeout, 0.01))
+    for closer in closers:
+        if not closer.done():  # a client that reads nothing: its socket is ended by the server
+            closer.cancel()
+    await asyncio.gather(*closers, return_exceptions=True)
+    return len(done), len(pending)

@@ -313,13 +313,19 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "filters": {"forbidden_in_one_line": {"()": lambda: _forbidden_in_one_line}},
+    "filters": {
+        "forbidden_in_one_line": {"()": lambda: _forbidden_in_one_line},
+        "over_capacity_once_a_minute": {"()": "mistersmith.log_filters.OncePerInterval", "seconds": 60},
+    },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     "loggers": {
         "pgserver": {"level": "WARNING"},
         "axes.apps": {"level": "WARNING"},
         "django.request": {"filters": ["forbidden_in_one_line"]},
+        # "1 of 33 channels over capacity in group live.events" at every frame while a dead member
+        # stays in a group: once a minute per group, with how many were left out.
+        "channels_redis": {"filters": ["over_capacity_once_a_minute"]},
     },
 }
 
@@ -332,6 +338,17 @@ METRICS_ALLOWED_NETWORKS = env_list("METRICS_ALLOWED_NETWORKS", "127.0.0.0/8,::1
 METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
 # Live sockets one user may hold open in one server process (mistersmith.consumers closes the next with 4429).
 LIVE_SOCKETS_PER_USER = int(os.environ.get("LIVE_SOCKETS_PER_USER", 20))
+# A stop (SIGTERM, Ctrl-C) closes the live sockets (1001), stops the bridge and exits within this
+# many seconds, whatever still hangs (mistersmith/server.py, docs/deploy.md "Stopping").
+STOP_TIMEOUT_SECONDS = float(os.environ.get("MISTERSMITH_STOP_TIMEOUT", 10))
+if not 2 <= STOP_TIMEOUT_SECONDS <= 300:
+    raise ImproperlyConfigured("MISTERSMITH_STOP_TIMEOUT must be between 2 and 300 seconds.")
+# The server pings every live socket this often and ends one whose pong is this late: a client that
+# vanished without a close (a laptop lid, a dropped network) ends its consumer within their sum.
+WS_PING_INTERVAL_SECONDS = float(os.environ.get("WS_PING_INTERVAL", 20))
+WS_PING_TIMEOUT_SECONDS = float(os.environ.get("WS_PING_TIMEOUT", 20))
+if WS_PING_INTERVAL_SECONDS <= 0 or WS_PING_TIMEOUT_SECONDS <= 0:
+    raise ImproperlyConfigured("WS_PING_INTERVAL and WS_PING_TIMEOUT must be above 0.")
 METRICS_WINDOW_SECONDS = int(os.environ.get("METRICS_WINDOW_SECONDS", 300))
 METRICS_NATS_TIMEOUT = float(os.environ.get("METRICS_NATS_TIMEOUT", 1.0))
 METRICS_DATABASE_TIMEOUT = float(os.environ.get("METRICS_DATABASE_TIMEOUT", 2.0))
