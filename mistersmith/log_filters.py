@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 
 
 class OncePerInterval(logging.Filter):
@@ -16,9 +17,10 @@ class OncePerInterval(logging.Filter):
     interval passes, with how many like it were left out since the last one.
     """
 
-    def __init__(self, seconds: float = 60.0) -> None:
+    def __init__(self, seconds: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
         super().__init__()
         self.seconds = float(seconds)
+        self.clock = clock
         self._lock = threading.Lock()
         self._last: dict[tuple, float] = {}
         self._dropped: dict[tuple, int] = {}
@@ -26,7 +28,7 @@ class OncePerInterval(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         args = record.args if isinstance(record.args, tuple) else ()
         key = (record.name, record.msg, args[-1] if args else None)
-        now = time.monotonic()
+        now = self.clock()
         with self._lock:
             last = self._last.get(key)
             if last is not None and now - last < self.seconds:

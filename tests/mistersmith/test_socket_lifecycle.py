@@ -284,3 +284,50 @@ def test_sigterm_under_load_closes_every_socket_with_1001_and_exits_within_the_s
         assert elapsed < STOP_TIMEOUT, f"the stop took {elapsed:.1f} s"
     finally:
         console.stop()
+
+
+def test_a_live_socket_stays_in_its_groups_past_the_expiry_and_a_dead_member_drops_out(live_env, nats_url):
+    """Group expiry 3 s, refreshed every 0.5 s: a member nobody refreshes (its process was killed)
+    leaves ``live.events`` at the expiry, the live socket stays in it and keeps getting frames."""
+    from channels_redis.core import RedisChannelLayer
+
+    env, agents = live_env
+    expiry = 3
+    console = started(
+        {**env, "REDIS_URL": redis_url(), "LIVE_GROUP_EXPIRY_SECONDS": str(expiry), "LIVE_GROUP_REFRESH_SECONDS": "0.5"}
+    )
+    cookie = staff_cookie()
+    layer = RedisChannelLayer(hosts=[redis_url()], prefix=env["CHANNEL_LAYER_PREFIX"], group_expiry=expiry)
+    try:
+
+        async def scenario() -> None:
+            sockets = EventSockets(console.url, cookie)
+            await sockets.open(1)
+            dead = await layer.new_channel()
+            await layer.group_add("live.events", dead)
+            redis, key = layer.connection(0), layer._group_key("live.events")
+            assert len(await redis.zrange(key, 0, -1)) == 2
+            publisher = Publisher(nats_url, agents)
+            publisher.start()
+            try:
+                loop = asyncio.get_running_loop()
+                joined = loop.time()
+                deadline = joined + 20
+                while dead.encode() in await redis.zrange(key, 0, -1):  # each group_send drops expired members
+                    assert loop.time() < deadline, "the dead member is still in the group"
+                    await asyncio.sleep(0.2)
+                assert loop.time() - joined >= expiry - 0.5
+                members = await redis.zrange(key, 0, -1)
+                assert len(members) == 1 and members[0] != dead.encode()
+                seen = sockets.frames[0]
+                while sockets.frames[0] < seen + 5:  # still a member: frames keep coming
+                    assert loop.time() < deadline + 10, "the live socket stopped getting frames"
+                    await asyncio.sleep(0.05)
+            finally:
+                await publisher.stop()
+                await sockets.close()
+                await layer.flush()
+
+        asyncio.run(scenario())
+    finally:
+        console.stop()
