@@ -166,6 +166,9 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         return self.scope["user"].has_perm(permission)
 
     async def disconnect(self, code: int) -> None:
+        if self.refresher is not None:  # first, so that it cannot join a group again after the discards below
+            self.refresher.cancel()
+            await asyncio.wait({self.refresher}, timeout=1)
         if getattr(self, "counted", False):
             LIVE_SOCKETS.dec()
             self.counted = False
