@@ -66,13 +66,15 @@ def topic_permission(topic: str) -> str | None:
 class LiveConsumer(AsyncJsonWebsocketConsumer):
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         """Counted until the task really ends (mistersmith_live_consumers_running): a socket closed
-        by its client but whose task never finished was invisible to the open-sockets gauge.
+        by its client but whose task never finished was invisible to the open-sockets gauge. However
+        the consumer ends, it leaves its groups and gives back its slot (``_leave``).
 
         Sends go through one lock and stop at the close: a stop closes sockets from outside the
         consumer's task (``close_live_sockets``) while frames are still being sent, and uvicorn
         refuses any message after a ``websocket.close``."""
         LIVE_CONSUMERS.inc()
         self.close_sent = False
+        self.left = False
         self.refresher: asyncio.Task | None = None
         lock = asyncio.Lock()
 
@@ -87,9 +89,13 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
             await super().__call__(scope, receive, send_until_closed)
         finally:
             RUNNING.pop(self, None)
-            if self.refresher is not None:
-                self.refresher.cancel()
-            LIVE_CONSUMERS.dec()
+            try:
+                await self._leave()
+            except Exception:
+                name = getattr(self, "channel_name", "-")
+                logger.warning("live socket %s: leaving its groups failed", name, exc_info=True)
+            finally:
+                LIVE_CONSUMERS.dec()
 
     async def _refresh_groups(self) -> None:
         """Joins this socket's groups again well within the layer's group expiry: a member that
@@ -166,6 +172,17 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         return self.scope["user"].has_perm(permission)
 
     async def disconnect(self, code: int) -> None:
+        await self._leave()
+
+    async def _leave(self) -> None:
+        """Give back, once, what the socket holds: its count, its user's slot, its groups. From
+        disconnect(), or from __call__ when the consumer ends without one: a frame sent just after
+        the client left makes uvicorn raise ClientDisconnected, which ends the consumer before it
+        reads the disconnect (and which uvicorn then swallows): such a socket stayed counted, held
+        its user's slot and stayed in its groups, sent every frame until the group expiry."""
+        if self.left:
+            return
+        self.left = True
         if self.refresher is not None:  # first, so that it cannot join a group again after the discards below
             self.refresher.cancel()
             await asyncio.wait({self.refresher}, timeout=1)
@@ -177,6 +194,8 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
             OPEN_SOCKETS[user_id] -= 1
             if OPEN_SOCKETS[user_id] <= 0:
                 del OPEN_SOCKETS[user_id]
+        if not hasattr(self, "channel_name"):  # ended before it had a channel: no group to leave
+            return
         await self.channel_layer.group_discard(STATUS_GROUP, self.channel_name)
         for topic in getattr(self, "topics", ()):
             await self.channel_layer.group_discard(group_name(topic), self.channel_name)

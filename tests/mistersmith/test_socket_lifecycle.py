@@ -191,10 +191,14 @@ ROUNDS = 3
 def test_sockets_closed_by_their_clients_end_their_consumers_on_redis(live_env, nats_url):
     """Rounds of 25 sockets on ``events``: events at 500/s, then the clients close normally, once
     while the events flow and then after they stopped (the case that leaked: a consumer whose
-    receive was idle never ended). Every consumer task ends."""
+    receive was idle never ended). Every consumer task ends and leaves its groups, also when a frame
+    was being sent as its client left."""
+    from channels_redis.core import RedisChannelLayer
+
     env, agents = live_env
     console = started({**env, "REDIS_URL": redis_url()})
     cookie = staff_cookie()
+    layer = RedisChannelLayer(hosts=[redis_url()], prefix=env["CHANNEL_LAYER_PREFIX"])
     try:
 
         async def scenario() -> None:
@@ -213,6 +217,8 @@ def test_sockets_closed_by_their_clients_end_their_consumers_on_redis(live_env, 
                     await publisher.stop()
                 await asyncio.to_thread(wait_for_gauge, console.url, "mistersmith_live_consumers_running", 0, 15)
                 assert gauge(console.url, "mistersmith_live_sockets_open") == 0
+                for group in ("live.events", "live.status"):  # every socket left its groups
+                    assert await layer.connection(0).zcard(layer._group_key(group)) == 0, group
 
         asyncio.run(scenario())
     finally:
