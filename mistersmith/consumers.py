@@ -75,6 +75,7 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         LIVE_CONSUMERS.inc()
         self.close_sent = False
         self.left = False
+        self.joined: set[str] = set()  # every group this socket is in: refreshed, and left at the end
         self.refresher: asyncio.Task | None = None
         lock = asyncio.Lock()
 
@@ -97,6 +98,12 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
             finally:
                 LIVE_CONSUMERS.dec()
 
+    async def join(self, group: str) -> None:
+        """Join a channel-layer group for this socket's life: the group is refreshed within the
+        layer's group expiry and left when the socket ends (join every group through here)."""
+        await self.channel_layer.group_add(group, self.channel_name)
+        self.joined.add(group)
+
     async def _refresh_groups(self) -> None:
         """Joins this socket's groups again well within the layer's group expiry: a member that
         is not refreshed (its process was killed, it never left) drops out of its groups at the
@@ -104,7 +111,7 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         while True:
             await asyncio.sleep(settings.LIVE_GROUP_REFRESH_SECONDS)
             try:
-                for group in [STATUS_GROUP, *(group_name(topic) for topic in self.topics)]:
+                for group in list(self.joined):
                     await self.channel_layer.group_add(group, self.channel_name)
             except Exception:  # the layer is away for now: the next round tries again
                 logger.warning("live socket %s: refreshing its groups failed", self.channel_name, exc_info=True)
@@ -125,7 +132,7 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
             return
         OPEN_SOCKETS[user.pk] += 1
         self.user_slot = user.pk
-        await self.channel_layer.group_add(STATUS_GROUP, self.channel_name)
+        await self.join(STATUS_GROUP)
         await self.accept()
         LIVE_SOCKETS.inc()
         self.counted = True
@@ -163,7 +170,7 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
                 refused.append(topic)
         for topic in allowed:
             if topic not in self.topics:
-                await self.channel_layer.group_add(group_name(topic), self.channel_name)
+                await self.join(group_name(topic))
                 self.topics.add(topic)
         await self.send_json({"subscribed": sorted(self.topics), "refused": refused})
 
@@ -196,9 +203,9 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
                 del OPEN_SOCKETS[user_id]
         if not hasattr(self, "channel_name"):  # ended before it had a channel: no group to leave
             return
-        await self.channel_layer.group_discard(STATUS_GROUP, self.channel_name)
-        for topic in getattr(self, "topics", ()):
-            await self.channel_layer.group_discard(group_name(topic), self.channel_name)
+        for group in sorted(self.joined):
+            await self.channel_layer.group_discard(group, self.channel_name)
+        self.joined.clear()
 
     async def stop(self) -> None:
         """Close with 1001 (going away) for a server stop: the page reconnects, to another worker
