@@ -337,3 +337,49 @@ def test_a_live_socket_stays_in_its_groups_past_the_expiry_and_a_dead_member_dro
         asyncio.run(scenario())
     finally:
         console.stop()
+
+
+def test_sigterm_after_a_takeover_closes_every_socket_with_1001_and_exits_within_the_stop_timeout(live_env, nats_url):
+    """Two workers on Redis; the leading one is SIGKILLed and the standby takes the bridge over. Then
+    the new leader, with 25 sockets under load, gets SIGTERM: 1001 for all, exit 0 in time."""
+    from mistersmith.bridge_leader import leader_pids
+
+    env, agents = live_env
+    env = {**env, "REDIS_URL": redis_url(), "MISTERSMITH_STOP_TIMEOUT": str(STOP_TIMEOUT)}
+    prefix = env["MISTERSMITH_BRIDGE_PREFIX"]
+    workers = [started(env), ConsoleProcess(**env).start()]
+    cookie = staff_cookie()
+    try:
+        wait_until(lambda: len(leader_pids(prefix)) == 1, timeout=30, what="one leading bridge")
+        leader = next(worker for worker in workers if worker.process.pid == leader_pids(prefix)[0])
+        standby = next(worker for worker in workers if worker is not leader)
+        leader.process.send_signal(signal.SIGKILL)
+        leader.process.wait(10)
+        wait_until(lambda: leader_pids(prefix) == [standby.process.pid], timeout=30, what="the takeover")
+
+        async def scenario() -> float:
+            publisher = Publisher(nats_url, agents)
+            sockets = EventSockets(standby.url, cookie)
+            await sockets.open(SOCKETS)
+            publisher.start()
+            try:
+                await sockets.wait_for_frames()
+                stopping = time.monotonic()
+                standby.process.send_signal(signal.SIGTERM)
+                returncode = await asyncio.to_thread(standby.process.wait, 30)
+                elapsed = time.monotonic() - stopping
+                assert returncode == 0
+                await asyncio.wait_for(asyncio.gather(*sockets.readers), 10)
+            finally:
+                await publisher.stop()
+            assert sockets.close_codes == [1001] * SOCKETS
+            return elapsed
+
+        elapsed = asyncio.run(scenario())
+        print(
+            json.dumps({"layer": "redis", "after": "takeover", "sockets": SOCKETS, "stop_seconds": round(elapsed, 2)})
+        )
+        assert elapsed < STOP_TIMEOUT, f"the stop took {elapsed:.1f} s"
+    finally:
+        for worker in workers:
+            worker.stop()
