@@ -36,6 +36,18 @@ def env_list(name: str, default: str) -> list[str]:
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
 
 
+def env_seconds(name: str, default: float, low: float, high: float) -> float:
+    """A duration setting in seconds, refused with its name unless a number from ``low`` to ``high``."""
+    text = os.environ.get(name, "")
+    try:
+        value = float(text) if text.strip() else float(default)
+    except ValueError:
+        value = float("nan")
+    if not low <= value <= high:  # NaN fails too
+        raise ImproperlyConfigured(f"{name} must be a number of seconds from {low:g} to {high:g}, not {text!r}.")
+    return value
+
+
 PRODUCTION = os.environ.get("MISTERSMITH_ENV", "development") == "production"
 DEBUG = env_bool("DEBUG")
 
@@ -171,10 +183,10 @@ REDIS_URL = os.environ.get("REDIS_URL", "")
 # A live socket's channel-layer group memberships expire after this many seconds unless refreshed;
 # a running consumer refreshes its own every LIVE_GROUP_REFRESH_SECONDS (mistersmith.consumers), so
 # only the members of sockets whose process died (SIGKILL, a lost host) drop out, and soon.
-LIVE_GROUP_EXPIRY_SECONDS = int(os.environ.get("LIVE_GROUP_EXPIRY_SECONDS", 300))
-LIVE_GROUP_REFRESH_SECONDS = float(os.environ.get("LIVE_GROUP_REFRESH_SECONDS", LIVE_GROUP_EXPIRY_SECONDS / 5))
-if not 0 < LIVE_GROUP_REFRESH_SECONDS < LIVE_GROUP_EXPIRY_SECONDS:
-    raise ImproperlyConfigured("LIVE_GROUP_REFRESH_SECONDS must be above 0 and below LIVE_GROUP_EXPIRY_SECONDS.")
+LIVE_GROUP_EXPIRY_SECONDS = int(env_seconds("LIVE_GROUP_EXPIRY_SECONDS", 300, 2, 86400))
+LIVE_GROUP_REFRESH_SECONDS = env_seconds("LIVE_GROUP_REFRESH_SECONDS", LIVE_GROUP_EXPIRY_SECONDS / 5, 0.1, 86400)
+if LIVE_GROUP_REFRESH_SECONDS >= LIVE_GROUP_EXPIRY_SECONDS:
+    raise ImproperlyConfigured("LIVE_GROUP_REFRESH_SECONDS must be below LIVE_GROUP_EXPIRY_SECONDS.")
 if REDIS_URL:
     import socket as _socket
 
@@ -340,15 +352,11 @@ METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
 LIVE_SOCKETS_PER_USER = int(os.environ.get("LIVE_SOCKETS_PER_USER", 20))
 # A stop (SIGTERM, Ctrl-C) closes the live sockets (1001), stops the bridge and exits within this
 # many seconds, whatever still hangs (mistersmith/server.py, docs/deploy.md "Stopping").
-STOP_TIMEOUT_SECONDS = float(os.environ.get("MISTERSMITH_STOP_TIMEOUT", 10))
-if not 2 <= STOP_TIMEOUT_SECONDS <= 300:
-    raise ImproperlyConfigured("MISTERSMITH_STOP_TIMEOUT must be between 2 and 300 seconds.")
+STOP_TIMEOUT_SECONDS = env_seconds("MISTERSMITH_STOP_TIMEOUT", 10, 2, 300)
 # The server pings every live socket this often and ends one whose pong is this late: a client that
 # vanished without a close (a laptop lid, a dropped network) ends its consumer within their sum.
-WS_PING_INTERVAL_SECONDS = float(os.environ.get("WS_PING_INTERVAL", 20))
-WS_PING_TIMEOUT_SECONDS = float(os.environ.get("WS_PING_TIMEOUT", 20))
-if WS_PING_INTERVAL_SECONDS <= 0 or WS_PING_TIMEOUT_SECONDS <= 0:
-    raise ImproperlyConfigured("WS_PING_INTERVAL and WS_PING_TIMEOUT must be above 0.")
+WS_PING_INTERVAL_SECONDS = env_seconds("WS_PING_INTERVAL", 20, 0.1, 3600)
+WS_PING_TIMEOUT_SECONDS = env_seconds("WS_PING_TIMEOUT", 20, 0.1, 3600)
 METRICS_WINDOW_SECONDS = int(os.environ.get("METRICS_WINDOW_SECONDS", 300))
 METRICS_NATS_TIMEOUT = float(os.environ.get("METRICS_NATS_TIMEOUT", 1.0))
 METRICS_DATABASE_TIMEOUT = float(os.environ.get("METRICS_DATABASE_TIMEOUT", 2.0))

@@ -1,12 +1,18 @@
-"""channels-redis' "over capacity in group" line, once a minute per group instead of once per frame."""
+"""channels-redis' "over capacity in group" line, once a minute per group instead of once per frame;
+and the settings of issue 16 (stop timeout, pings, group expiry) refuse bad values by name."""
 
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
+import sys
 
+import pytest
 from django.conf import settings
 
 from mistersmith.log_filters import OncePerInterval
+from tests.services import BASE_DIR
 
 
 def over_capacity(group: str) -> logging.LogRecord:
@@ -42,3 +48,40 @@ def test_the_settings_put_the_filter_on_channels_redis():
     filter_config = settings.LOGGING["filters"][logger_config["filters"][0]]
     assert filter_config["()"] == "mistersmith.log_filters.OncePerInterval"
     assert any(isinstance(f, OncePerInterval) for f in logging.getLogger("channels_redis").filters)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("MISTERSMITH_STOP_TIMEOUT", "abc"),
+        ("MISTERSMITH_STOP_TIMEOUT", "1"),
+        ("WS_PING_TIMEOUT", "0"),
+        ("LIVE_GROUP_EXPIRY_SECONDS", "nan"),
+    ],
+)
+def test_a_bad_stop_ping_or_group_setting_is_refused_by_name(variable, value):
+    result = subprocess.run(
+        [sys.executable, "-c", "import django; django.setup()"],
+        cwd=BASE_DIR,
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "mistersmith.settings", variable: value},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode != 0
+    assert "ImproperlyConfigured" in result.stderr and f"{variable} must be" in result.stderr
+
+
+def test_a_group_refresh_not_within_the_expiry_is_refused():
+    env = {"LIVE_GROUP_EXPIRY_SECONDS": "10", "LIVE_GROUP_REFRESH_SECONDS": "10"}
+    result = subprocess.run(
+        [sys.executable, "-c", "import django; django.setup()"],
+        cwd=BASE_DIR,
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "mistersmith.settings", **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+    assert "LIVE_GROUP_REFRESH_SECONDS must be below LIVE_GROUP_EXPIRY_SECONDS" in result.stderr
