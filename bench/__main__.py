@@ -30,9 +30,10 @@ BENCHMARKS = [
     "verify_state",
     "load_sockets",
     "load_admin",
+    "socket_lifecycle",
 ]
 # Load tests: minutes of the whole machine each, load_sockets needs REDIS_URL; run when named.
-ON_REQUEST = {"load_sockets", "load_admin"}
+ON_REQUEST = {"load_sockets", "load_admin", "socket_lifecycle"}
 OPTIONS = {"bridge_memory": ["events"]}  # benchmark -> the options below that its run() takes
 OPTIONS.update(rebuild=["events"], catchup=["events"], prune=["failures"])
 OPTIONS.update(metrics=["failures"])
@@ -40,6 +41,7 @@ OPTIONS.update(snapshots=["failures"])
 OPTIONS.update(verify_state=["runs"])
 OPTIONS.update(load_sockets=["sockets", "seconds", "rate", "workers"])
 OPTIONS.update(load_admin=["users", "seconds", "workers", "think"])
+OPTIONS.update(socket_lifecycle=["sockets", "rate", "cycles"])
 
 
 def main() -> None:
@@ -66,6 +68,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, help="load_sockets: seconds of events; load_admin: of browsing (60)")
     parser.add_argument("--rate", type=int, help="load_sockets: agent events published per second (default 1,000)")
     parser.add_argument("--workers", type=int, help="load_sockets, load_admin: console worker processes (default 2)")
+    parser.add_argument("--cycles", type=int, help="socket_lifecycle: sockets opened and closed (default 1,000)")
     parser.add_argument("--users", type=int, help="load_admin: concurrent logged-in admin users (default 200)")
     parser.add_argument("--think", type=float, help="load_admin: mean seconds between two pages of a user (5)")
     args = parser.parse_args()

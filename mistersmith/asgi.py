@@ -7,6 +7,7 @@ run ``manage.py bridge`` on its own instead, with the Redis channel layer.
 """
 
 import asyncio
+import logging
 import os
 
 from django.core.asgi import get_asgi_application
@@ -19,6 +20,8 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from mistersmith.routing import websocket_urlpatterns  # noqa: E402
 from mistersmith.security import SiteOriginValidator  # noqa: E402
+
+logger = logging.getLogger(__name__)
 
 router = ProtocolTypeRouter(
     {
@@ -45,9 +48,23 @@ async def lifespan(receive, send) -> None:
         elif message["type"] == "lifespan.shutdown":
             stop.set()
             if task is not None:
-                await asyncio.wait_for(task, timeout=10)
+                await _stop_bridge(task)
             await send({"type": "lifespan.shutdown.complete"})
             return
+
+
+async def _stop_bridge(task: asyncio.Task) -> None:
+    """Let the bridge finish its batch and leave, within its share of the stop budget
+    (mistersmith/server.py); cancelled past it, so that a stop stays bounded."""
+    from mistersmith.server import bridge_stop_seconds
+
+    done, _ = await asyncio.wait({task}, timeout=bridge_stop_seconds())
+    if not done:
+        logger.warning("the bridge did not stop in %.1f s: cancelled", bridge_stop_seconds())
+        task.cancel()
+        await asyncio.wait({task}, timeout=1)
+    elif not task.cancelled() and task.exception() is not None:
+        logger.error("the bridge ended with an error", exc_info=task.exception())
 
 
 async def application(scope, receive, send) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-import math
 import os
 import secrets
 from pathlib import Path
@@ -35,6 +34,18 @@ def env_bool(name: str, default: bool = False) -> bool:
 
 def env_list(name: str, default: str) -> list[str]:
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
+
+
+def env_seconds(name: str, default: float, low: float, high: float) -> float:
+    """A duration setting in seconds, refused with its name unless a number from ``low`` to ``high``."""
+    text = os.environ.get(name, "")
+    try:
+        value = float(text) if text.strip() else float(default)
+    except ValueError:
+        value = float("nan")
+    if not low <= value <= high:  # NaN fails too
+        raise ImproperlyConfigured(f"{name} must be a number of seconds from {low:g} to {high:g}, not {text!r}.")
+    return value
 
 
 PRODUCTION = os.environ.get("MISTERSMITH_ENV", "development") == "production"
@@ -169,25 +180,47 @@ if PRODUCTION and not NATS_URL:
 BRIDGE_CATCH_UP = os.environ.get("MISTERSMITH_BRIDGE_CATCH_UP", "1") != "0"
 
 REDIS_URL = os.environ.get("REDIS_URL", "")
+# A live socket's channel-layer group memberships expire after this many seconds unless refreshed;
+# a running consumer refreshes its own every LIVE_GROUP_REFRESH_SECONDS (mistersmith.consumers), so
+# only the members of sockets whose process died (SIGKILL, a lost host) drop out, and soon.
+LIVE_GROUP_EXPIRY_SECONDS = int(env_seconds("LIVE_GROUP_EXPIRY_SECONDS", 300, 2, 86400))
+LIVE_GROUP_REFRESH_SECONDS = env_seconds("LIVE_GROUP_REFRESH_SECONDS", LIVE_GROUP_EXPIRY_SECONDS / 5, 0.1, 86400)
+if LIVE_GROUP_REFRESH_SECONDS >= LIVE_GROUP_EXPIRY_SECONDS:
+    raise ImproperlyConfigured("LIVE_GROUP_REFRESH_SECONDS must be below LIVE_GROUP_EXPIRY_SECONDS.")
 if REDIS_URL:
+    import socket as _socket
+
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             "CONFIG": {
-                # redis-py 8 reads with a 5 s socket timeout by default, the length of channels-redis'
-                # blocking pop: an idle socket's receive lost that race and the socket was closed
-                # (1011) every 5 s (django/channels_redis#422). A read may take longer than the pop.
+                # No socket_timeout: with one, redis-py sends each command under asyncio.wait_for,
+                # which on Python 3.11 swallows a cancellation that lands as the send completes
+                # (CPython gh-86296, fixed in 3.12). A closed socket's consumer cancels its pending
+                # receive; swallowed, the receive went on polling an idle channel (BZPOPMIN, 5 s)
+                # forever: the consumer never ended and a stop waited for it (issue 16). Reads need
+                # no timeout either: channels-redis' blocking pop returns after 5 s by itself, and
+                # redis-py 8's default 5 s read timeout lost that race (django/channels_redis#422).
+                # A Redis that vanishes without a reset is found by TCP keepalive (about 25 s).
                 # Its pool refuses (MaxConnectionsError) rather than waits past 100 connections: each
                 # socket that connects or closes holds one, so 250 sockets closing at once failed
                 # (bench/load_sockets.py). Connections are opened only when that many are busy.
                 "hosts": [
                     {
                         "address": REDIS_URL,
-                        "socket_timeout": 15,
+                        "socket_timeout": None,
+                        "socket_connect_timeout": 5,
+                        "socket_keepalive": True,
+                        "socket_keepalive_options": {
+                            option: value
+                            for name, value in (("TCP_KEEPIDLE", 10), ("TCP_KEEPINTVL", 5), ("TCP_KEEPCNT", 3))
+                            if (option := getattr(_socket, name, None)) is not None
+                        },
                         "max_connections": int(os.environ.get("REDIS_MAX_CONNECTIONS", 2000)),
                     }
                 ],
                 "prefix": os.environ.get("CHANNEL_LAYER_PREFIX", "mistersmith"),
+                "group_expiry": LIVE_GROUP_EXPIRY_SECONDS,
             },
         }
     }
@@ -292,13 +325,19 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "filters": {"forbidden_in_one_line": {"()": lambda: _forbidden_in_one_line}},
+    "filters": {
+        "forbidden_in_one_line": {"()": lambda: _forbidden_in_one_line},
+        "over_capacity_once_a_minute": {"()": "mistersmith.log_filters.OncePerInterval", "seconds": 60},
+    },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     "loggers": {
         "pgserver": {"level": "WARNING"},
         "axes.apps": {"level": "WARNING"},
         "django.request": {"filters": ["forbidden_in_one_line"]},
+        # "1 of 33 channels over capacity in group live.events" at every frame while a dead member
+        # stays in a group: once a minute per group, with how many were left out.
+        "channels_redis": {"filters": ["over_capacity_once_a_minute"]},
     },
 }
 
@@ -311,23 +350,17 @@ METRICS_ALLOWED_NETWORKS = env_list("METRICS_ALLOWED_NETWORKS", "127.0.0.0/8,::1
 METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
 # Live sockets one user may hold open in one server process (mistersmith.consumers closes the next with 4429).
 LIVE_SOCKETS_PER_USER = int(os.environ.get("LIVE_SOCKETS_PER_USER", 20))
-
-
-def _live_session_check_seconds() -> float:
-    """How often an open live socket re-checks its session and user (mistersmith.socket_session):
-    every message checks too, this bounds how long a silent socket outlives what no signal reports
-    (a session row deleted in the database, an expiry). Above 0, at most 30."""
-    text = os.environ.get("LIVE_SESSION_CHECK_SECONDS", "30")
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not 0 < value <= 30:  # NaN fails too
-        raise ImproperlyConfigured(f"LIVE_SESSION_CHECK_SECONDS must be seconds above 0 and at most 30, not {text!r}.")
-    return value
-
-
-LIVE_SESSION_CHECK_SECONDS = _live_session_check_seconds()
+# How often an open live socket re-checks its session and user (mistersmith.socket_session): every
+# message checks too; this bounds how long a silent socket outlives what no signal reports (a session
+# row deleted in the database, an expiry).
+LIVE_SESSION_CHECK_SECONDS = env_seconds("LIVE_SESSION_CHECK_SECONDS", 30, 0.05, 30)
+# A stop (SIGTERM, Ctrl-C) closes the live sockets (1001), stops the bridge and exits within this
+# many seconds, whatever still hangs (mistersmith/server.py, docs/deploy.md "Stopping").
+STOP_TIMEOUT_SECONDS = env_seconds("MISTERSMITH_STOP_TIMEOUT", 10, 2, 300)
+# The server pings every live socket this often and ends one whose pong is this late: a client that
+# vanished without a close (a laptop lid, a dropped network) ends its consumer within their sum.
+WS_PING_INTERVAL_SECONDS = env_seconds("WS_PING_INTERVAL", 20, 0.1, 3600)
+WS_PING_TIMEOUT_SECONDS = env_seconds("WS_PING_TIMEOUT", 20, 0.1, 3600)
 METRICS_WINDOW_SECONDS = int(os.environ.get("METRICS_WINDOW_SECONDS", 300))
 METRICS_NATS_TIMEOUT = float(os.environ.get("METRICS_NATS_TIMEOUT", 1.0))
 METRICS_DATABASE_TIMEOUT = float(os.environ.get("METRICS_DATABASE_TIMEOUT", 2.0))

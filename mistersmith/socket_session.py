@@ -137,6 +137,15 @@ class SessionBoundSocket:
     def permission_for(self, topic: str) -> str | None:  # pragma: no cover - the consumer defines it
         raise NotImplementedError
 
+    async def join(self, group: str) -> None:
+        """Join a channel-layer group for the socket's life (the live consumer's own join also
+        refreshes it within the layer's group expiry and leaves it at the end)."""
+        await self.channel_layer.group_add(group, self.channel_name)
+
+    async def leave(self, group: str) -> None:
+        """Leave a group joined with :meth:`join` before the socket ends."""
+        await self.channel_layer.group_discard(group, self.channel_name)
+
     async def bind_session(self) -> bool:
         """Join the session's and the user's groups and start the timer; False (and the socket
         closed) when the handshake carries no session to follow."""
@@ -148,7 +157,7 @@ class SessionBoundSocket:
         self._session_user_id = self.scope["user"].pk
         self._session_groups = (session_group(session_key), user_group(self._session_user_id))
         for group in self._session_groups:
-            await self.channel_layer.group_add(group, self.channel_name)
+            await self.join(group)
         self._session_timer = asyncio.create_task(self._check_periodically())
         return True
 
@@ -169,7 +178,7 @@ class SessionBoundSocket:
         left = [t for t in topics if (needed[t] is None or not verdict.allowed[needed[t]]) and t in self.topics]
         for topic in left:
             self.topics.discard(topic)
-            await self.channel_layer.group_discard(group_name(topic), self.channel_name)
+            await self.leave(group_name(topic))
         if left:
             await self.send_json({"left": left, "reason": "You may no longer see these topics."})
         return True
@@ -208,7 +217,7 @@ class SessionBoundSocket:
     async def websocket_disconnect(self, message: dict[str, Any]) -> None:
         self._stop_session_timer()
         for group in getattr(self, "_session_groups", ()):
-            await self.channel_layer.group_discard(group, self.channel_name)
+            await self.leave(group)
         await super().websocket_disconnect(message)  # type: ignore[misc]
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:

@@ -88,9 +88,8 @@ class ConsoleProcess:
         self.process: subprocess.Popen | None = None
 
     def start(self) -> ConsoleProcess:
-        command = [sys.executable, "-m", "uvicorn", "mistersmith.asgi:application", "--host", "127.0.0.1"]
-        command += ["--port", str(self.port), "--lifespan", "on", "--log-level", "warning"]
-        command += ["--ws-per-message-deflate", "false"]
+        # The server of `manage.py run` (its uvicorn settings and bounded stop), without run's setup.
+        command = [sys.executable, "-m", "mistersmith.server", "--port", str(self.port), "--log-level", "warning"]
         self.process = subprocess.Popen(command, cwd=BASE_DIR, env=self.env, stdin=subprocess.DEVNULL)
         wait_until(
             lambda: self.process.poll() is not None or answers(f"{self.url}/healthz"), timeout=60, what="the console"

@@ -42,6 +42,13 @@ LIVE_SOCKETS = Gauge(
     "Live-page WebSockets open in this process.",
     multiprocess_mode="livesum",
 )
+# A socket's consumer task, from the handshake to the task's very end (its groups left, its
+# channel-layer receive over): a closed socket whose task never ends shows here and not above.
+LIVE_CONSUMERS = Gauge(
+    "mistersmith_live_consumers_running",
+    "Live-page consumer tasks running in this process (ends after the socket's own cleanup).",
+    multiprocess_mode="livesum",
+)
 
 # The pool statistics of psycopg_pool's get_stats(): gauges are its measures, counters its
 # running totals since the pool was made (milliseconds become seconds).

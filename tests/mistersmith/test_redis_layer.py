@@ -4,8 +4,10 @@ redis-py 8 gives every read a 5 s socket timeout by default, the length of chann
 blocking pop: an idle socket's receive raised redis' TimeoutError after 5 s and the server closed
 the WebSocket (1011), every 5 s while no event came. And its pool refuses a 101st connection
 (MaxConnectionsError) instead of waiting: 250 sockets closing at once (bench/load_sockets.py) each
-needed one for its group_discard. The settings give the layer's connections a longer read timeout
-and a larger pool. Checked in a process of its own, so that the settings are built with REDIS_URL.
+needed one for its group_discard. The settings give the layer's connections no read timeout (the
+blocking pop ends by itself; a socket timeout also put every send under Python 3.11's
+cancellation-swallowing asyncio.wait_for, see tests/mistersmith/test_socket_lifecycle.py) and a
+larger pool. Checked in a process of its own, so that the settings are built with REDIS_URL.
 """
 
 from __future__ import annotations

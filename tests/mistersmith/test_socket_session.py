@@ -201,6 +201,6 @@ def test_the_interval_is_validated_at_start():
             text=True,
             timeout=60,
         )
-        assert result.returncode != 0 and "LIVE_SESSION_CHECK_SECONDS must be seconds above 0 and at most 30" in (
+        assert result.returncode != 0 and "LIVE_SESSION_CHECK_SECONDS must be a number of seconds from 0.05 to 30" in (
             result.stderr
         ), bad

@@ -11,8 +11,6 @@ from __future__ import annotations
 import io
 import os
 import secrets
-import signal
-import sys
 from typing import Any
 
 from django.conf import settings
@@ -68,7 +66,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        import uvicorn
+        from mistersmith.server import serve
 
         nats = nats_url()
         try:
@@ -101,21 +99,10 @@ class Command(BaseCommand):
             simulator = SimulatorThread(SimulatorOptions())
             simulator.start()
             self.stdout.write("  The runtime stand-in is running (--no-simulator turns it off).")
-        # uvicorn shuts down gracefully on SIGTERM, then raises the signal again under the handler it
-        # found: the default one would kill the process before its exit handlers stop the embedded
-        # PostgreSQL and NATS (a `docker stop` or systemd stop left both running). Exit instead.
-        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         try:
-            uvicorn.run(
-                "mistersmith.asgi:application",
-                host=options["host"],
-                port=options["port"],
-                lifespan="on",
-                # Compressing every frame for every socket was a quarter of the server's time at
-                # 50 sockets (bench/live_latency.py); frames are small JSON, sent uncompressed.
-                ws_per_message_deflate=False,
-                log_level=os.environ.get("UVICORN_LOG_LEVEL", "warning"),
-            )
+            # uvicorn with the console's bounded stop: sockets closed with 1001, the bridge stopped,
+            # the process gone within MISTERSMITH_STOP_TIMEOUT (mistersmith/server.py).
+            serve(options["host"], options["port"])
         finally:
             if simulator is not None:
                 simulator.stop()
