@@ -266,10 +266,10 @@ def apply_agent_batch(batch: Batch, stats: BridgeStats, consumer: str, frames: F
         for item in batch:
             if item[0] > advanced.applied:
                 fresh.append(item)
-            elif framing and item[0] > advanced.framed:  # applied, its frames perhaps never sent
-                again.append(item)
-            else:
+            else:  # applied already: never again; framed again if its frames may not have gone out
                 stats.processed["replay_skipped"] += 1
+                if framing and item[0] > advanced.framed:
+                    again.append(item)
         if again:
             replayed, _ = parse_agent_items(again, BridgeStats(), dead_letters=False)  # counted the first time
             for sequence, event in replayed:
