@@ -266,7 +266,8 @@ def run(kills: int = KILLS, rate: int = RATE) -> Iterator[dict]:
     prefix, layer_prefix = f"bench-failover-{tag}", f"bench-failover-{tag}:"
     with tempfile.TemporaryDirectory() as directory, bench_database():
         nats = PrivateNats(Path(directory)).start()
-        env = service_env(
+        env = service_env()
+        env.update(
             NATS_URL=nats.url, REDIS_URL=url, CHANNEL_LAYER_PREFIX=layer_prefix, MISTERSMITH_BRIDGE_PREFIX=prefix
         )
         agents = [str(a.pk) for a in Agent.objects.bulk_create(Agent(name=f"{prefix}-{i}") for i in range(5))]
