@@ -335,6 +335,7 @@ class Feed:
     suffix: str
     stream: str
     apply: Callable[[Batch, BridgeStats, str, FrameBuffer], None]
+    keeps_position: bool = False  # a BridgePosition row, committed with each batch (and a framed position)
 
     def consumer_name(self, prefix: str) -> str:
         """The feed's durable consumer for a bridge of ``prefix`` (MISTERSMITH_BRIDGE_PREFIX)."""
@@ -343,7 +344,7 @@ class Feed:
 
 FEEDS = [
     Feed("control", "SYSTEM_EVENTS", apply_control),
-    Feed("agents", "AGENT_EVENTS", apply_agent_batch),
+    Feed("agents", "AGENT_EVENTS", apply_agent_batch, keeps_position=True),
     Feed("discoveries", "DISCOVERIES", apply_discovery_batch),
     Feed("supervision", "SUPERVISION_EVENTS", apply_supervision_batch),
 ]
@@ -455,15 +456,17 @@ def _record_framed(name: str, sequence: int) -> None:
 
 
 class _Framed:
-    """How far a feed's frames went (``sent``) and whether its position row says so yet."""
+    """How far a feed's frames went (``sent``) and whether its position row says so yet (a feed
+    without a position row has nothing to record)."""
 
-    def __init__(self) -> None:
+    def __init__(self, keeps_position: bool) -> None:
         self.sent: int | None = None
         self.recorded = True
+        self.keeps_position = keeps_position
 
     def sent_through(self, messages: list[Any]) -> None:
         self.sent = max([self.sent or 0, *(m.metadata.sequence.stream for m in messages)])
-        self.recorded = False
+        self.recorded = not self.keeps_position
 
     async def record(self, name: str) -> None:
         if not self.recorded and self.sent is not None:
@@ -474,7 +477,7 @@ class _Framed:
 async def _consume(feed: Feed, name: str, subscription: Any, stats: BridgeStats, stop: asyncio.Event) -> None:
     """One feed: fetch a batch, apply and commit it, hand its frames on, then ack it."""
     apply = sync_to_async(feed.apply, thread_sensitive=False)
-    framed = _Framed()
+    framed = _Framed(feed.keeps_position)
     try:
         await _consume_batches(feed, name, subscription, stats, stop, apply, framed)
     finally:
