@@ -31,9 +31,11 @@ BENCHMARKS = [
     "load_sockets",
     "load_admin",
     "socket_lifecycle",
+    "failover",
 ]
-# Load tests: minutes of the whole machine each, load_sockets needs REDIS_URL; run when named.
-ON_REQUEST = {"load_sockets", "load_admin", "socket_lifecycle"}
+# Load tests: minutes of the whole machine each; load_sockets, socket_lifecycle and failover need
+# REDIS_URL; run when named.
+ON_REQUEST = {"load_sockets", "load_admin", "socket_lifecycle", "failover"}
 OPTIONS = {"bridge_memory": ["events"]}  # benchmark -> the options below that its run() takes
 OPTIONS.update(rebuild=["events"], catchup=["events"], prune=["failures"])
 OPTIONS.update(metrics=["failures"])
@@ -42,6 +44,7 @@ OPTIONS.update(verify_state=["runs"])
 OPTIONS.update(load_sockets=["sockets", "seconds", "rate", "workers"])
 OPTIONS.update(load_admin=["users", "seconds", "workers", "think"])
 OPTIONS.update(socket_lifecycle=["sockets", "rate", "cycles"])
+OPTIONS.update(failover=["kills", "rate"])
 
 
 def main() -> None:
@@ -66,10 +69,13 @@ def main() -> None:
     parser.add_argument("--runs", type=int, help="verify_state: reports timed (default 9; the command 3 at most)")
     parser.add_argument("--sockets", type=int, help="load_sockets: WebSockets held (default 500)")
     parser.add_argument("--seconds", type=int, help="load_sockets: seconds of events; load_admin: of browsing (60)")
-    parser.add_argument("--rate", type=int, help="load_sockets: agent events published per second (default 1,000)")
+    parser.add_argument(
+        "--rate", type=int, help="load_sockets, socket_lifecycle, failover: agent events published per second"
+    )
     parser.add_argument("--workers", type=int, help="load_sockets, load_admin: console worker processes (default 2)")
     parser.add_argument("--cycles", type=int, help="socket_lifecycle: sockets opened and closed (default 1,000)")
     parser.add_argument("--users", type=int, help="load_admin: concurrent logged-in admin users (default 200)")
+    parser.add_argument("--kills", type=int, help="failover: leading bridges SIGKILLed mid-stream (default 10)")
     parser.add_argument("--think", type=float, help="load_admin: mean seconds between two pages of a user (5)")
     args = parser.parse_args()
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mistersmith.settings")

@@ -12,6 +12,27 @@ Feeds, one durable consumer per stream, each over the whole stream:
 - DISCOVERIES: the discovery store;
 - SUPERVISION_EVENTS: the runtime's supervision events and the console's own (policy saved).
 Every message also goes to the event log's live topic ("events").
+
+Frames across a leader change (at least once). A feed commits a batch, then sends its frames,
+then acks it: a bridge killed between the commit and the send took those frames with it, and the
+next leader, starting after the committed position, would never send them. So the agents feed
+(the one that keeps a position) also keeps a *framed* position (BridgePosition.framed_sequence):
+everything at or below it is known to have been sent. It costs no statement of its own on the live
+path: the next batch's commit records how far the previous batch's frames went
+(``FrameBuffer.sent_through``), and only a feed that goes idle writes it alone (once). A new leader
+starts its consumer right after the framed position instead of the committed one: the messages in
+between come again, are not applied again (they are at or below the committed position), and are
+framed again from the messages themselves, re-read from the stream through the same consumer.
+
+Why re-read the messages rather than build frames from the projections: the projections keep an
+agent's latest state, not each event (a heartbeat, an output line, a state change already
+overwritten by the next), so the frames cannot be made from them; the stream keeps every message,
+and reading them through the feed's own consumer is the path they took the first time (same
+order, same event log frames, no second reader). What the messages do not say is what applying a
+state event did (state_changed, anomaly, ignored...), and pages read that: the batch's commit keeps
+those results for the unframed range (BridgePosition.unframed_results, state events only, pruned
+as the framed position moves). Frames may so repeat after a takeover (at most about two batches);
+pages drop events whose (stream, sequence) they already applied (live.js ``SeenEvents``).
 """
 
 from __future__ import annotations
@@ -19,6 +40,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import json
 import logging
 import threading
 import time
@@ -148,28 +170,67 @@ def parse_agent_items(
     return events, rejected
 
 
-def _advance_position(consumer: str, sequence: int) -> int:
-    """Lock the consumer's position, move it to ``sequence`` if that is further, and return where it
-    was: one statement (the live path's per-batch cost), committed with the batch's changes."""
+@dataclass(frozen=True)
+class Advanced:
+    """Where a feed's position row stood before a batch (``applied``) and after it (``framed``), and
+    the results it keeps for the unframed range (``results``)."""
+
+    applied: int
+    framed: int
+    results: dict[str, str]
+
+
+def _advance_position(consumer: str, first: int, last: int, sent_through: int | None, framing: bool) -> Advanced:
+    """Lock the consumer's position, move it to ``last`` if that is further, and return where it was:
+    one statement (the live path's per-batch cost), committed with the batch's changes.
+
+    The same statement moves the framed position to ``sent_through`` (the frames the feed sent before
+    this batch), or to ``last`` when nothing is framed (``framing`` false: a catch-up's history)."""
+    framed_to = sent_through if framing else last
     with connection.cursor() as cursor:
         cursor.execute(
             """
-            WITH old AS (SELECT id, sequence FROM mistersmith_bridgeposition WHERE consumer = %s FOR UPDATE)
-            UPDATE mistersmith_bridgeposition p SET sequence = GREATEST(old.sequence, %s), updated_at = now()
+            WITH old AS (
+                SELECT id, sequence, COALESCE(framed_sequence, sequence) AS framed, unframed_results
+                  FROM mistersmith_bridgeposition WHERE consumer = %s FOR UPDATE
+            )
+            UPDATE mistersmith_bridgeposition p SET sequence = GREATEST(old.sequence, %s),
+                   framed_sequence = GREATEST(old.framed, %s), updated_at = now()
               FROM old WHERE p.id = old.id
-            RETURNING old.sequence
+            RETURNING old.sequence, p.framed_sequence, old.unframed_results
             """,
-            [consumer, sequence],
+            [consumer, last, framed_to],
         )
         row = cursor.fetchone()
     if row is not None:
-        return row[0]
+        results = json.loads(row[2]) if isinstance(row[2], str) else row[2]  # Django reads jsonb as text
+        return Advanced(applied=row[0], framed=row[1], results=results if isinstance(results, dict) else {})
     _, created = BridgePosition.objects.select_for_update().get_or_create(
-        consumer=consumer, defaults={"stream": "AGENT_EVENTS", "sequence": sequence}
+        consumer=consumer,
+        defaults={"stream": "AGENT_EVENTS", "sequence": last, "framed_sequence": first - 1 if framing else last},
     )
     if created:
-        return 0
-    return _advance_position(consumer, sequence)  # another bridge made the row meanwhile
+        return Advanced(applied=0, framed=first - 1 if framing else last, results={})
+    return _advance_position(consumer, first, last, sent_through, framing)  # another bridge made the row meanwhile
+
+
+def _keep_results(consumer: str, advanced: Advanced, fresh: dict[str, str]) -> None:
+    """Keep the state events' results of the range whose frames are not known to be sent (what a
+    new leader needs to frame them again); a statement only when they change (state events are few)."""
+    kept = {sequence: result for sequence, result in advanced.results.items() if int(sequence) > advanced.framed}
+    kept.update(fresh)
+    if kept != advanced.results:
+        BridgePosition.objects.filter(consumer=consumer).update(unframed_results=kept)
+
+
+def _reframe_result(sequence: int, event: AgentEvent, results: dict[str, str]) -> str:
+    """What applying an event already applied did, for its frame sent again: heartbeats and outputs
+    always do the same; a state event's result was kept at its commit ("replayed" if it was not)."""
+    if event.kind == "Heartbeat":
+        return "heartbeat"
+    if event.kind == "Output":
+        return "output"
+    return results.get(str(sequence), "replayed")
 
 
 @database_work
@@ -190,16 +251,33 @@ def apply_agent_batch(batch: Batch, stats: BridgeStats, consumer: str, frames: F
 
     if not batch:
         return
+    framing = not isinstance(frames, NoFrames)
+    sequences = [item[0] for item in batch]
+    fresh_results: dict[str, str] = {}
+
+    def to_frame_and_keep(sequence: int | None, event: AgentEvent, result: str) -> None:
+        if event.kind not in ("Heartbeat", "Output") and sequence is not None:
+            fresh_results[str(sequence)] = result
+        to_frame(sequence, event, result)
+
     with transaction.atomic():
-        applied_up_to = _advance_position(consumer, max(item[0] for item in batch))
-        fresh = []
+        advanced = _advance_position(consumer, min(sequences), max(sequences), frames.sent_through, framing)
+        fresh, again = [], []
         for item in batch:
-            if item[0] <= applied_up_to:
-                stats.processed["replay_skipped"] += 1
-            else:
+            if item[0] > advanced.applied:
                 fresh.append(item)
+            else:  # applied already: never again; framed again if its frames may not have gone out
+                stats.processed["replay_skipped"] += 1
+                if framing and item[0] > advanced.framed:
+                    again.append(item)
+        if again:
+            replayed, _ = parse_agent_items(again, BridgeStats(), dead_letters=False)  # counted the first time
+            for sequence, event in replayed:
+                to_frame(sequence, event, _reframe_result(sequence, event, advanced.results))
+            stats.processed["reframed"] += len(again)
         events, rejected = parse_agent_items(fresh, stats)
-        outcome = apply_agent_events(events, on_applied=None if isinstance(frames, NoFrames) else to_frame)
+        outcome = apply_agent_events(events, on_applied=to_frame_and_keep if framing else None)
+        _keep_results(consumer, advanced, fresh_results)
     stats.processed.update(outcome)
     stats.rejected.update(rejected)
 
@@ -261,6 +339,7 @@ class Feed:
     suffix: str
     stream: str
     apply: Callable[[Batch, BridgeStats, str, FrameBuffer], None]
+    keeps_position: bool = False  # a BridgePosition row, committed with each batch (and a framed position)
 
     def consumer_name(self, prefix: str) -> str:
         """The feed's durable consumer for a bridge of ``prefix`` (MISTERSMITH_BRIDGE_PREFIX)."""
@@ -269,7 +348,7 @@ class Feed:
 
 FEEDS = [
     Feed("control", "SYSTEM_EVENTS", apply_control),
-    Feed("agents", "AGENT_EVENTS", apply_agent_batch),
+    Feed("agents", "AGENT_EVENTS", apply_agent_batch, keeps_position=True),
     Feed("discoveries", "DISCOVERIES", apply_discovery_batch),
     Feed("supervision", "SUPERVISION_EVENTS", apply_supervision_batch),
 ]
@@ -282,20 +361,22 @@ def _sweep() -> int:
 
 
 @database_work
-def _committed_position(name: str, stream: str, last_sequence: int) -> int | None:
-    """The feed's committed position, or None when it keeps none. A position beyond the stream's
-    last sequence means the stream was deleted and made again: it starts over from 0."""
+def _committed_position(name: str, stream: str, last_sequence: int) -> tuple[int | None, int | None]:
+    """The feed's committed and framed positions, or (None, None) when it keeps none. A position
+    beyond the stream's last sequence means the stream was deleted and made again: it starts over
+    from 0."""
     position = BridgePosition.objects.filter(consumer=name).first()
     if position is None:
-        return None
+        return None, None
     if position.sequence > last_sequence:
         logger.warning("%s: %s restarted at #%s below our #%s; starting over", name, stream, last_sequence, position)
         with transaction.atomic():
-            BridgePosition.objects.filter(pk=position.pk).update(sequence=0)
+            BridgePosition.objects.filter(pk=position.pk).update(sequence=0, framed_sequence=0, unframed_results={})
             if stream == "AGENT_EVENTS":
                 forget_stream_sequences()
-        return 0
-    return position.sequence
+        return 0, 0
+    framed = position.sequence if position.framed_sequence is None else position.framed_sequence
+    return position.sequence, min(framed, position.sequence)
 
 
 async def _subscribe(
@@ -306,7 +387,9 @@ async def _subscribe(
 
     A feed that commits its position with its changes (agents) is restarted from that position:
     the batch a killed bridge held un-acked is delivered again at once and in order, instead of
-    after the ack wait and behind newer messages (which would let the position skip it).
+    after the ack wait and behind newer messages (which would let the position skip it). It
+    restarts from its framed position when that is behind: those messages are framed again, not
+    applied again (see the module's docstring).
 
     With ``catch_up``, a feed on its first start (no consumer, no position) first projects what its
     stream retains (mistersmith.bridge_catchup), and its consumer starts right after that range.
@@ -321,17 +404,21 @@ async def _subscribe(
         deliver_policy=DeliverPolicy.NEW,
     )
     info = await js.stream_info(feed.stream)
-    position = await sync_to_async(_committed_position, thread_sensitive=False)(name, feed.stream, info.state.last_seq)
+    committed = sync_to_async(_committed_position, thread_sensitive=False)
+    position, framed = await committed(name, feed.stream, info.state.last_seq)
     if catch_up:
         caught_up = await bridge_catchup.catch_up(
             js, servers, feed.stream, name, feed.apply, stats, state=info.state, position=position, stop=stop
         )
-        position = caught_up if caught_up is not None else position
+        if caught_up is not None:
+            position, framed = caught_up, caught_up  # history: nobody watched it, nothing to frame
     if position is not None:
+        if framed is not None and framed < position:
+            logger.info("%s: framing #%s to #%s again (their frames may not have gone out)", name, framed + 1, position)
         with contextlib.suppress(nats.js.errors.NotFoundError):
             await js.delete_consumer(feed.stream, name)
         config.deliver_policy = DeliverPolicy.BY_START_SEQUENCE
-        config.opt_start_seq = position + 1
+        config.opt_start_seq = (position if framed is None else framed) + 1
     else:
         with contextlib.suppress(nats.js.errors.NotFoundError):  # where it started can't be updated: kept
             existing = (await js.consumer_info(feed.stream, name)).config
@@ -356,13 +443,61 @@ async def _check_feed(feed: Feed, name: str, subscription: Any) -> None:
         pass
 
 
+@sync_to_async(thread_sensitive=False)
+@database_work
+def _record_framed(name: str, sequence: int) -> None:
+    """A feed's framed position, written alone (an idle feed, a stop): on the busy path the next
+    batch's commit carries it."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            UPDATE mistersmith_bridgeposition SET framed_sequence = %s, unframed_results = COALESCE(
+                (SELECT jsonb_object_agg(key, value) FROM jsonb_each(unframed_results) WHERE key::bigint > %s), '{}')
+             WHERE consumer = %s AND (framed_sequence IS NULL OR framed_sequence < %s)
+            """,
+            [sequence, sequence, name, sequence],
+        )
+
+
+class _Framed:
+    """How far a feed's frames went (``sent``) and whether its position row says so yet (a feed
+    without a position row has nothing to record)."""
+
+    def __init__(self, keeps_position: bool) -> None:
+        self.sent: int | None = None
+        self.recorded = True
+        self.keeps_position = keeps_position
+
+    def sent_through(self, messages: list[Any]) -> None:
+        self.sent = max([self.sent or 0, *(m.metadata.sequence.stream for m in messages)])
+        self.recorded = not self.keeps_position
+
+    async def record(self, name: str) -> None:
+        if not self.recorded and self.sent is not None:
+            await _record_framed(name, self.sent)
+            self.recorded = True
+
+
 async def _consume(feed: Feed, name: str, subscription: Any, stats: BridgeStats, stop: asyncio.Event) -> None:
     """One feed: fetch a batch, apply and commit it, hand its frames on, then ack it."""
     apply = sync_to_async(feed.apply, thread_sensitive=False)
+    framed = _Framed(feed.keeps_position)
+    try:
+        await _consume_batches(feed, name, subscription, stats, stop, apply, framed)
+    finally:
+        if stop.is_set():  # a clean stop: the next leader need not frame the last batch again
+            with contextlib.suppress(Exception):
+                await framed.record(name)
+
+
+async def _consume_batches(
+    feed: Feed, name: str, subscription: Any, stats: BridgeStats, stop: asyncio.Event, apply: Callable, framed: _Framed
+) -> None:
     while not stop.is_set():
         try:
             messages = await subscription.fetch(BATCH, timeout=FETCH_WAIT_SECONDS)
         except (TimeoutError, nats.errors.TimeoutError):
+            await framed.record(name)  # idle: one statement, so a takeover frames nothing again
             continue
         except nats.js.errors.ServiceUnavailableError:  # JetStream restarting, or our consumer gone
             await _check_feed(feed, name, subscription)
@@ -372,33 +507,37 @@ async def _consume(feed: Feed, name: str, subscription: Any, stats: BridgeStats,
         if not messages:  # a fetch may end with a status and no message
             continue
         try:
-            await send_frames(await _apply_messages(feed, apply, messages, stats, name))
+            await send_frames(await _apply_messages(feed, apply, messages, stats, name, framed.sent))
         except (DataError, IntegrityError) as error:
             # A message the database refuses (a check, a race on a unique key) must not block the
             # feed forever: every restart would fetch the same batch again from its position.
             logger.error("%s: a batch failed (%s); applying it one message at a time", name, error)
             for message in messages:
                 try:
-                    frames = await _apply_messages(feed, apply, [message], stats, name)
+                    frames = await _apply_messages(feed, apply, [message], stats, name, framed.sent)
                 except (DataError, IntegrityError) as refused:
                     await _dead_letter_refused(feed, name, message, refused, stats)
                     frames = _log_frames(feed, [message]).take()
                 await send_frames(frames)
+                framed.sent_through([message])
+        framed.sent_through(messages)
         for message in messages:
             await message.ack()
 
 
-def _log_frames(feed: Feed, messages: list[Any]) -> FrameBuffer:
+def _log_frames(feed: Feed, messages: list[Any], sent_through: int | None = None) -> FrameBuffer:
     """The event log's frame of every message fetched, applied or not."""
-    frames = FrameBuffer()
+    frames = FrameBuffer(sent_through)
     for m in messages:
         sequence = m.metadata.sequence.stream
         frames.add("events", log_event(feed.stream, sequence, m.subject, m.metadata.timestamp, m.data))
     return frames
 
 
-async def _apply_messages(feed: Feed, apply: Callable, messages: list[Any], stats: BridgeStats, name: str) -> list:
-    frames = _log_frames(feed, messages)
+async def _apply_messages(
+    feed: Feed, apply: Callable, messages: list[Any], stats: BridgeStats, name: str, sent_through: int | None
+) -> list:
+    frames = _log_frames(feed, messages, sent_through)
     await apply([(m.metadata.sequence.stream, m.subject, m.data) for m in messages], stats, name, frames)
     return frames.take()
 

@@ -44,9 +44,12 @@ class SharedEvents(list):
 class FrameBuffer:
     """Collects events per topic between two flushes (one instance per bridge, one event loop)."""
 
-    def __init__(self) -> None:
+    def __init__(self, sent_through: int | None = None) -> None:
         self._events: dict[str, list[dict[str, Any]]] = defaultdict(list)
         self._sequence: dict[str, int] = {}
+        # The highest stream sequence whose frames the feed had sent before this buffer's batch: a
+        # feed that keeps a position records it with the batch's commit as its framed position.
+        self.sent_through = sent_through
 
     def add(self, topic: str, event: dict[str, Any], sequence: int | None = None, stream: str | None = None) -> None:
         if stream is not None and sequence is not None:

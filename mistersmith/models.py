@@ -24,11 +24,20 @@ class BridgePosition(models.Model):
 
     A message redelivered after a crash (applied and committed, but not yet acked) has a sequence
     at or below this and is skipped: replays change nothing twice.
+
+    ``framed_sequence``: every change at or below it is known to have reached the live pages (its
+    frames were sent). The changes in (framed_sequence, sequence] were committed but their frames
+    may have died with the bridge: the next leader sends them again (mistersmith/bridge.py,
+    "Frames across a leader change"). NULL (rows older than the column) means "= sequence".
+    ``unframed_results``: in that range, what applying each state event did (``{"sequence":
+    result}``): a page reads the result, and it cannot be computed again after the fact.
     """
 
     consumer = models.CharField(max_length=100, unique=True)
     stream = models.CharField(max_length=64)
     sequence = models.BigIntegerField(default=0)
+    framed_sequence = models.BigIntegerField(null=True, blank=True)
+    unframed_results = models.JSONField(default=dict, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     def __str__(self) -> str:

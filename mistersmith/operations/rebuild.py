@@ -186,8 +186,10 @@ def _rebuild_agents(
         feed.outcome["agents"] = len(seen)
         if scope is None:
             position.stream = AGENTS_STREAM
+            if end > applied:  # what a rebuild applied past the bridge reaches no page: nothing to frame
+                position.framed_sequence, position.unframed_results = end, {}
             position.sequence = max(applied, end)
-            position.save(update_fields=["stream", "sequence", "updated_at"])
+            position.save(update_fields=["stream", "sequence", "framed_sequence", "unframed_results", "updated_at"])
     return feed, position.sequence if position is not None else None
 
 

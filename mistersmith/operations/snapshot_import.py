@@ -447,7 +447,10 @@ def _fit_positions(plan: Plan) -> None:
         if decision != "rebase":
             continue
         target = (plan.target_streams or {}).get(stream)
-        BridgePosition.objects.filter(stream=stream).update(sequence=target["last_seq"] if target else 0)
+        rebased = target["last_seq"] if target else 0
+        BridgePosition.objects.filter(stream=stream).update(
+            sequence=rebased, framed_sequence=rebased, unframed_results={}
+        )
         for model, column in _sequence_columns(stream):
             model.objects.exclude(**{column: None}).update(**{column: None})
 
@@ -485,7 +488,8 @@ def _renumber(renumberings: dict[str, snapshot_streams.Renumbering]) -> None:
     with transaction.atomic():
         for position in BridgePosition.objects.select_for_update().filter(stream__in=list(renumberings)):
             new = renumberings[position.stream].position(position.sequence)
-            BridgePosition.objects.filter(pk=position.pk).update(sequence=new)
+            # frames are for the pages watching now, not for a restored history: nothing to frame again
+            BridgePosition.objects.filter(pk=position.pk).update(sequence=new, framed_sequence=new, unframed_results={})
         for stream, renumbering in renumberings.items():
             for model, column in _sequence_columns(stream):
                 old = list(model.objects.exclude(**{column: None}).values_list("pk", column).iterator())

@@ -247,3 +247,31 @@ def test_the_subject_matcher_module(log_page):
     assert [message is not None and message != "other" for message in results["refused"]] == [True] * 7
     assert "may only be the last token" in results["refused"][3]
     assert "whole token" in results["refused"][4]
+
+
+def test_an_event_framed_again_after_a_bridge_takeover_is_applied_once(log_page):
+    """A new leading bridge frames again what the dead one may not have sent (mistersmith/bridge.py):
+    a page's connection (live.js) applies each (stream, sequence) of a topic once, however often it
+    comes, in order or behind newer ones; events of another topic or without a sequence pass."""
+    applied = log_page.evaluate(
+        """() => {
+            const live = window.misterSmithLive;
+            const applied = [];
+            live.applyEvents = (topic, events) => applied.push([topic, events.map((e) => e.sequence ?? null)]);
+            const event = (sequence) => ({ stream: "AGENT_EVENTS", sequence });
+            live.deliver({ topic: "agents", events: [event(1), event(2)] });
+            live.deliver({ topic: "agents", events: [event(1), event(2), event(3)] });  // repeated after a takeover
+            live.deliver({ topic: "agents", events: [event(2)] });
+            live.deliver({ topic: "agents", events: [event(0)] });  // redelivered behind newer: still new
+            live.deliver({ topic: "agent.x", events: [event(1)] });  // another topic keeps its own
+            live.deliver({ topic: "agents", events: [{ kind: "no sequence" }] });
+            return applied;
+        }"""
+    )
+    assert applied == [
+        ["agents", [1, 2]],
+        ["agents", [3]],
+        ["agents", [0]],
+        ["agent.x", [1]],
+        ["agents", [None]],
+    ]

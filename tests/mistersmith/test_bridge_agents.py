@@ -13,6 +13,7 @@ from django.db import connections
 from agents.models import Agent, AgentAnomaly
 from mistersmith import nats
 from mistersmith.bridge import BridgeStats, BridgeThread, apply_agent_batch
+from mistersmith.frames import FrameBuffer
 from mistersmith.messages import envelope
 from mistersmith.models import BridgePosition, DeadLetter
 from tests.conftest import delete_bridge_consumers, wait_until
@@ -105,11 +106,17 @@ def test_a_replayed_batch_changes_nothing():
         for seq, payload in enumerate(state_changes(agent.pk, 3), start=1)
     ]
     consumer = f"test-replay-{uuid.uuid4().hex[:8]}"
-    first, second = BridgeStats(), BridgeStats()
+    first, second, third = BridgeStats(), BridgeStats(), BridgeStats()
     apply_agent_batch(batch, first, consumer)
-    apply_agent_batch(batch, second, consumer)  # redelivered after a crash before the ack
+    # redelivered after a crash before the ack, its frames not known to be sent: framed again, not applied
+    reframed = FrameBuffer()
+    apply_agent_batch(batch, second, consumer, reframed)
     assert first.processed["state_changed"] == 3
-    assert second.processed == {"replay_skipped": 3}
+    assert second.processed == {"replay_skipped": 3, "reframed": 3}
+    assert [event["result"] for event in reframed.take()[0]["events"]] == ["state_changed"] * 3
+    # redelivered after its frames went out (the next batch's commit says so): nothing at all
+    apply_agent_batch(batch, third, consumer, FrameBuffer(sent_through=3))
+    assert third.processed == {"replay_skipped": 3}
     assert BridgePosition.objects.get(consumer=consumer).sequence == 3
     agent.refresh_from_db()
     assert agent.status == "Processing"

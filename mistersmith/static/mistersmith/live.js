@@ -86,6 +86,38 @@ export function unseenEvents(events, positions) {
 // 4401 the session or user ended, 4403 not allowed. Reconnecting would only be refused again.
 const ENDED_CODES = new Set([4401, 4403]);
 
+/**
+ * The (stream, sequence) of the events a page applied, per topic: frames are at least once (a new
+ * leading bridge frames again what the dead one may not have sent, see mistersmith/bridge.py), so an
+ * event may come twice; the second is dropped. Exact, not "highest so far": a message redelivered
+ * after its ack wait comes behind newer ones and must still be applied once. The newest `limit`
+ * per topic are remembered (repeats come within a few batches).
+ */
+export class SeenEvents {
+  constructor(limit = 20000) {
+    this.limit = limit;
+    this.byTopic = new Map();
+  }
+
+  /** The events of a frame not applied before (events without a stream sequence always pass). */
+  fresh(topic, events) {
+    if (!this.byTopic.has(topic)) this.byTopic.set(topic, new Set());
+    const seen = this.byTopic.get(topic);
+    const kept = events.filter((event) => {
+      if (!(event && event.stream && Number.isFinite(event.sequence))) return true;
+      const key = `${event.stream}#${event.sequence}`;
+      if (seen.has(key)) return false;
+      seen.add(key);
+      return true;
+    });
+    for (const key of seen) {
+      if (seen.size <= this.limit) break;
+      seen.delete(key); // a Set iterates in insertion order: the oldest first
+    }
+    return kept;
+  }
+}
+
 export class LiveConnection {
   /**
    * @param {object} options
@@ -113,6 +145,7 @@ export class LiveConnection {
     this.timer = null;
     this.snapshots = 0; // how many snapshots were loaded (pages and tests read it)
     this.bridgeAway = false; // the server said its bridge lost the runtime's streams
+    this.seen = new SeenEvents(); // events repeated after a bridge takeover are applied once
     document.addEventListener("visibilitychange", () => this.flushHidden());
     window.addEventListener("offline", () => {
       this.show("offline");
@@ -245,6 +278,9 @@ export class LiveConnection {
   }
 
   deliver(frame) {
+    const events = this.seen.fresh(frame.topic, frame.events || []);
+    if (frame.events && frame.events.length && !events.length) return; // all of it applied already
+    frame = { ...frame, events };
     if (document.hidden) {
       if (this.hiddenOverflow) return;
       this.hidden.push(frame);
