@@ -20,7 +20,8 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadReque
 from django.template.response import TemplateResponse
 from django.urls import reverse
 
-from mistersmith.live import admin_page, hidden_parts, may_view, stream_positions
+from mistersmith.live import stream_positions
+from mistersmith.web.access import admin_page, hidden_parts, may_view
 from supervision import selectors
 from supervision.models import (
     NodeStatus,
@@ -140,7 +141,7 @@ HIDDEN_POLICY = {"hidden": True}
 
 
 def hidden_panel_parts(request: HttpRequest) -> dict[str, str]:
-    """The panel's parts this user may not see (mistersmith.live.may_view), with what the page says instead."""
+    """The panel's parts this user may not see (mistersmith.web.access.may_view), with what the page says instead."""
     return hidden_parts(request, PANEL_PART_MODELS)
 
 
