@@ -16,7 +16,8 @@ What it does, in order:
    ``from mistersmith.jetstream import client as nats``), and repository paths in comments and
    docs (``mistersmith/bridge.py``). Longest name first, one pass per file, so a rewritten name is
    never rewritten again.
-3. EDITS: the few changes that are not a rename (the live app keeps the label "mistersmith").
+3. EDITS: the few changes that are not a rename (the live app keeps the label "mistersmith"),
+   then ``ruff`` sorts the rewritten imports (run it with the project's Python: .venv/bin/python).
 
 It moves code and rewrites references; it does not split modules (the bridge's app handlers to
 each app's feeds.py, the admin mixins to web/): those are the hand-made steps listed in
@@ -106,7 +107,9 @@ MOVES: list[tuple[str, str]] = [
     ("mistersmith/event_log", "mistersmith/console/event_log"),
     ("mistersmith/event_log_urls.py", "mistersmith/console/event_log/urls.py"),
     ("mistersmith/management/commands/run.py", "mistersmith/console/management/commands/run.py"),
-    # simulator/: the runtime stand-in and demo data.
+    # simulator/: the runtime stand-in and demo data. Its package body (which imports models) moves
+    # to a module: an app's package is imported before the models are ready.
+    ("mistersmith/simulator/__init__.py", "mistersmith/simulator/thread.py"),
     ("mistersmith/demo.py", "mistersmith/simulator/demo.py"),
     ("mistersmith/management/commands/seed_demo.py", "mistersmith/simulator/management/commands/seed_demo.py"),
     ("mistersmith/management/commands/simulate.py", "mistersmith/simulator/management/commands/simulate.py"),
@@ -184,14 +187,17 @@ MOVES += [
 
 # Files the move creates besides the packages' empty __init__.py: the new apps (their commands).
 NEW_FILES: dict[str, str] = {
-    f"mistersmith/{name}/apps.py": (
-        f'"""{label.capitalize()} as an app: only so Django finds its management commands (no models)."""\n\n'
-        "from django.apps import AppConfig\n\n\n"
-        f"class {label.capitalize()}Config(AppConfig):\n"
-        f'    name = "mistersmith.{name}"\n'
-        f'    label = "{label}"\n'
-    )
-    for name, label in (("operations", "operations"), ("console", "console"), ("simulator", "simulator"))
+    "mistersmith/simulator/__init__.py": '"""The runtime stand-in and demo data (thread.py: SimulatorThread)."""\n',
+    **{
+        f"mistersmith/{name}/apps.py": (
+            f'"""{label.capitalize()} as an app: only so Django finds its management commands (no models)."""\n\n'
+            "from django.apps import AppConfig\n\n\n"
+            f"class {label.capitalize()}Config(AppConfig):\n"
+            f'    name = "mistersmith.{name}"\n'
+            f'    label = "{label}"\n'
+        )
+        for name, label in (("operations", "operations"), ("console", "console"), ("simulator", "simulator"))
+    },
 }
 
 # Packages the moves leave with nothing but their __init__.py.
@@ -238,9 +244,17 @@ def module_renames(moves: list[tuple[str, str]], root: Path) -> dict[str, str]:
     """Old dotted name -> new, for every moved Python module or package (not static files or tests' data)."""
     renames = {}
     for old, new in moves:
+        if old.endswith("/__init__.py"):
+            continue  # a package's body: see init_renames
         if old.endswith(".py") or ((root / old).is_dir() and any((root / old).rglob("*.py"))):
             renames[dotted(old)] = dotted(new)
     return renames
+
+
+def init_renames(moves: list[tuple[str, str]]) -> dict[str, str]:
+    """Old package name -> new module, for package bodies moved out of __init__.py: only the
+    package's own name is rewritten, never its submodules' (mistersmith.simulator.options stays)."""
+    return {dotted(old): dotted(new) for old, new in moves if old.endswith("/__init__.py")}
 
 
 def path_renames(moves: list[tuple[str, str]]) -> dict[str, str]:
@@ -251,19 +265,25 @@ def _alternation(names: list[str]) -> str:
     return "|".join(re.escape(name) for name in sorted(names, key=len, reverse=True))
 
 
-def make_rewriter(renames: dict[str, str], paths: dict[str, str]):
-    """A function text -> text applying the three rewrites (see the module docstring)."""
+def make_rewriter(
+    renames: dict[str, str], paths: dict[str, str], exact: dict[str, str], submodules: dict[str, set[str]]
+):
+    """A function text -> text applying the three rewrites (see the module docstring). ``exact``:
+    package bodies moved to a module (``submodules``: what stays importable from the package)."""
     parents: dict[str, dict[str, str]] = {}  # "mistersmith" -> {"nats": "mistersmith.jetstream.client"}
-    for old, new in renames.items():
+    for old, new in {**renames, **exact}.items():
         package, _, name = old.rpartition(".")
         if package:
             parents.setdefault(package, {})[name] = new
     from_import = re.compile(
-        r"^(?P<indent>[ \t]*)from (?P<package>" + _alternation(list(parents)) + r") import "
+        r"^(?P<indent>[ \t]*)from (?P<package>" + _alternation([*parents, *exact]) + r") import "
         r"(?:\((?P<group>[^)]*)\)|(?P<names>[^\n\\]+))",
         re.MULTILINE,
     )
-    dotted_name = re.compile(r"(?<![\w.])(?P<name>" + _alternation(list(renames)) + r")(?![\w])")
+    dotted_name = re.compile(
+        r"(?<![\w.])(?:(?P<exact>" + _alternation(list(exact)) + r")(?![\w.])"
+        r"|(?P<name>" + _alternation(list(renames)) + r")(?!\w))"
+    )
     # A path ends where no word follows: "mistersmith/dashboard" is not "mistersmith/dashboard.html".
     path_name = re.compile(r"(?<![\w/.-])(?P<path>" + _alternation(list(paths)) + r")(?!\w)(?!\.\w)")
 
@@ -275,6 +295,16 @@ def make_rewriter(renames: dict[str, str], paths: dict[str, str]):
             raw, comment = raw.split("#", 1)
             comment = "  #" + comment.rstrip()
         items = [item.strip() for item in raw.replace("\n", ",").split(",") if item.strip()]
+        if package in exact:  # the package's own names now live in its body's module; submodules stay
+            stay = [item for item in items if item.split(" as ")[0].strip() in submodules[package]]
+            go = [item for item in items if item not in stay]
+            hidden = package.replace(".", HIDDEN_DOT)
+            lines = [f"{indent}from {hidden} import {', '.join(stay)}"] if stay else []
+            if go:
+                lines.append(f"{indent}from {exact[package].replace('.', HIDDEN_DOT)} import {', '.join(go)}")
+            return "\n".join(lines) + comment
+        if package not in parents:
+            return match.group(0)
         moved = {}
         kept = []
         for item in items:
@@ -298,7 +328,9 @@ def make_rewriter(renames: dict[str, str], paths: dict[str, str]):
 
     def rewrite(text: str) -> str:
         text = from_import.sub(rewrite_from, text)
-        text = dotted_name.sub(lambda m: renames[m["name"]].replace(".", HIDDEN_DOT), text)
+        text = dotted_name.sub(
+            lambda m: (exact[m["exact"]] if m["exact"] else renames[m["name"]]).replace(".", HIDDEN_DOT), text
+        )
         text = path_name.sub(lambda m: paths[m["path"]], text)
         return text.replace(HIDDEN_DOT, ".")
 
@@ -369,7 +401,12 @@ def main(argv: list[str] | None = None) -> int:
         print("Nothing moved:\n  " + "\n  ".join(problems), file=sys.stderr)
         return 2
     renames = module_renames(MOVES, root)
-    rewrite = make_rewriter(renames, path_renames(MOVES))
+    exact = init_renames(MOVES)
+    submodules = {
+        package: {child.stem for child in (root / package.replace(".", "/")).iterdir() if child.name != "__init__.py"}
+        for package in exact
+    }
+    rewrite = make_rewriter(renames, path_renames(MOVES), exact, submodules)
     packages = new_package_dirs(MOVES, root)
 
     if not args.dry_run:
@@ -415,6 +452,10 @@ def main(argv: list[str] | None = None) -> int:
                 failed.append(f"{name}: expected once, found {text.count(old)} times: {old.strip()[:60]!r}")
                 continue
             path.write_text(text.replace(old, new))
+    if not args.dry_run:  # rewritten imports sorted again, as `make format` would (ruff, if this Python has it)
+        python_files = [name for name in changed if name.endswith(".py")] + [p for p in NEW_FILES if p.endswith(".py")]
+        for command in (["check", "--fix", "--select", "I", "-q"], ["format", "-q"]):
+            subprocess.run([sys.executable, "-m", "ruff", *command, *python_files], cwd=root, check=False)
     verb = "would move" if args.dry_run else "moved"
     print(f"{verb} {len(MOVES)} paths ({len(renames)} Python modules or packages), new packages: {len(packages)}")
     print(f"{'would rewrite' if args.dry_run else 'rewrote'} {len(changed)} files:")
