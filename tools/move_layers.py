@@ -429,7 +429,7 @@ def main(argv: list[str] | None = None) -> int:
     changed = []
     for name in git("ls-files", root=root).splitlines():
         path = root / name
-        if name.startswith(SKIP_PREFIXES) or not path.is_file():
+        if name.startswith(SKIP_PREFIXES) or name in NEW_FILES or not path.is_file():  # new files: new names
             continue
         if path.suffix not in TEXT_SUFFIXES and path.name not in TEXT_NAMES:
             continue
