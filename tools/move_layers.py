@@ -230,7 +230,10 @@ EDITS: list[tuple[str, str, str]] = [
 
 TEXT_SUFFIXES = {".py", ".html", ".md", ".toml", ".txt", ".cfg", ".ini", ".yml", ".yaml", ".js", ".css", ".json"}
 TEXT_NAMES = {"Makefile", "run"}
-SKIP_PREFIXES = ("tools/move_layers.py",)  # this table names the old paths on purpose
+# Written in the target's names already: this table (old paths on purpose) and the architecture page.
+SKIP_PREFIXES = ("tools/move_layers.py", "docs/architecture.md")
+# Lines between these markers are in the target's names (the layers contract): never rewritten.
+KEEP = re.compile(r"(?P<kept>#\s*move_layers: keep\b.*?#\s*move_layers: end\b)", re.DOTALL)
 
 
 HIDDEN_DOT = "\x00"
@@ -327,6 +330,10 @@ def make_rewriter(
         return "\n".join(lines) + comment
 
     def rewrite(text: str) -> str:
+        parts = KEEP.split(text)  # odd indexes: kept regions
+        return "".join(part if index % 2 else rewrite_part(part) for index, part in enumerate(parts))
+
+    def rewrite_part(text: str) -> str:
         text = from_import.sub(rewrite_from, text)
         text = dotted_name.sub(
             lambda m: (exact[m["exact"]] if m["exact"] else renames[m["name"]]).replace(".", HIDDEN_DOT), text
