@@ -385,8 +385,11 @@ def check(moves: list[tuple[str, str]], root: Path) -> list[str]:
 
 
 def table() -> str:
+    """MOVES as Markdown (docs/architecture.md), the test files grouped by the folder they go to."""
     lines = ["| Now | After the move |", "|---|---|"]
-    lines += [f"| `{old}` | `{new}` |" for old, new in MOVES]
+    lines += [f"| `{old}` | `{new}` |" for old, new in MOVES if not old.startswith("tests/mistersmith/test_")]
+    for folder, names in TEST_FLOORS.items():
+        lines.append(f"| `tests/mistersmith/test_` {', '.join(names)} | `{folder}/` |")
     return "\n".join(lines)
 
 
