@@ -305,7 +305,7 @@ def make_rewriter(
             lines = [f"{indent}from {hidden} import {', '.join(stay)}"] if stay else []
             if go:
                 lines.append(f"{indent}from {exact[package].replace('.', HIDDEN_DOT)} import {', '.join(go)}")
-            return "\n".join(lines) + comment
+            return "\n".join(line + comment for line in lines)  # a noqa stays on each line it covered
         if package not in parents:
             return match.group(0)
         moved = {}
@@ -327,7 +327,7 @@ def make_rewriter(
             suffix = f" as {alias}" if alias != new_name else ""
             # \x00 for the dots: the dotted pass below must not rename what is already new.
             lines.append(f"{indent}from {new_package.replace('.', HIDDEN_DOT)} import {new_name}{suffix}")
-        return "\n".join(lines) + comment
+        return "\n".join(line + comment for line in lines)  # a noqa stays on each line it covered
 
     def rewrite(text: str) -> str:
         parts = KEEP.split(text)  # odd indexes: kept regions
