@@ -9,7 +9,8 @@ from django.template.response import TemplateResponse
 
 from agents import discoveries
 from agents.models import DiscoveryType
-from mistersmith.live import admin_page, live_page_context, stream_positions
+from mistersmith.live import stream_positions
+from mistersmith.web.access import admin_page, live_page_context
 
 SNAPSHOT_SIZE = 100
 PERMISSION = "agents.view_discovery"

@@ -4,28 +4,16 @@ runtime's monitoring UI expects. Login and the view permission are required; bad
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from functools import wraps
 
 from django.http import HttpRequest, JsonResponse
 
 from agents import discoveries
+from mistersmith.web.access import json_endpoint
 
 MAX_PAGE_SIZE = 200
 
-
-def json_login_required(view: Callable) -> Callable:
-    """401/403 as JSON for API clients, instead of a redirect to a login form."""
-
-    @wraps(view)
-    def wrapper(request: HttpRequest, *args, **kwargs):
-        if not request.user.is_authenticated:
-            return JsonResponse({"error": "Log in first."}, status=401)
-        if not request.user.has_perm("agents.view_discovery"):
-            return JsonResponse({"error": "You may not see discoveries."}, status=403)
-        return view(request, *args, **kwargs)
-
-    return wrapper
+# 401/403 as JSON for API clients, instead of a redirect to a login form; they need not be staff.
+json_login_required = json_endpoint("agents.view_discovery", staff=False)
 
 
 def _filter(request: HttpRequest) -> discoveries.DiscoveryFilter | JsonResponse:

@@ -12,13 +12,10 @@ outcome; for very large installations the commands are the better tool (docs/sna
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from functools import wraps
 from typing import Any
 
 from django.contrib import admin, messages
 from django.contrib.admin.models import ADDITION, CHANGE, LogEntry
-from django.core.exceptions import PermissionDenied
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
@@ -35,21 +32,9 @@ from mistersmith.operations.snapshots import (
     resolve,
     snapshot_dir,
 )
+from mistersmith.web.access import superuser_page
 
 logger = logging.getLogger("mistersmith.snapshots")
-View = Callable[..., HttpResponse]
-
-
-def superuser_page(view: View) -> View:
-    """The admin's login rules, then superusers only (403 for other staff)."""
-
-    @wraps(view)
-    def checked(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        if not request.user.is_superuser:
-            raise PermissionDenied
-        return view(request, *args, **kwargs)
-
-    return admin.site.admin_view(checked)
 
 
 def _log(request: HttpRequest, name: str, flag: int, message: str) -> None:

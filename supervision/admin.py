@@ -18,8 +18,7 @@ from django.utils.html import format_html, format_html_join
 from mistersmith.admin import DatabaseFilledOnAddMixin, RuntimeOwnedMixin
 from mistersmith.admin_scale import LargeTableAdmin
 from mistersmith.forms import LOADED_VALUES_FIELD, STORABLE_JSON, ConcurrentEditGuard, IndexedTextLimitMixin
-from supervision import cascade, services, views
-from supervision.console_events import publish_policy_saved
+from supervision import cascade, policies, services, views
 from supervision.models import (
     SupervisionChildState,
     SupervisionFailure,
@@ -175,10 +174,16 @@ class SupervisionNodeAdmin(DatabaseFilledOnAddMixin, IndexedTextLimitMixin, admi
     actions = ["restart_selected", "delete_subtrees"]
 
     def save_formset(self, request: HttpRequest, form: Any, formset: Any, change: bool) -> None:
-        super().save_formset(request, form, formset, change)
-        if formset.model is SupervisionPolicy and formset.has_changed():
-            for policy in formset.new_objects + [changed for changed, _ in formset.changed_objects]:
-                publish_policy_saved(policy, request.user, on_failure=lambda text: messages.warning(request, text))
+        """The policy inline's policies are saved by the policy service (which announces them)."""
+        if formset.model is not SupervisionPolicy:
+            super().save_formset(request, form, formset, change)
+            return
+        changed = formset.save(commit=False)  # the new and changed ones, unsaved
+        for deleted in formset.deleted_objects:
+            deleted.delete()
+        for policy in changed:
+            policies.save_policy(policy, request.user, on_unpublished=lambda text: messages.warning(request, text))
+        formset.save_m2m()
 
     def has_restart_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("supervision.restart_node")
@@ -334,8 +339,8 @@ class SupervisionPolicyAdmin(DatabaseFilledOnAddMixin, PolicyDelayPreviewMixin, 
     readonly_fields = ["restart_delays", "created_at", "updated_at"]
 
     def save_model(self, request: HttpRequest, obj: SupervisionPolicy, form: Any, change: bool) -> None:
-        super().save_model(request, obj, form, change)
-        publish_policy_saved(obj, request.user, on_failure=lambda text: messages.warning(request, text))
+        """Saved and announced by the policy service, as every saved policy is."""
+        policies.save_policy(obj, request.user, on_unpublished=lambda text: messages.warning(request, text))
 
     class Media:
         js = ["supervision/policy_delays.js"]

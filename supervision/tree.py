@@ -13,14 +13,14 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode
 
-from django.contrib import admin
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
 from django.template.response import TemplateResponse
 from django.urls import reverse
 
-from mistersmith.live import admin_page, hidden_parts, may_view, stream_positions
+from mistersmith.live import stream_positions
+from mistersmith.web.access import admin_page, hidden_parts, live_page_context, may_view
 from supervision import selectors
 from supervision.models import (
     NodeStatus,
@@ -61,16 +61,16 @@ def tree_page(request: HttpRequest) -> HttpResponse:
         tree = selectors.filtered_tree(filters.get("status"), filters.get("type"))
     else:
         tree = selectors.top_levels(scope=_uuid_or_none(request.GET.get("root")), deep_link=deep_link)
-    context = {
-        **admin.site.each_context(request),
-        "title": "Supervision tree",
-        "tree": _visible_tree(request, tree.as_json()),
-        "tree_config": _client_config(filters),
-        "filters": filters,
-        "status_choices": NodeStatus.choices,
-        "type_choices": NodeType.choices,
-        "node_not_found": bool(request.GET.get("node")) and not filters and tree.selected is None,
-    }
+    context = live_page_context(
+        request,
+        "Supervision tree",
+        tree=_visible_tree(request, tree.as_json()),
+        tree_config=_client_config(filters),
+        filters=filters,
+        status_choices=NodeStatus.choices,
+        type_choices=NodeType.choices,
+        node_not_found=bool(request.GET.get("node")) and not filters and tree.selected is None,
+    )
     return TemplateResponse(request, "supervision/tree.html", context)
 
 
@@ -140,7 +140,7 @@ HIDDEN_POLICY = {"hidden": True}
 
 
 def hidden_panel_parts(request: HttpRequest) -> dict[str, str]:
-    """The panel's parts this user may not see (mistersmith.live.may_view), with what the page says instead."""
+    """The panel's parts this user may not see (mistersmith.web.access.may_view), with what the page says instead."""
     return hidden_parts(request, PANEL_PART_MODELS)
 
 

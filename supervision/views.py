@@ -9,13 +9,12 @@ from __future__ import annotations
 import uuid
 
 from django.contrib import admin, messages
-from django.contrib.auth.decorators import permission_required
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme, urlencode
-from django.views.decorators.http import require_http_methods
 
+from mistersmith.web.access import admin_page
 from supervision import services
 
 RESTART_PERMISSION = "supervision.restart_node"
@@ -48,8 +47,7 @@ def render_confirmation(request: HttpRequest, plan: services.RestartPlan, *, sta
     return render(request, "supervision/restart_confirm.html", context, status=status)
 
 
-@require_http_methods(["GET", "POST"])
-@permission_required(RESTART_PERMISSION, raise_exception=True)
+@admin_page(RESTART_PERMISSION, methods=("GET", "POST"))
 def restart_node(request: HttpRequest, node_pk: uuid.UUID) -> HttpResponse:
     """GET: what a restart would do (targets, delays, or why not). POST: do it."""
     try:

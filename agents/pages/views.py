@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from functools import wraps
 from typing import Any
 
 from django.core.exceptions import PermissionDenied
@@ -19,7 +18,6 @@ from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.template.response import TemplateResponse
 from django.urls import reverse
-from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_protect
 from django.views.decorators.http import require_POST, require_safe
 
@@ -35,8 +33,9 @@ from agents.models import (
     SessionMessage,
 )
 from agents.pages import history, selectors, texts
-from mistersmith.live import admin_page, hidden_parts, live_page_context, may_view, stream_positions
+from mistersmith.live import stream_positions
 from mistersmith.nats import NatsUnavailable
+from mistersmith.web.access import admin_page, hidden_parts, json_endpoint, live_page_context, may_view
 from supervision.tree import node_tree_url
 
 VIEW_PERMISSION = "agents.view_agent"
@@ -49,21 +48,10 @@ page_view = admin_page(VIEW_PERMISSION)
 
 
 def json_view(permission: str = VIEW_PERMISSION) -> Callable[[View], View]:
-    """A JSON endpoint: 401 unless logged in as active staff, 403 without ``permission``, never cached."""
-
-    def decorate(view: View) -> View:
-        @wraps(view)
-        def checked(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-            user = request.user
-            if not (user.is_authenticated and user.is_active and user.is_staff):
-                return JsonResponse({"error": "Log in as staff first."}, status=401)
-            if not user.has_perm(VIEW_PERMISSION) or not user.has_perm(permission):
-                return JsonResponse({"error": "You may not do this with agents."}, status=403)
-            return view(request, *args, **kwargs)
-
-        return never_cache(checked)
-
-    return decorate
+    """A JSON endpoint: 401 unless logged in as active staff, 403 without the view permission and
+    ``permission``, never cached (mistersmith.web.access)."""
+    permissions = dict.fromkeys((VIEW_PERMISSION, permission))  # once each, in this order
+    return json_endpoint(*permissions, non_staff_status=401)
 
 
 def _urls() -> dict[str, str]:
@@ -179,7 +167,7 @@ EVENT_LOG_PERMISSION = "mistersmith.view_event_log"
 
 def detail_hidden_parts(request: HttpRequest) -> dict[str, str]:
     """The detail snapshot's parts this user may not see, each with the sentence the page shows in its
-    place. A part follows its model's admin permission (mistersmith.live.may_view); the history is
+    place. A part follows its model's admin permission (mistersmith.web.access.may_view); the history is
     the stream's stored messages, raw ones included, so it needs the event log's permission."""
     hidden = hidden_parts(request, PART_MODELS)
     if not request.user.has_perm(EVENT_LOG_PERMISSION):

@@ -7,25 +7,18 @@ topics. The snapshot answers API-style: 401/403 as JSON, 400 for an unknown part
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from functools import wraps
 from typing import Any
 
-from django.contrib import admin
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.template.response import TemplateResponse
 from django.urls import reverse
-from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_safe
 
 from agents.lifecycle import AgentState
 from mistersmith.dashboard import panels
 from mistersmith.dashboard.freshness import page_freshness
-from mistersmith.live import live_page_context
 from mistersmith.nats import NatsUnavailable
+from mistersmith.web.access import SAFE_METHODS, admin_page, json_endpoint, live_page_context
 from supervision.models import NodeStatus
-
-View = Callable[..., HttpResponse]
 
 # How often the page asks for what changes without an event (stream figures, the console's pool).
 POLL_SECONDS = 5
@@ -33,7 +26,7 @@ POLL_SECONDS = 5
 REFETCH_SECONDS = 1
 
 
-@require_safe
+@admin_page()
 def dashboard_page(request: HttpRequest) -> HttpResponse:
     parts = panels.visible_parts(request.user)
     config: dict[str, Any] = {
@@ -66,27 +59,10 @@ def dashboard_page(request: HttpRequest) -> HttpResponse:
     return TemplateResponse(request, "mistersmith/dashboard.html", context)
 
 
-page = admin.site.admin_view(dashboard_page)
+page = dashboard_page
 
 
-def json_staff_required(view: View) -> View:
-    """401 for anonymous callers and 403 for non-staff ones, as JSON (an API answers, never redirects)."""
-
-    @wraps(view)
-    def checked(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        user = request.user
-        if not user.is_authenticated:
-            return JsonResponse({"error": "Log in first."}, status=401)
-        if not (user.is_active and user.is_staff):
-            return JsonResponse({"error": "Only staff may see the dashboard."}, status=403)
-        return view(request, *args, **kwargs)
-
-    return checked
-
-
-@never_cache
-@require_safe
-@json_staff_required
+@json_endpoint(methods=SAFE_METHODS)
 def snapshot(request: HttpRequest) -> JsonResponse:
     """``?parts=agents,rates`` (none: every part the user may see), with the stream positions."""
     try:
@@ -98,9 +74,7 @@ def snapshot(request: HttpRequest) -> JsonResponse:
     return JsonResponse(panels.build_snapshot(request.user, parts))
 
 
-@never_cache
-@require_safe
-@json_staff_required
+@json_endpoint(methods=SAFE_METHODS)
 def freshness(request: HttpRequest) -> JsonResponse:
     """Per bridge feed, how far the pages' data is behind the stream head (every live page polls it)."""
     try:

@@ -12,18 +12,14 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
-from django.contrib.auth.views import redirect_to_login
-from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.template.response import TemplateResponse
 from django.urls import reverse
-from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_safe
 
 from mistersmith.event_log.queries import DEFAULT_LIMIT, SNAPSHOT_SIZE, ReplayQuery, snapshot
-from mistersmith.live import live_page_context
 from mistersmith.nats import NatsUnavailable
 from mistersmith.stream_reader import MAX_LIMIT, stream_names
+from mistersmith.web.access import SAFE_METHODS, admin_page, json_endpoint, live_page_context
 
 PERMISSION = "mistersmith.view_event_log"
 LIVE_ROWS = 500  # the live tail keeps at most this many rows in the page
@@ -31,40 +27,21 @@ LIVE_ROWS = 500  # the live tail keeps at most this many rows in the page
 View = Callable[..., HttpResponse]
 
 
-def _allowed(request: HttpRequest) -> bool:
-    user = request.user
-    return user.is_active and user.is_staff and user.has_perm(PERMISSION)
-
-
-def page_view(view: View) -> View:
-    """Anonymous: to the login form; logged in without staff and the permission: 403."""
-
-    @wraps(view)
-    def checked(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        if not request.user.is_authenticated:
-            return redirect_to_login(request.get_full_path())
-        if not _allowed(request):
-            raise PermissionDenied
-        return view(request, *args, **kwargs)
-
-    return never_cache(require_safe(checked))
+# Anonymous: to the login form; logged in without staff and the permission: 403.
+page_view = admin_page(PERMISSION, forbid_non_staff=True)
 
 
 def json_view(view: View) -> View:
-    """401/403 as JSON, reads only, never cached."""
+    """401/403 as JSON (mistersmith.web.access), reads only, never cached; 503 while NATS is away."""
 
     @wraps(view)
-    def checked(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        if not request.user.is_authenticated:
-            return JsonResponse({"error": "Log in first."}, status=401)
-        if not _allowed(request):
-            return JsonResponse({"error": "You may not see the event log."}, status=403)
+    def answered(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         try:
             return view(request, *args, **kwargs)
         except NatsUnavailable as error:
             return JsonResponse({"error": f"The streams cannot be read now: {error}"}, status=503)
 
-    return never_cache(require_safe(checked))
+    return json_endpoint(PERMISSION, methods=SAFE_METHODS)(answered)
 
 
 @page_view

@@ -34,6 +34,7 @@ from mistersmith.operations.snapshot_format import (
     compressed_writer,
     console_version,
     member_name,
+    snapshot_dir,
     write_archive,
 )
 from mistersmith.operations.snapshot_progress import QUIET, Progress
@@ -66,8 +67,6 @@ def default_name(now: dt.datetime | None = None) -> str:
 
 
 def _target(output: Path | None) -> Path:
-    from mistersmith.operations.snapshots import snapshot_dir
-
     # A directory: the snapshot directory, an existing one, or a new path without a file suffix.
     folder = snapshot_dir() if output is None else output if output.is_dir() or not output.suffix else None
     if folder is None:

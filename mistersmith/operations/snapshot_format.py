@@ -81,6 +81,14 @@ class MemberTooLarge(SnapshotError):
     """A member decompresses to more than its manifest declares or the global cap allows."""
 
 
+def snapshot_dir() -> Path:
+    """The snapshot directory (setting ``SNAPSHOT_DIR``): where exports go and the pages list.
+    Here, at the bottom of the snapshot modules, so export and the listing both import it downward."""
+    from django.conf import settings
+
+    return Path(settings.SNAPSHOT_DIR)
+
+
 def member_max_bytes() -> int:
     from django.conf import settings
 

@@ -15,8 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from django.conf import settings
-
 from mistersmith.operations.snapshot_export import ExportOptions, ExportResult, export_snapshot
 from mistersmith.operations.snapshot_format import (
     NAME_PATTERN,
@@ -25,6 +23,7 @@ from mistersmith.operations.snapshot_format import (
     UnsupportedSnapshot,
     open_archive,
     read_manifest,
+    snapshot_dir,
 )
 from mistersmith.operations.snapshot_import import (
     ImportOptions,
@@ -57,10 +56,6 @@ __all__ = [
     "resolve",
     "snapshot_dir",
 ]
-
-
-def snapshot_dir() -> Path:
-    return Path(settings.SNAPSHOT_DIR)
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from django.views.decorators.http import require_safe
 
 from mistersmith.operations.matrix import DEGRADED, FAILED, OK
 from mistersmith.operations.verify import READINESS_COMPONENTS, readiness, run
+from mistersmith.web.access import SAFE_METHODS, admin_page, json_endpoint
 
 REFRESH_SECONDS = 10
 REFRESH_RANGE = (2, 300)  # ?refresh=N is kept within this
@@ -34,11 +35,7 @@ def _refresh_seconds(request: HttpRequest) -> int:
     return min(max(int(value), low), high)
 
 
-def _staff(request: HttpRequest) -> bool:
-    return request.user.is_active and request.user.is_staff
-
-
-@require_safe
+@admin_page()
 def verify_page(request: HttpRequest) -> HttpResponse:
     report = run()
     context = {
@@ -53,16 +50,8 @@ def verify_page(request: HttpRequest) -> HttpResponse:
     return TemplateResponse(request, "mistersmith/verify_state.html", context)
 
 
-verify_page = admin.site.admin_view(verify_page)
-
-
-@never_cache
-@require_safe
+@json_endpoint(methods=SAFE_METHODS)
 def verify_json(request: HttpRequest) -> JsonResponse:
-    if not request.user.is_authenticated:
-        return JsonResponse({"error": "Log in first."}, status=401)
-    if not _staff(request):
-        return JsonResponse({"error": "Only staff may see the state verification."}, status=403)
     return JsonResponse(run().as_dict())
 
 

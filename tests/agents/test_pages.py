@@ -123,7 +123,9 @@ def test_staff_without_the_view_permission_get_403(django_user_model):
     agent = Agent.objects.create(name="a")
     assert client.get(LIST).status_code == 403
     assert client.get(detail(agent)).status_code == 403
-    assert client.get(LIST_SNAPSHOT).json() == {"error": "You may not do this with agents."}
+    assert client.get(LIST_SNAPSHOT).json() == {
+        "error": "You may not do this: it needs the permission agents.view_agent."
+    }
     assert client.get(detail_snapshot(agent)).status_code == 403
 
 

@@ -369,6 +369,16 @@ def test_page_is_an_admin_page(admin_client, small_tree):
     assert 'role="tree"' in content and "supervision/tree.js" in content
 
 
+def test_page_is_a_live_page_on_the_live_base_like_the_others(admin_client, small_tree):
+    response = admin_client.get(TREE_URL)
+    assert "mistersmith/live_base.html" in [t.name for t in response.templates]
+    content = response.content.decode()
+    # What live_base gives every live page, once: live.css, the connection badge, the freshness badge.
+    assert content.count("mistersmith/live.css") == 1 and content.count('id="live-badge"') == 1
+    assert content.count("mistersmith/freshness.js") == 1 and 'data-feeds="supervision control"' in content
+    assert 'id="content-main" class="live-page"' in content
+
+
 def test_deep_link_page(admin_client, small_tree):
     target = small_tree["a1x"]
     tree = admin_client.get(TREE_URL, {"node": str(target.pk)}).context["tree"]

@@ -1,8 +1,9 @@
 /**
  * What the two live agents pages share: links from URL templates, the state badge, durations, and
- * the rule for which live events move an agent's state. Everything is built as text (h()).
+ * the rule for which live events move an agent's state. Everything is built as text (h()); the
+ * helpers every live page shares (times, flash, URL templates) are in mistersmith/live.js.
  */
-import { h } from "../mistersmith/live.js";
+import { fillUrl, h } from "../mistersmith/live.js";
 
 /** States in which the agent's process lives and so has an uptime (agents/pages/selectors.py UP_STATES). */
 export const UP_STATES = new Set(["Starting", "Running", "Idle", "Processing", "Paused", "Stopping"]);
@@ -10,7 +11,7 @@ export const UP_STATES = new Set(["Starting", "Running", "Idle", "Processing", "
 const APPLIED = new Set(["state_changed", "in_sync"]);
 
 export function urlFor(urls, name, id) {
-  return urls[name].replace(urls.placeholder, encodeURIComponent(id));
+  return fillUrl(urls[name], urls.placeholder, id);
 }
 
 export function stateBadge(state) {
@@ -50,25 +51,6 @@ export function nextUpSince(agent, newState, at) {
   if (!UP_STATES.has(newState)) return null;
   if (!UP_STATES.has(agent.status) || !agent.up_since) return at || new Date().toISOString();
   return agent.up_since;
-}
-
-/** A time for people: the browser's local date and time (the ISO text stays in the title). */
-export function timeText(iso) {
-  if (!iso) return "—";
-  const parsed = new Date(iso);
-  return Number.isNaN(parsed.getTime()) ? String(iso) : parsed.toLocaleString();
-}
-
-/** A <time> element showing timeText(iso), with the exact ISO time as its datetime and title. */
-export function timeElement(iso) {
-  if (!iso) return "—";
-  return h("time", { datetime: iso, title: iso }, timeText(iso));
-}
-
-export function flash(element) {
-  element.classList.remove("changed");
-  void element.offsetWidth; // restart the animation
-  element.classList.add("changed");
 }
 
 export function yesNo(value) {

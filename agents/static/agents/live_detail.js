@@ -6,10 +6,9 @@
  *
  * No value is ever parsed as HTML: everything goes through h() and textContent.
  */
-import { ago, getJson, h, readJson, startLive } from "../mistersmith/live.js";
+import { ago, flash, getJson, h, readJson, startLive, timeElement } from "../mistersmith/live.js";
 import {
   appliedState,
-  flash,
   longText,
   PREVIEW_CHARS,
   newer,
@@ -17,7 +16,6 @@ import {
   orDash,
   since,
   stateBadge,
-  timeElement,
   urlFor,
   yesNo,
 } from "./agents_common.js";

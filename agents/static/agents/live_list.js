@@ -7,8 +7,8 @@
  * name order, is not in the event): when it may match the filter, "N new agents — reload" says so.
  * No value is ever parsed as HTML: everything goes through h() and textContent.
  */
-import { ago, getJson, h, readJson, startLive } from "../mistersmith/live.js";
-import { appliedState, flash, newer, nextUpSince, orDash, since, stateBadge, urlFor, yesNo } from "./agents_common.js";
+import { ago, flash, getJson, h, readJson, startLive } from "../mistersmith/live.js";
+import { appliedState, newer, nextUpSince, orDash, since, stateBadge, urlFor, yesNo } from "./agents_common.js";
 
 const config = readJson("agents-config");
 const urls = config.urls;

@@ -17,7 +17,7 @@
  *
  * Every value from the runtime is set through textContent (h(), svg()), never as HTML.
  */
-import { ago, getJson, h, readJson, startLive } from "./live.js";
+import { ago, flash, getJson, h, readJson, startLive } from "./live.js";
 
 const config = readJson("dashboard-config");
 const SVG_NS = "http://www.w3.org/2000/svg";
@@ -43,12 +43,6 @@ function svg(tag, attributes = {}, ...children) {
   }
   for (const child of children) element.append(child instanceof Node ? child : document.createTextNode(String(child)));
   return element;
-}
-
-function flash(element) {
-  element.classList.remove("changed");
-  void element.offsetWidth; // restart the animation
-  element.classList.add("changed");
 }
 
 function setText(element, text, { highlight = true } = {}) {

@@ -58,6 +58,31 @@ export function readJson(id) {
   return element ? JSON.parse(element.textContent) : null;
 }
 
+/** A URL from a template the server handed over with `placeholder` where an id goes. */
+export function fillUrl(template, placeholder, id) {
+  return template.replace(placeholder, encodeURIComponent(id));
+}
+
+/** A time for people: the browser's local date and time (null gives "—"; text that is no time stays as it is). */
+export function timeText(iso) {
+  if (!iso) return "—";
+  const parsed = new Date(iso);
+  return Number.isNaN(parsed.getTime()) ? String(iso) : parsed.toLocaleString();
+}
+
+/** A <time> element showing timeText(iso), with the exact ISO time as its datetime and title. */
+export function timeElement(iso) {
+  if (!iso) return "—";
+  return h("time", { datetime: iso, title: iso }, timeText(iso));
+}
+
+/** Highlight an element that just changed: (re)start the CSS animation of `className`. */
+export function flash(element, className = "changed") {
+  element.classList.remove(className);
+  void element.offsetWidth; // restart the animation
+  element.classList.add(className);
+}
+
 /** "3 s ago", "5 min ago" ... for an ISO time (null gives "never"). */
 export function ago(iso, now = Date.now()) {
   if (!iso) return "never";

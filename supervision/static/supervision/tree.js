@@ -1,5 +1,8 @@
 /**
- * The supervision tree page: a lazy, keyboard-driven ARIA tree, a search box and a node panel.
+ * The supervision tree page (the entry module): a lazy, keyboard-driven ARIA tree. Its parts by
+ * concern: tree_render.js (how a node is drawn), tree_panel.js (the selected node's panel),
+ * tree_search.js (the search box), tree_live.js (live updates); the helpers every live page
+ * shares are in mistersmith/live.js.
  *
  * No build step and no innerHTML: every element is built with createElement and every value
  * goes in as text, so a node named "<script>" stays a name.
@@ -11,14 +14,19 @@
  * order, as get_supervision_tree sorts); this file never sorts.
  */
 
-import { getJson, h, readJson, startLive } from "../mistersmith/live.js";
+import { fillUrl, getJson, h, readJson } from "../mistersmith/live.js";
+import { createPanel } from "./tree_panel.js";
+import { renderRow } from "./tree_render.js";
+import { startSearch } from "./tree_search.js";
+import { startTreeLive } from "./tree_live.js";
 
 const config = readJson("tree-config");
 const tree = document.getElementById("supervision-tree");
-const panel = document.getElementById("tree-panel");
+const panel = createPanel(document.getElementById("tree-panel"), {
+  nodeUrl: (id) => urlFor(config.nodeUrl, id),
+  remember: (node) => nodeData.set(node.id, node),
+});
 const statusLine = document.getElementById("tree-status");
-const searchInput = document.getElementById("tree-search-input");
-const searchResults = document.getElementById("tree-search-results");
 
 const elements = new Map(); // node id -> its <li>
 const nodeData = new Map(); // node id -> its latest JSON
@@ -28,101 +36,14 @@ let active = null; // the treeitem with tabindex 0
 let selectedId = null;
 
 function urlFor(template, id) {
-  return template.replace(config.placeholder, encodeURIComponent(id));
+  return fillUrl(template, config.placeholder, id);
 }
-
 
 function report(message) {
   statusLine.textContent = message;
 }
 
 // --- Drawing a node ------------------------------------------------------------------------------
-
-function formatTime(iso) {
-  return iso ? new Date(iso).toLocaleString() : "";
-}
-
-function timeElement(iso) {
-  return h("time", { datetime: iso, title: iso }, formatTime(iso));
-}
-
-function typeText(node) {
-  return node.detail ? `${node.type} · ${node.detail}` : node.type;
-}
-
-/** Status as text and colour: the word is always there, the colour only repeats it. */
-function statusBadge(status) {
-  return h("span", { className: `tree-status-badge tree-status-${status}` }, status);
-}
-
-function policySummary(policy) {
-  if (!policy) return "no policy";
-  if (policy.hidden) return "a policy (hidden: you may not view supervision policies)";
-  const factor = policy.backoff === "Exponential" && policy.backoff_factor ? ` ×${policy.backoff_factor}` : "";
-  return (
-    `${policy.strategy}, max ${policy.max_restarts} restarts / ${policy.window_seconds} s, ` +
-    `${policy.backoff}${factor} ${policy.min_delay_ms}–${policy.max_delay_ms} ms`
-  );
-}
-
-function failuresInWindow(node) {
-  if (!node.policy) return h("span", {}, "– (no policy window)");
-  if (node.policy.hidden) return h("span", {}, `${node.failures_in_window} in the policy's window`);
-  const text = `${node.failures_in_window} of ${node.policy.max_restarts} in ${node.policy.window_seconds} s`;
-  if (node.restart_allowed) return h("span", {}, text);
-  return h("span", { className: "tree-alert" }, `${text}, restart limit reached`);
-}
-
-function restartsText(node) {
-  return node.restarts_capped ? `${node.restarts}+` : String(node.restarts);
-}
-
-/** The child nodes the tree lists under this node, by status: the counts add up to the children shown. */
-function childrenText(node) {
-  const statuses = Object.entries(node.child_statuses ?? {})
-    .filter(([, count]) => count > 0)
-    .map(([status, count]) => `${status} ${count}`);
-  const children = node.child_count === 1 ? "1 child" : `${node.child_count} children`;
-  return statuses.length ? `${children} (${statuses.join(", ")})` : children;
-}
-
-/** The runtime's child-state rows (supervision_child_states), another set than the child nodes. */
-function childStatesText(node) {
-  const states = Object.entries(node.child_states)
-    .filter(([, count]) => count > 0)
-    .map(([state, count]) => `${state} ${count}`);
-  return states.length ? states.join(", ") : "none";
-}
-
-function fact(label, ...value) {
-  return h("span", { className: "tree-fact" }, h("span", { className: "tree-fact-label" }, `${label}: `), ...value);
-}
-
-function renderRow(node) {
-  return h(
-    "div",
-    { className: "tree-row" },
-    h("span", { className: "tree-toggle", "aria-hidden": "true" }),
-    h(
-      "span",
-      { className: "tree-title" },
-      h("a", { className: "tree-name", href: urlFor(config.changeUrl, node.id), tabindex: "-1" }, node.name),
-      h("span", { className: "tree-type" }, typeText(node)),
-      statusBadge(node.status),
-      node.agent ? h("span", { className: "tree-agent" }, `agent ${node.agent.name ?? node.agent.id}`) : null,
-    ),
-    h(
-      "span",
-      { className: "tree-facts" },
-      fact("policy", policySummary(node.policy)),
-      fact("failures in window", failuresInWindow(node)),
-      fact("restarts", restartsText(node)),
-      fact("last failure", node.last_failure_at ? timeElement(node.last_failure_at) : "none"),
-      fact("children", childrenText(node)),
-      fact("child states", childStatesText(node)),
-    ),
-  );
-}
 
 /**
  * Draw one node from its JSON, creating its <li> on first sight and redrawing it in place after:
@@ -142,7 +63,7 @@ export function renderNode(node) {
     item.append(h("div"));
     elements.set(node.id, item);
   }
-  item.replaceChild(renderRow(node), item.firstElementChild);
+  item.replaceChild(renderRow(node, urlFor(config.changeUrl, node.id)), item.firstElementChild);
   const group = groupOf(item);
   if (node.child_count > 0 || (group && group.childElementCount > 0)) {
     if (!item.hasAttribute("aria-expanded")) item.setAttribute("aria-expanded", "false");
@@ -150,7 +71,7 @@ export function renderNode(node) {
     item.removeAttribute("aria-expanded");
   }
   item.classList.toggle("tree-context", matches.size > 0 && !matches.has(node.id));
-  if (node.id === selectedId) renderPanelNode(node);
+  if (node.id === selectedId) panel.redrawNode(node);
   return item;
 }
 
@@ -326,7 +247,7 @@ function select(item) {
   const url = new URL(window.location.href);
   url.searchParams.set("node", selectedId);
   window.history.replaceState(null, "", url);
-  showPanel(selectedId);
+  panel.show(selectedId);
 }
 
 function activate(item) {
@@ -425,231 +346,16 @@ async function openPath(id) {
   select(item);
 }
 
-// --- Search --------------------------------------------------------------------------------------
+// --- Search ----------------------------------------------------------------------------------
 
-let searchTimer = null;
-let searchTicket = 0;
-let searchedFor = null;
-let results = [];
-let activeOption = -1;
-
-async function runSearch() {
-  clearTimeout(searchTimer);
-  const text = searchInput.value.trim();
-  const ticket = ++searchTicket;
-  searchedFor = text;
-  if (!text) {
-    closeResults();
-    return;
-  }
-  try {
-    const answer = await getJson(config.searchUrl, { q: text, ...config.filters });
-    if (ticket === searchTicket) showResults(answer.results);
-  } catch (error) {
-    report(`Search failed: ${error.message}.`);
-  }
-}
-
-function showResults(found) {
-  results = found;
-  activeOption = -1;
-  searchInput.removeAttribute("aria-activedescendant");
-  const options = found.map((result, index) =>
-    h(
-      "li",
-      { role: "option", id: `tree-search-option-${index}`, "aria-selected": "false", "data-node-id": result.id },
-      h("span", { className: "tree-search-name" }, result.name),
-      " ",
-      statusBadge(result.status),
-      " ",
-      h("span", { className: "tree-type" }, typeText(result)),
-      h("span", { className: "tree-search-path" }, (result.path ?? []).join(" › ")),
-    ),
-  );
-  if (!options.length) options.push(h("li", { className: "tree-search-none", role: "option", "aria-disabled": "true" }, "No node matches."));
-  searchResults.replaceChildren(...options);
-  searchResults.hidden = false;
-  searchInput.setAttribute("aria-expanded", "true");
-}
-
-function closeResults() {
-  searchResults.hidden = true;
-  searchInput.setAttribute("aria-expanded", "false");
-  searchInput.removeAttribute("aria-activedescendant");
-}
-
-function moveOption(step) {
-  if (!results.length) return;
-  activeOption = (activeOption + step + results.length) % results.length;
-  searchResults.querySelectorAll("[role='option']").forEach((option, index) => {
-    option.setAttribute("aria-selected", index === activeOption ? "true" : "false");
-  });
-  searchInput.setAttribute("aria-activedescendant", `tree-search-option-${activeOption}`);
-}
-
-async function chooseOption() {
-  if (searchedFor !== searchInput.value.trim()) await runSearch();
-  const choice = results[Math.max(activeOption, 0)];
-  if (!choice) return;
-  closeResults();
-  await openPath(choice.id);
-}
-
-searchInput.addEventListener("input", () => {
-  clearTimeout(searchTimer);
-  searchTimer = setTimeout(runSearch, 200);
+startSearch({
+  input: document.getElementById("tree-search-input"),
+  list: document.getElementById("tree-search-results"),
+  searchUrl: config.searchUrl,
+  filters: config.filters,
+  openPath,
+  report,
 });
-
-searchInput.addEventListener("keydown", (event) => {
-  const actions = {
-    ArrowDown: () => moveOption(1),
-    ArrowUp: () => moveOption(-1),
-    Enter: chooseOption,
-    Escape: closeResults,
-  };
-  if (!actions[event.key]) return;
-  event.preventDefault();
-  actions[event.key]();
-});
-
-searchResults.addEventListener("mousedown", (event) => event.preventDefault()); // keep focus in the box
-searchResults.addEventListener("click", (event) => {
-  const option = event.target.closest("[data-node-id]");
-  if (!option) return;
-  closeResults();
-  openPath(option.dataset.nodeId);
-});
-
-searchInput.addEventListener("blur", () => setTimeout(closeResults, 150));
-
-// --- The panel -----------------------------------------------------------------------------------
-
-let panelTicket = 0;
-
-async function showPanel(id) {
-  const ticket = ++panelTicket;
-  panel.setAttribute("aria-busy", "true");
-  try {
-    const details = await getJson(urlFor(config.nodeUrl, id));
-    if (ticket === panelTicket) renderPanel(details);
-  } catch (error) {
-    if (ticket === panelTicket) panel.replaceChildren(h("p", { className: "errornote" }, `Could not load the node: ${error.message}.`));
-  } finally {
-    if (ticket === panelTicket) panel.removeAttribute("aria-busy");
-  }
-}
-
-function link(href, text, className = null) {
-  return href ? h("a", { href, className }, text) : null;
-}
-
-function section(title, ...content) {
-  return h("section", { className: "tree-panel-section" }, h("h3", {}, title), ...content);
-}
-
-function table(headings, rows, empty) {
-  if (!rows.length) return h("p", { className: "tree-quiet" }, empty);
-  return h(
-    "table",
-    {},
-    h("thead", {}, h("tr", {}, headings.map((heading) => h("th", { scope: "col" }, heading)))),
-    h("tbody", {}, rows.map((cells) => h("tr", {}, cells.map((cell) => h("td", {}, cell))))),
-  );
-}
-
-function yesNo(value) {
-  if (value === null || value === undefined) return "pending";
-  return value ? "yes" : "no";
-}
-
-function details(node) {
-  const entries = [
-    ["Type", typeText(node)],
-    ["Status", statusBadge(node.status)],
-    ["Agent", node.agent ? (node.agent.name ?? node.agent.id) : "none"],
-    ["Children", childrenText(node)],
-    ["Child states", childStatesText(node)],
-    ["Failures in window", failuresInWindow(node)],
-    ["Restarts", restartsText(node)],
-    ["Last failure", node.last_failure_at ? timeElement(node.last_failure_at) : "none"],
-    ["Updated", timeElement(node.updated_at)],
-  ];
-  if (node.terminated_at) entries.push(["Terminated", timeElement(node.terminated_at)]);
-  return h("dl", { className: "tree-details" }, entries.map(([term, value]) => [h("dt", {}, term), h("dd", {}, value)]));
-}
-
-/** The parts of the panel drawn from the node's own JSON (redrawn when the node is). */
-function renderPanelNode(node) {
-  const target = panel.querySelector(".tree-panel-node");
-  if (!target || target.dataset.nodeId !== node.id) return;
-  target.replaceChildren(h("h2", {}, node.name), details(node));
-}
-
-function renderPanel({ node, failures, restarts, child_states: childStates, links, hidden = {} }) {
-  nodeData.set(node.id, node);
-  const nodePart = h("div", { className: "tree-panel-node", "data-node-id": node.id });
-  const policyLinkText = node.policy ? "Change the policy" : "Add a policy";
-  panel.replaceChildren(
-    nodePart,
-    section(
-      "Actions",
-      h(
-        "ul",
-        { className: "tree-actions" },
-        h("li", {}, link(links.change, "Change this node in the admin")),
-        links.restart ? h("li", {}, link(links.restart, "Restart…", "tree-restart")) : null,
-        h("li", {}, link(links.tree, "Link to this node in the tree")),
-      ),
-    ),
-    section("Policy", h("p", {}, policySummary(node.policy)), h("p", {}, link(links.policy, policyLinkText))),
-    section(
-      "Child states",
-      table(
-        ["Child", "State", "Last heartbeat", "Errors", "Restarts"],
-        childStates.map((child) => [
-          child.child_id,
-          child.state,
-          child.last_heartbeat ? timeElement(child.last_heartbeat) : "never",
-          String(child.error_count),
-          String(child.restart_count),
-        ]),
-        hidden.child_states || "No child states recorded.",
-      ),
-    ),
-    section(
-      "Recent failures",
-      table(
-        ["When", "Reason", "Detail", "Restart attempted", "Escalated"],
-        failures.map((failure) => [
-          timeElement(failure.occurred_at),
-          failure.failure_reason,
-          failure.failure_detail,
-          yesNo(failure.restart_attempted),
-          yesNo(failure.escalated_to_parent),
-        ]),
-        hidden.failures || "No failures recorded.",
-      ),
-      h("p", {}, link(links.failures, "All failures of this node")),
-    ),
-    section(
-      "Recent restarts",
-      table(
-        ["Started", "Attempt", "Delay", "Completed", "Success", "Error"],
-        restarts.map((restart) => [
-          timeElement(restart.started_at),
-          String(restart.restart_attempt_number),
-          `${restart.restart_delay_ms} ms`,
-          restart.completed_at ? timeElement(restart.completed_at) : "–",
-          yesNo(restart.success),
-          restart.error_message ?? "",
-        ]),
-        hidden.restarts || "No restarts recorded.",
-      ),
-      h("p", {}, link(links.restarts, "All restarts of this node")),
-    ),
-  );
-  renderPanelNode(node);
-}
 
 // --- Start ---------------------------------------------------------------------------------------
 
@@ -677,74 +383,15 @@ function start() {
     field.addEventListener("change", () => field.form.requestSubmit());
   });
   tree.dataset.ready = "true";
-  startLive({ topics: ["supervision"], loadSnapshot: refreshShownNodes, applyEvents: queueRefresh });
-}
-
-// --- Live: events name nodes (or agents of nodes); their rows are fetched again and redrawn ------
-
-const REFRESH_DELAY_MS = 150; // events of one burst become one request
-const REFRESH_CHUNK = 500; // the server's limit per request
-const staleNodes = new Set();
-const staleAgents = new Set();
-let refreshTimer = null;
-
-function queueRefresh(topic, events) {
-  for (const event of events) {
-    if (event.node_id) staleNodes.add(event.node_id);
-    if (event.agent_id) staleAgents.add(event.agent_id);
-    if (event.supervisor_id) staleNodes.add(event.supervisor_id);
-  }
-  scheduleRefresh();
-}
-
-function scheduleRefresh() {
-  if (refreshTimer === null && (staleNodes.size || staleAgents.size)) {
-    refreshTimer = setTimeout(refreshStale, REFRESH_DELAY_MS);
-  }
-}
-
-async function refreshStale() {
-  refreshTimer = null;
-  const drawn = [...staleNodes].filter((id) => elements.has(id)); // nodes not on this page need nothing
-  const nodes = drawn.slice(0, REFRESH_CHUNK);
-  const agents = [...staleAgents].slice(0, REFRESH_CHUNK);
-  staleNodes.clear();
-  drawn.slice(REFRESH_CHUNK).forEach((id) => staleNodes.add(id)); // the rest: the next request
-  agents.forEach((id) => staleAgents.delete(id));
-  if (nodes.length || agents.length) await redraw(nodes, agents);
-  if (staleNodes.size || staleAgents.size) refreshTimer = setTimeout(refreshStale, REFRESH_DELAY_MS);
-}
-
-async function redraw(nodeIds, agentIds = []) {
-  const answer = await getJson(config.nodesUrl, { ids: nodeIds.join(","), agents: agentIds.join(",") });
-  for (const node of answer.nodes) {
-    if (elements.has(node.id)) {
-      const before = nodeData.get(node.id);
-      renderNode(node);
-      // The parent's summary counts its children by status: redraw it too when this one's moved.
-      if (before && before.status !== node.status && node.parent_id && elements.has(node.parent_id)) {
-        staleNodes.add(node.parent_id);
-        scheduleRefresh();
-      }
-      const item = elements.get(node.id);
-      item.classList.remove("tree-updated");
-      void item.offsetWidth; // restart the highlight animation
-      item.classList.add("tree-updated");
-    }
-  }
-  if (selectedId && nodeIds.includes(selectedId)) showPanel(selectedId);
-  return answer;
-}
-
-/** The snapshot of a live tree is the nodes it shows, fetched again (after every reconnect too). */
-async function refreshShownNodes() {
-  const ids = [...elements.keys()];
-  let positions = {};
-  for (let index = 0; index < ids.length || index === 0; index += REFRESH_CHUNK) {
-    const answer = await redraw(ids.slice(index, index + REFRESH_CHUNK));
-    positions = answer.positions;
-  }
-  return { positions };
+  startTreeLive(config.nodesUrl, {
+    shownIds: () => [...elements.keys()],
+    has: (id) => elements.has(id),
+    nodeOf: (id) => nodeData.get(id),
+    itemOf: (id) => elements.get(id),
+    renderNode,
+    selectedId: () => selectedId,
+    showPanel: (id) => panel.show(id),
+  });
 }
 
 start();

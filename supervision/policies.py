@@ -1,10 +1,12 @@
-"""Events of the console's own actions, published on SUPERVISION_EVENTS so that every browser
-hears about them through the one event path (the bridge turns them into frames).
+"""Saving a node's supervision policy: the one place it is saved and announced, whoever saves it
+(the policy's admin page, the node page's policy inline), as services.py is for restarts.
 
-Subjects: ``supervision.node.<node uuid>.policy.saved``. A restart request needs no event of its
-own: its RestartNode command on ``system.control`` is one, and the bridge frames it.
-The publish happens after the database commit; if NATS is away the change still stands, and the
-caller is told so (a live page then shows it at its next snapshot).
+A saved policy is an event of the console's own, published on SUPERVISION_EVENTS so that every
+browser hears about it through the one event path (the bridge turns it into frames). Subject:
+``supervision.node.<node uuid>.policy.saved``. (A restart request needs no event of its own: its
+RestartNode command on ``system.control`` is one, and the bridge frames it.) The publish happens
+after the database commit; if NATS is away the change still stands, and the caller is told so
+(a live page then shows it at its next snapshot).
 """
 
 from __future__ import annotations
@@ -40,7 +42,15 @@ def policy_saved_payload(policy: SupervisionPolicy, user: Any) -> dict[str, Any]
     }
 
 
-def publish_policy_saved(policy: SupervisionPolicy, user: Any, on_failure: Callable[[str], None] | None = None) -> None:
+def save_policy(policy: SupervisionPolicy, user: Any, on_unpublished: Callable[[str], None] | None = None) -> None:
+    """Save ``policy`` (changed by ``user``) and, once committed, tell every live page;
+    ``on_unpublished`` hears why they were not told (the policy stays saved)."""
+    with transaction.atomic():
+        policy.save()
+        _publish_after_commit(policy, user, on_unpublished)
+
+
+def _publish_after_commit(policy: SupervisionPolicy, user: Any, on_failure: Callable[[str], None] | None) -> None:
     """After the commit, publish that ``policy`` was saved by ``user``; ``on_failure`` hears why not."""
     payload = policy_saved_payload(policy, user)
     subject = policy_subject(policy.node_id)

@@ -1,0 +1,145 @@
+/**
+ * The supervision tree page: the panel of the selected node (its details, actions, policy, child
+ * states, recent failures and restarts), loaded from the node endpoint. Parts the user may not
+ * see come empty with the sentence the server gives (``hidden``).
+ */
+
+import { getJson, h, timeElement } from "../mistersmith/live.js";
+import { childStatesText, childrenText, failuresInWindow, policySummary, restartsText, statusBadge, typeText } from "./tree_render.js";
+
+function link(href, text, className = null) {
+  return href ? h("a", { href, className }, text) : null;
+}
+
+function section(title, ...content) {
+  return h("section", { className: "tree-panel-section" }, h("h3", {}, title), ...content);
+}
+
+function table(headings, rows, empty) {
+  if (!rows.length) return h("p", { className: "tree-quiet" }, empty);
+  return h(
+    "table",
+    {},
+    h("thead", {}, h("tr", {}, headings.map((heading) => h("th", { scope: "col" }, heading)))),
+    h("tbody", {}, rows.map((cells) => h("tr", {}, cells.map((cell) => h("td", {}, cell))))),
+  );
+}
+
+/** A restart's or a failure's yes/no, where no answer yet means the runtime has not said. */
+function yesNo(value) {
+  if (value === null || value === undefined) return "pending";
+  return value ? "yes" : "no";
+}
+
+function details(node) {
+  const entries = [
+    ["Type", typeText(node)],
+    ["Status", statusBadge(node.status)],
+    ["Agent", node.agent ? (node.agent.name ?? node.agent.id) : "none"],
+    ["Children", childrenText(node)],
+    ["Child states", childStatesText(node)],
+    ["Failures in window", failuresInWindow(node)],
+    ["Restarts", restartsText(node)],
+    ["Last failure", node.last_failure_at ? timeElement(node.last_failure_at) : "none"],
+    ["Updated", timeElement(node.updated_at)],
+  ];
+  if (node.terminated_at) entries.push(["Terminated", timeElement(node.terminated_at)]);
+  return h("dl", { className: "tree-details" }, entries.map(([term, value]) => [h("dt", {}, term), h("dd", {}, value)]));
+}
+
+/**
+ * The panel in ``element``. ``nodeUrl(id)``: the node endpoint's URL; ``remember(node)``: hands
+ * the page the node's JSON the panel loaded (the tree keeps the latest of each node).
+ * Returns {show(id): load and draw a node, redrawNode(node): redraw the parts drawn from the
+ * node's own JSON, when it is the one shown}.
+ */
+export function createPanel(element, { nodeUrl, remember }) {
+  let ticket = 0;
+
+  function redrawNode(node) {
+    const target = element.querySelector(".tree-panel-node");
+    if (!target || target.dataset.nodeId !== node.id) return;
+    target.replaceChildren(h("h2", {}, node.name), details(node));
+  }
+
+  function render({ node, failures, restarts, child_states: childStates, links, hidden = {} }) {
+    remember(node);
+    const nodePart = h("div", { className: "tree-panel-node", "data-node-id": node.id });
+    const policyLinkText = node.policy ? "Change the policy" : "Add a policy";
+    element.replaceChildren(
+      nodePart,
+      section(
+        "Actions",
+        h(
+          "ul",
+          { className: "tree-actions" },
+          h("li", {}, link(links.change, "Change this node in the admin")),
+          links.restart ? h("li", {}, link(links.restart, "Restart…", "tree-restart")) : null,
+          h("li", {}, link(links.tree, "Link to this node in the tree")),
+        ),
+      ),
+      section("Policy", h("p", {}, policySummary(node.policy)), h("p", {}, link(links.policy, policyLinkText))),
+      section(
+        "Child states",
+        table(
+          ["Child", "State", "Last heartbeat", "Errors", "Restarts"],
+          childStates.map((child) => [
+            child.child_id,
+            child.state,
+            child.last_heartbeat ? timeElement(child.last_heartbeat) : "never",
+            String(child.error_count),
+            String(child.restart_count),
+          ]),
+          hidden.child_states || "No child states recorded.",
+        ),
+      ),
+      section(
+        "Recent failures",
+        table(
+          ["When", "Reason", "Detail", "Restart attempted", "Escalated"],
+          failures.map((failure) => [
+            timeElement(failure.occurred_at),
+            failure.failure_reason,
+            failure.failure_detail,
+            yesNo(failure.restart_attempted),
+            yesNo(failure.escalated_to_parent),
+          ]),
+          hidden.failures || "No failures recorded.",
+        ),
+        h("p", {}, link(links.failures, "All failures of this node")),
+      ),
+      section(
+        "Recent restarts",
+        table(
+          ["Started", "Attempt", "Delay", "Completed", "Success", "Error"],
+          restarts.map((restart) => [
+            timeElement(restart.started_at),
+            String(restart.restart_attempt_number),
+            `${restart.restart_delay_ms} ms`,
+            restart.completed_at ? timeElement(restart.completed_at) : "–",
+            yesNo(restart.success),
+            restart.error_message ?? "",
+          ]),
+          hidden.restarts || "No restarts recorded.",
+        ),
+        h("p", {}, link(links.restarts, "All restarts of this node")),
+      ),
+    );
+    redrawNode(node);
+  }
+
+  async function show(id) {
+    const mine = ++ticket;
+    element.setAttribute("aria-busy", "true");
+    try {
+      const answer = await getJson(nodeUrl(id));
+      if (mine === ticket) render(answer);
+    } catch (error) {
+      if (mine === ticket) element.replaceChildren(h("p", { className: "errornote" }, `Could not load the node: ${error.message}.`));
+    } finally {
+      if (mine === ticket) element.removeAttribute("aria-busy");
+    }
+  }
+
+  return { show, redrawNode };
+}
