@@ -52,6 +52,10 @@ SESSION_ENDED = 4401  # WebSocket close code: the session or its user no longer 
 MAX_CHECK_SECONDS = 30.0
 CHECK_MESSAGE = "live.session.check"  # -> SessionBoundSocket.live_session_check
 END_MESSAGE = "live.session.end"  # -> SessionBoundSocket.live_session_end
+# The scope key of verify_state's in-process round trip (mistersmith/operations/verify_live.py): a socket
+# driven inside the process, for an unsaved user, that lives for one frame. Only code in the process can
+# set it: a server builds the scope from the connection, and no middleware copies client input into it.
+IN_PROCESS_PROBE = "mistersmith.in_process_probe"
 
 
 def session_group(session_key: str) -> str:
@@ -149,6 +153,8 @@ class SessionBoundSocket:
     async def bind_session(self) -> bool:
         """Join the session's and the user's groups and start the timer; False (and the socket
         closed) when the handshake carries no session to follow."""
+        if self.scope.get(IN_PROCESS_PROBE) is True:
+            return True  # verify_state's own socket: no client, no session, no timer (see IN_PROCESS_PROBE)
         session_key = getattr(self.scope.get("session"), "session_key", None)
         if not session_key:
             await self.close(code=SESSION_ENDED, reason="No session.")
@@ -164,6 +170,8 @@ class SessionBoundSocket:
     async def recheck_session(self) -> bool:
         """Check the session, the user and every joined topic; leave the topics no longer allowed
         and tell the page. False when the socket is (now) closed or was never bound."""
+        if self.scope.get(IN_PROCESS_PROBE) is True:
+            return True
         if not hasattr(self, "_session_key") or getattr(self, "_session_closed", False):
             return False
         topics = sorted(self.topics)

@@ -321,6 +321,7 @@ async def round_trip_row() -> Row:
 
     from mistersmith.frames import send_frames
     from mistersmith.routing import websocket_urlpatterns
+    from mistersmith.socket_session import IN_PROCESS_PROBE
 
     layer = get_channel_layer()
     backend = type(layer).__name__ if layer is not None else "no channel layer"
@@ -334,7 +335,8 @@ async def round_trip_row() -> Row:
     user = get_user_model()(username="verify_state", is_staff=True, is_active=True, is_superuser=True)
     topic, token = f"agent.{uuid.uuid4()}", uuid.uuid4().hex
     started = time.perf_counter()
-    socket = AsgiSocket(URLRouter(websocket_urlpatterns), socket_scope("/ws/live/", [], user=user))
+    probe_scope = socket_scope("/ws/live/", [], user=user, **{IN_PROCESS_PROBE: True})
+    socket = AsgiSocket(URLRouter(websocket_urlpatterns), probe_scope)
     try:
         await socket.send({"type": "websocket.connect"})
         accepted = await socket.receive()
