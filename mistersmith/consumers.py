@@ -42,7 +42,7 @@ REFUSED = 4403  # WebSocket close code: authenticated but not allowed (like HTTP
 TOO_MANY = 4429  # WebSocket close code: this user holds too many sockets already (like HTTP 429)
 LIVE_TOPICS_PER_SOCKET = 50
 AGENT_TOPIC = re.compile(r"agent\.([0-9a-f-]{36})")  # used with fullmatch: "$" would pass a trailing newline
-OPEN_SOCKETS: Counter[int] = Counter()  # user id -> open live sockets in this process
+OPEN_SOCKETS: Counter[int | None] = Counter()  # user id -> open live sockets in this process
 RUNNING: dict[LiveConsumer, asyncio.Task] = {}  # accepted live sockets of this process -> their consumer's task
 TOPIC_PERMISSIONS = {
     "agents": "agents.view_agent",
@@ -140,7 +140,7 @@ class LiveConsumer(SessionBoundSocket, AsyncJsonWebsocketConsumer):
             await self.close(code=TOO_MANY, reason=message)
             return
         OPEN_SOCKETS[user.pk] += 1
-        self.user_slot = user.pk
+        self.user_slot = (user.pk,)  # a holder, not the id: an unsaved user's pk is None (verify_state's probe)
         await self.join(STATUS_GROUP)
         await self.accept()
         LIVE_SOCKETS.inc()
@@ -209,8 +209,9 @@ class LiveConsumer(SessionBoundSocket, AsyncJsonWebsocketConsumer):
         if getattr(self, "counted", False):
             LIVE_SOCKETS.dec()
             self.counted = False
-        if (user_id := getattr(self, "user_slot", None)) is not None:
+        if (slot := getattr(self, "user_slot", None)) is not None:
             self.user_slot = None
+            (user_id,) = slot
             OPEN_SOCKETS[user_id] -= 1
             if OPEN_SOCKETS[user_id] <= 0:
                 del OPEN_SOCKETS[user_id]

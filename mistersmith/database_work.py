@@ -37,5 +37,6 @@ def release_connections() -> None:
     code that must not hold one waits outside its transactions (supervision.services.request_restart).
     """
     for connection in connections.all(initialized_only=True):
-        if connection.connection is not None and connection.get_autocommit() and not connection.in_atomic_block:
+        # Attributes only: asking the connection (get_autocommit) would open one where none may be.
+        if connection.connection is not None and connection.autocommit and not connection.in_atomic_block:
             connection.close()

@@ -23,7 +23,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 def staff_client(django_user_model, name: str, *codenames: str) -> Client:
     user = django_user_model.objects.create_user(name, password=f"{name}-pass-1", is_staff=True)
-    user.user_permissions.add(*Permission.objects.filter(content_type__app_label="agents", codename__in=codenames))
+    user.user_permissions.add(*Permission.objects.filter(codename__in=codenames))
     client = Client()
     client.force_login(user)
     return client
@@ -38,7 +38,7 @@ def test_a_long_output_is_previewed_in_the_history_and_fetched_whole(django_user
     whole = "<b>escaped</b> " + "x" * 800_000  # past the reader's 64 KiB and the preview, under 1 MiB
     subject = f"agent.{agent.pk}.events"
     ack = nats.connection().publish(subject, runtime_bytes({"Output": {"agent_id": str(agent.pk), "content": whole}}))
-    viewer = staff_client(django_user_model, "reader", "view_agent")
+    viewer = staff_client(django_user_model, "reader", "view_agent", "view_event_log")  # the stored history
 
     snapshot = viewer.get(reverse("agent_pages:detail_snapshot", args=[agent.pk])).json()
     (event,) = [e for e in snapshot["history"] if e["sequence"] == ack.seq]
@@ -63,7 +63,7 @@ def test_session_messages_are_previewed_and_fetched_whole(django_user_model):
     message = SessionMessage.objects.create(
         session=session, position=0, role="assistant", content=whole, timestamp=datetime.now(UTC)
     )
-    viewer = staff_client(django_user_model, "reader2", "view_agent")
+    viewer = staff_client(django_user_model, "reader2", "view_agent", "view_interactivesession", "view_sessionmessage")
     snapshot = viewer.get(reverse("agent_pages:detail_snapshot", args=[agent.pk])).json()
     (shown,) = snapshot["sessions"][0]["messages"]
     assert (shown["id"], shown["content"], shown["content_length"]) == (message.pk, whole[:PREVIEW_CHARS], len(whole))

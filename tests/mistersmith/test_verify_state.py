@@ -372,3 +372,18 @@ def test_the_report_has_the_runtimes_answers_and_each_feeds_freshness(healthy):
     assert all(row.status == DEGRADED and row.found == "never asked" for row in runtime.values())
     freshness = [row.check for row in rows_of(report, "jetstream") if row.check.startswith("freshness ")]
     assert freshness == [f"freshness {feed.suffix}" for feed in FEEDS]
+
+
+def test_the_socket_round_trip_gives_back_its_socket_slot_every_time(settings):
+    """Its user is unsaved (pk None): the per-user socket cap once never gave such a slot back, and
+    after LIVE_SOCKETS_PER_USER checks every further round trip was refused as one socket too many."""
+    import asyncio
+
+    from mistersmith.consumers import OPEN_SOCKETS
+    from mistersmith.operations import verify_live
+
+    settings.LIVE_SOCKETS_PER_USER = 2
+    for _ in range(4):
+        row = asyncio.run(verify_live.round_trip_row())
+        assert row.status == OK, row
+    assert OPEN_SOCKETS[None] == 0
