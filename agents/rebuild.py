@@ -32,7 +32,7 @@ from agents.events import AgentEvent, subject_agent_id
 from agents.lifecycle import AgentState
 from agents.models import Agent, AgentAnomaly, Discovery
 from agents.projections import STATE_EVENTS, apply_agent_events, forget_stream_sequences
-from mistersmith.bridge import BridgeStats, parse_agent_items, parse_discovery_items
+from mistersmith.live.bridge import BridgeStats, parse_agent_items, parse_discovery_items
 
 AGENTS_STREAM = "AGENT_EVENTS"
 DISCOVERIES_STREAM = "DISCOVERIES"

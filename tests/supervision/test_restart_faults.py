@@ -9,8 +9,8 @@ import uuid
 import pytest
 from django.db import connection, transaction
 
-from mistersmith.bridge import BridgeStats, apply_control
-from mistersmith.frames import FrameBuffer
+from mistersmith.live.bridge import BridgeStats, apply_control
+from mistersmith.live.frames import FrameBuffer
 from supervision import services
 from supervision.models import SupervisionNode, SupervisionPolicy, SupervisionRestart
 from tests.conftest import wait_until
