@@ -15,9 +15,8 @@ from typing import Any
 
 from agents.events import parse_agent_event, subject_agent_id
 from agents.texts import PREVIEW_CHARS, TextNotFound, preview, stored_event
-from mistersmith.jetstream.messages import InvalidMessage, decode_json
+from mistersmith.jetstream.messages import InvalidMessage, decode_json, excerpt
 from mistersmith.jetstream.reader import StreamMessage, read_latest
-from mistersmith.live.models import excerpt
 
 STREAM = "AGENT_EVENTS"
 TEXT_LIMIT = PREVIEW_CHARS  # the bridge's frames cut texts there too

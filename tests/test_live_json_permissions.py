@@ -21,8 +21,9 @@ from django.utils import timezone
 
 from agents.models import Agent, AgentAnomaly, AgentCommandRecord, AgentInstance, InteractiveSession, SessionMessage
 from mistersmith.jetstream.messages import envelope
-from mistersmith.live.bridge import BridgeStats, apply_supervision_batch
 from mistersmith.live.frames import FrameBuffer
+from mistersmith.live.registry import BridgeStats
+from supervision.feeds import apply_supervision_batch
 from supervision.models import (
     SupervisionChildState,
     SupervisionFailure,

@@ -66,7 +66,7 @@ MOVES: list[tuple[str, str]] = [
     ("mistersmith/consumers.py", "mistersmith/live/consumer.py"),
     ("mistersmith/socket_session.py", "mistersmith/live/socket_session.py"),
     ("mistersmith/routing.py", "mistersmith/live/routing.py"),
-    ("mistersmith/database_work.py", "mistersmith/live/database_work.py"),
+    ("mistersmith/database_work.py", "mistersmith/jetstream/database_work.py"),
     ("mistersmith/runtime_probe.py", "mistersmith/live/runtime_probe.py"),
     ("mistersmith/server.py", "mistersmith/live/server.py"),  # uvicorn with the live sockets' clean stop
     ("mistersmith/log_filters.py", "mistersmith/live/log_filters.py"),  # the channel layer's repeated lines

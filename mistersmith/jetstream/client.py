@@ -24,8 +24,8 @@ from nats.errors import Error as NatsError
 from nats.js.api import PubAck
 
 from mistersmith import embedded
+from mistersmith.jetstream.database_work import release_connections
 from mistersmith.jetstream.streams import ensure_streams
-from mistersmith.live.database_work import release_connections
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -83,7 +83,7 @@ class SyncNats:
         """Run ``coroutine`` on the connection's loop and wait up to ``timeout`` s for its result.
 
         The calling thread's database connections go back to the pool first (outside a
-        transaction): a wait on NATS never holds one (mistersmith.live.database_work)."""
+        transaction): a wait on NATS never holds one (mistersmith.jetstream.database_work)."""
         release_connections()
         future = asyncio.run_coroutine_threadsafe(coroutine, self._loop)
         try:

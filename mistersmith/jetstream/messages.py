@@ -16,6 +16,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 MAX_DEPTH = 64
+EXCERPT_LENGTH = 500
+
+
+def excerpt(data: bytes) -> str:
+    """The start of a payload as text, whatever its bytes (invalid UTF-8 and NUL become U+FFFD:
+    PostgreSQL refuses NUL in text, and a dead letter holding one could not be recorded)."""
+    return data[:EXCERPT_LENGTH].decode("utf-8", errors="replace").replace("\x00", "\ufffd")
 
 
 class InvalidMessage(ValueError):

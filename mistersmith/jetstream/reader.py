@@ -16,9 +16,9 @@ from nats.js.errors import NotFoundError
 
 from mistersmith.jetstream import summaries
 from mistersmith.jetstream.client import NatsUnavailable, connection
+from mistersmith.jetstream.messages import excerpt
 from mistersmith.jetstream.streams import STREAMS
 from mistersmith.jetstream.subjects import intersection
-from mistersmith.live.models import excerpt
 
 MAX_LIMIT = 1000
 KEEP_BYTES = 64 * 1024  # of each payload: a page of 1,000 messages of 1 MiB must not hold 1 GiB

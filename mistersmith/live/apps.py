@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.utils.module_loading import autodiscover_modules
 
 
 class MisterSmithConfig(AppConfig):
@@ -14,3 +15,5 @@ class MisterSmithConfig(AppConfig):
         )
 
         connect_signals()  # logouts and user changes reach the open live sockets
+        # Each app's feeds.py registers its bridge feeds, positions and topic filters (like admin.py).
+        autodiscover_modules("feeds")

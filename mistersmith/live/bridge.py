@@ -46,7 +46,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import nats
@@ -55,119 +55,29 @@ from django.conf import settings
 from django.db import DataError, IntegrityError, connection, transaction
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-from agents.discoveries import add_discoveries, parse_discovery
-from agents.events import AgentEvent, parse_agent_event, subject_agent_id
-from agents.models import Discovery
-from agents.projections import apply_agent_events, forget_stream_sequences
 from mistersmith.jetstream.client import nats_url
 from mistersmith.jetstream.client import servers as nats_servers
-from mistersmith.jetstream.messages import InvalidMessage, decode_json, open_envelope
+from mistersmith.jetstream.database_work import database_work
 from mistersmith.jetstream.reader import log_event
 from mistersmith.jetstream.streams import ensure_streams
 from mistersmith.live import catchup as bridge_catchup
-from mistersmith.live.database_work import database_work
-from mistersmith.live.frames import FrameBuffer, NoFrames, send_bridge_status, send_frames
+from mistersmith.live.frames import FrameBuffer, send_bridge_status, send_frames
 from mistersmith.live.leader import Leadership, LeadershipLost
 from mistersmith.live.models import BridgePosition, DeadLetter
 from mistersmith.live.positions import bridge_consumer_prefix
+from mistersmith.live.registry import FEEDS, SWEEPS, BridgeStats, Feed
 from mistersmith.live.runtime_probe import probe_runtime
-from supervision import services
-from supervision.events import CONTROL_SUBJECT, control_variant, parse_restart_completed
 
 logger = logging.getLogger(__name__)
 
 SWEEP_INTERVAL_SECONDS = 1.0
-# The runtime's system messages on system.control (CONTRACTS.md §5): counted by name when ignored.
-CONTROL_VARIANTS = frozenset({"Startup", "Shutdown", "PoolStatus", "SystemHealth"})
 # Each feed runs on its own task: a busy feed answers a fetch at once, an idle one is waited on
 # this long (then the stop flag is checked). The events of one batch become one frame per topic.
 FETCH_WAIT_SECONDS = 0.5
 BATCH = 500
 
-
-@dataclass
-class BridgeStats:
-    processed: Counter = field(default_factory=Counter)
-    rejected: Counter = field(default_factory=Counter)
-
-
 # The stats of the bridges running in this process, by consumer prefix (read by /metrics).
 RUNNING: dict[str, BridgeStats] = {}
-
-
-Batch = list[tuple[int, str, bytes]]  # (stream sequence, subject, data)
-
-
-def _reject(stream: str, item: tuple[int, str, bytes], error: InvalidMessage) -> str:
-    """Keep a refused message in the dead-letter list; the caller counts it once that is committed."""
-    sequence, subject, data = item
-    DeadLetter.record(
-        stream=stream, subject=subject, sequence=sequence, reason=error.reason, error=str(error), data=data
-    )
-    logger.warning("%s #%s rejected: %s", subject, sequence, error)
-    return error.reason
-
-
-@database_work
-def apply_control(batch: Batch, stats: BridgeStats, consumer: str, frames: FrameBuffer) -> None:
-    """SYSTEM_EVENTS. On system.control: RestartCompleted answers (idempotent by restart id) and the
-    console's own RestartNode requests (to the live tree). system.health and pool.management go
-    to the dashboard as they are."""
-    for item in batch:
-        sequence, subject, data = item
-        try:
-            message = decode_json(data)
-            if subject != CONTROL_SUBJECT:
-                body = open_envelope(message).payload
-                frames.add("system", {"kind": subject, "body": body}, sequence, "SYSTEM_EVENTS")
-                stats.processed[subject] += 1
-                continue
-            name, body = control_variant(message)
-            if name == "RestartNode":
-                node_id = body.get("node_id") if isinstance(body, dict) else None
-                event = {"kind": "restart_requested", "node_id": str(node_id) if node_id else None}
-                frames.add("supervision", event, sequence, "SYSTEM_EVENTS")
-                stats.processed["restart_requested"] += 1
-                continue
-            if name != "RestartCompleted":
-                # the variant's name comes off the wire: only the contract's own become counter keys
-                stats.processed[f"ignored:{name}" if name in CONTROL_VARIANTS else "ignored:other"] += 1
-                continue
-            answer = parse_restart_completed(body)
-            outcome = services.complete_restart(answer)
-        except InvalidMessage as error:
-            stats.rejected[_reject("SYSTEM_EVENTS", item, error)] += 1
-            continue
-        stats.processed[f"restart_{outcome}"] += 1
-        if outcome == "completed":
-            event = {
-                "kind": "restart_completed",
-                "restart_id": str(answer.restart_id),
-                "node_id": str(answer.node_id) if answer.node_id else None,
-                "success": answer.success,
-            }
-            frames.add("supervision", event, sequence, "SYSTEM_EVENTS")
-
-
-def parse_agent_items(
-    items: Batch, stats: BridgeStats, *, dead_letters: bool = True
-) -> tuple[list[tuple[int, AgentEvent]], Counter]:
-    """AGENT_EVENTS messages as (sequence, event) pairs, and the refused ones counted by reason.
-
-    Shared by the bridge and ``rebuild_projections``; a rebuild passes ``dead_letters=False``
-    (the bridge recorded those messages when it first refused them)."""
-    events: list[tuple[int, AgentEvent]] = []
-    rejected: Counter = Counter()
-    for item in items:
-        sequence, subject, data = item
-        try:
-            events.append((sequence, parse_agent_event(decode_json(data), subject_agent=subject_agent_id(subject))))
-        except InvalidMessage as error:
-            if subject.endswith(".events"):
-                rejected[_reject("AGENT_EVENTS", item, error) if dead_letters else error.reason] += 1
-            else:  # agent.*.status and agent.*.output have no schema in the contract: logged, not refused
-                stats.processed[f"unparsed:{subject.rsplit('.', 1)[-1]}"] += 1
-    return events, rejected
 
 
 @dataclass(frozen=True)
@@ -180,7 +90,7 @@ class Advanced:
     results: dict[str, str]
 
 
-def _advance_position(consumer: str, first: int, last: int, sent_through: int | None, framing: bool) -> Advanced:
+def advance_position(consumer: str, first: int, last: int, sent_through: int | None, framing: bool) -> Advanced:
     """Lock the consumer's position, move it to ``last`` if that is further, and return where it was:
     one statement (the live path's per-batch cost), committed with the batch's changes.
 
@@ -211,10 +121,10 @@ def _advance_position(consumer: str, first: int, last: int, sent_through: int | 
     )
     if created:
         return Advanced(applied=0, framed=first - 1 if framing else last, results={})
-    return _advance_position(consumer, first, last, sent_through, framing)  # another bridge made the row meanwhile
+    return advance_position(consumer, first, last, sent_through, framing)  # another bridge made the row meanwhile
 
 
-def _keep_results(consumer: str, advanced: Advanced, fresh: dict[str, str]) -> None:
+def keep_results(consumer: str, advanced: Advanced, fresh: dict[str, str]) -> None:
     """Keep the state events' results of the range whose frames are not known to be sent (what a
     new leader needs to frame them again); a statement only when they change (state events are few)."""
     kept = {sequence: result for sequence, result in advanced.results.items() if int(sequence) > advanced.framed}
@@ -223,148 +133,19 @@ def _keep_results(consumer: str, advanced: Advanced, fresh: dict[str, str]) -> N
         BridgePosition.objects.filter(consumer=consumer).update(unframed_results=kept)
 
 
-def _reframe_result(sequence: int, event: AgentEvent, results: dict[str, str]) -> str:
-    """What applying an event already applied did, for its frame sent again: heartbeats and outputs
-    always do the same; a state event's result was kept at its commit ("replayed" if it was not)."""
-    if event.kind == "Heartbeat":
-        return "heartbeat"
-    if event.kind == "Output":
-        return "output"
-    return results.get(str(sequence), "replayed")
-
-
 @database_work
-def apply_agent_batch(batch: Batch, stats: BridgeStats, consumer: str, frames: FrameBuffer | None = None) -> None:
-    """agent.*.events: one transaction for the batch, the consumer's position included."""
-    frames = frames if frames is not None else FrameBuffer()
-
-    def to_frame(sequence: int | None, event: AgentEvent, result: str) -> None:
-        change = {"kind": event.kind, "agent_id": str(event.agent_id), "result": result}
-        if event.new_state or event.kind in ("Terminated", "Error"):
-            change["status"] = event.new_state or ("Terminated" if event.kind == "Terminated" else "Error")
-        if event.text is not None:
-            change["text"] = event.text[:2000]
-        if event.occurred_at is not None:
-            change["at"] = event.occurred_at.isoformat()
-        frames.add("agents", change, sequence, "AGENT_EVENTS")
-        frames.add(f"agent.{event.agent_id}", change, sequence, "AGENT_EVENTS")
-
-    if not batch:
-        return
-    framing = not isinstance(frames, NoFrames)
-    sequences = [item[0] for item in batch]
-    fresh_results: dict[str, str] = {}
-
-    def to_frame_and_keep(sequence: int | None, event: AgentEvent, result: str) -> None:
-        if event.kind not in ("Heartbeat", "Output") and sequence is not None:
-            fresh_results[str(sequence)] = result
-        to_frame(sequence, event, result)
-
-    with transaction.atomic():
-        advanced = _advance_position(consumer, min(sequences), max(sequences), frames.sent_through, framing)
-        fresh, again = [], []
-        for item in batch:
-            if item[0] > advanced.applied:
-                fresh.append(item)
-            else:  # applied already: never again; framed again if its frames may not have gone out
-                stats.processed["replay_skipped"] += 1
-                if framing and item[0] > advanced.framed:
-                    again.append(item)
-        if again:
-            replayed, _ = parse_agent_items(again, BridgeStats(), dead_letters=False)  # counted the first time
-            for sequence, event in replayed:
-                to_frame(sequence, event, _reframe_result(sequence, event, advanced.results))
-            stats.processed["reframed"] += len(again)
-        events, rejected = parse_agent_items(fresh, stats)
-        outcome = apply_agent_events(events, on_applied=to_frame_and_keep if framing else None)
-        _keep_results(consumer, advanced, fresh_results)
-    stats.processed.update(outcome)
-    stats.rejected.update(rejected)
-
-
-def parse_discovery_items(items: Batch, *, dead_letters: bool = True) -> tuple[list[Discovery], Counter]:
-    """DISCOVERIES messages as unsaved discoveries, and the refused ones counted by reason
-    (shared by the bridge and ``rebuild_projections``, which does not dead-letter them again)."""
-    found: list[Discovery] = []
-    rejected: Counter = Counter()
-    for item in items:
-        try:
-            found.append(parse_discovery(decode_json(item[2]), sequence=item[0]))
-        except InvalidMessage as error:
-            rejected[_reject("DISCOVERIES", item, error) if dead_letters else error.reason] += 1
-    return found, rejected
-
-
-@database_work
-def apply_discovery_batch(batch: Batch, stats: BridgeStats, consumer: str, frames: FrameBuffer) -> None:
-    """discoveries.>: into the store (a stream sequence is stored once), and to the live page."""
-    found, rejected = parse_discovery_items(batch)
-    stats.rejected.update(rejected)
-    stats.processed["discovery"] += add_discoveries(found)
-    for discovery in found:
-        frames.add("discoveries", discovery.as_contract(), discovery.stream_sequence, "DISCOVERIES")
-
-
-@database_work
-def apply_supervision_batch(batch: Batch, stats: BridgeStats, consumer: str, frames: FrameBuffer) -> None:
-    """supervision.>: the runtime's lifecycle, health and error events and the console's own
-    (``supervision.node.<id>.<what>``); they change no projection, they go to the live pages."""
-    for item in batch:
-        sequence, subject, data = item
-        try:
-            body = open_envelope(decode_json(data)).payload
-        except InvalidMessage as error:
-            stats.rejected[_reject("SUPERVISION_EVENTS", item, error)] += 1
-            continue
-        parts = subject.split(".")
-        event: dict[str, Any] = {"kind": "supervision_event", "subject": subject}
-        if len(parts) >= 3 and parts[1] == "node":
-            event["node_id"] = parts[2]
-            event["kind"] = "_".join(parts[3:]) or "node_event"
-        elif len(parts) >= 3 and parts[1] == "agent":
-            event["agent_id"] = parts[2]
-        # Which nodes to redraw, not the body: it may hold a failure's details, which a watcher of the
-        # tree may not be allowed to see (the pages read the nodes again, with their permissions).
-        metadata = body.get("metadata") if isinstance(body, dict) else None
-        if isinstance(metadata, dict) and isinstance(metadata.get("supervisor_id"), str):
-            event["supervisor_id"] = metadata["supervisor_id"]
-        frames.add("supervision", event, sequence, "SUPERVISION_EVENTS")
-        stats.processed["supervision_event"] += 1
-
-
-@dataclass(frozen=True)
-class Feed:
-    """One durable consumer of the bridge and what applies its batches."""
-
-    suffix: str
-    stream: str
-    apply: Callable[[Batch, BridgeStats, str, FrameBuffer], None]
-    keeps_position: bool = False  # a BridgePosition row, committed with each batch (and a framed position)
-
-    def consumer_name(self, prefix: str) -> str:
-        """The feed's durable consumer for a bridge of ``prefix`` (MISTERSMITH_BRIDGE_PREFIX)."""
-        return f"{prefix}-{self.suffix}"
-
-
-FEEDS = [
-    Feed("control", "SYSTEM_EVENTS", apply_control),
-    Feed("agents", "AGENT_EVENTS", apply_agent_batch, keeps_position=True),
-    Feed("discoveries", "DISCOVERIES", apply_discovery_batch),
-    Feed("supervision", "SUPERVISION_EVENTS", apply_supervision_batch),
-]
-
-
-@database_work
-def _sweep() -> int:
+def _sweep() -> Counter:
+    """Dead letters pruned, and each app's registered sweep (supervision: restarts nobody answered)."""
     DeadLetter.prune()
-    return services.expire_overdue_restarts()
+    return Counter({counter: sweep() for counter, sweep in SWEEPS})
 
 
 @database_work
-def _committed_position(name: str, stream: str, last_sequence: int) -> tuple[int | None, int | None]:
+def _committed_position(feed: Feed, name: str, last_sequence: int) -> tuple[int | None, int | None]:
     """The feed's committed and framed positions, or (None, None) when it keeps none. A position
     beyond the stream's last sequence means the stream was deleted and made again: it starts over
     from 0."""
+    stream = feed.stream
     position = BridgePosition.objects.filter(consumer=name).first()
     if position is None:
         return None, None
@@ -372,8 +153,8 @@ def _committed_position(name: str, stream: str, last_sequence: int) -> tuple[int
         logger.warning("%s: %s restarted at #%s below our #%s; starting over", name, stream, last_sequence, position)
         with transaction.atomic():
             BridgePosition.objects.filter(pk=position.pk).update(sequence=0, framed_sequence=0, unframed_results={})
-            if stream == "AGENT_EVENTS":
-                forget_stream_sequences()
+            if feed.stream_started_over is not None:
+                feed.stream_started_over()
         return 0, 0
     framed = position.sequence if position.framed_sequence is None else position.framed_sequence
     return position.sequence, min(framed, position.sequence)
@@ -405,7 +186,7 @@ async def _subscribe(
     )
     info = await js.stream_info(feed.stream)
     committed = sync_to_async(_committed_position, thread_sensitive=False)
-    position, framed = await committed(name, feed.stream, info.state.last_seq)
+    position, framed = await committed(feed, name, info.state.last_seq)
     if catch_up:
         caught_up = await bridge_catchup.catch_up(
             js, servers, feed.stream, name, feed.apply, stats, state=info.state, position=position, stop=stop
@@ -564,9 +345,10 @@ def _dead_letter_refused(feed: Feed, name: str, message: Any, error: Exception, 
 async def _sweep_until(stop: asyncio.Event, stats: BridgeStats) -> None:
     sweep = sync_to_async(_sweep, thread_sensitive=False)
     while not stop.is_set():
-        expired = await sweep()
-        if expired:
-            stats.processed["restart_timed_out"] += expired
+        swept = await sweep()
+        for counter, count in swept.items():
+            if count:
+                stats.processed[counter] += count
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), SWEEP_INTERVAL_SECONDS)
 

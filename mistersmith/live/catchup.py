@@ -39,9 +39,9 @@ import nats.js.errors
 from asgiref.sync import sync_to_async
 from django.utils import timezone
 
+from mistersmith.jetstream.database_work import database_work
 from mistersmith.jetstream.range_reader import read_range_in_child
 from mistersmith.jetstream.settings_number import number_setting
-from mistersmith.live.database_work import database_work
 from mistersmith.live.frames import FrameBuffer, NoFrames
 from mistersmith.live.models import CatchUp
 

@@ -30,10 +30,10 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 
-from agents.discoveries import DiscoveryFilter
 from mistersmith.live.frames import STATUS_GROUP, group_name
+from mistersmith.live.metrics import LIVE_CONSUMERS, LIVE_SOCKETS
+from mistersmith.live.registry import TOPIC_FILTERS, TopicFilter
 from mistersmith.live.socket_session import SessionBoundSocket
-from mistersmith.operations.metrics.figures import LIVE_CONSUMERS, LIVE_SOCKETS
 
 logger = logging.getLogger(__name__)
 
@@ -132,7 +132,7 @@ class LiveConsumer(SessionBoundSocket, AsyncJsonWebsocketConsumer):
             return
         self.topics: set[str] = set()
         self.requested: set[str] = set()  # every topic name asked for, joined or refused
-        self.discovery_filter: DiscoveryFilter | None = None
+        self.filters: dict[str, TopicFilter] = {}  # per topic, the socket's own (registry.TOPIC_FILTERS)
         if OPEN_SOCKETS[user.pk] >= settings.LIVE_SOCKETS_PER_USER:
             await self.accept()  # accepted only so that the page can read why it is closed
             message = f"At most {settings.LIVE_SOCKETS_PER_USER} live sockets per user; close another page first."
@@ -161,12 +161,12 @@ class LiveConsumer(SessionBoundSocket, AsyncJsonWebsocketConsumer):
             return
         filters = content.get("filters") or {}
         try:
-            if not isinstance(filters, dict) or not isinstance(filters.get("discoveries", {}), dict):
-                raise ValueError('"filters" is {"discoveries": {field: text}}.')
-            if "discoveries" in filters:
-                self.discovery_filter = DiscoveryFilter.from_query(
-                    {key: str(value) for key, value in filters["discoveries"].items()}
-                )
+            if not isinstance(filters, dict) or not all(isinstance(filters.get(t, {}), dict) for t in TOPIC_FILTERS):
+                shapes = ", ".join(f'"{topic}": {{field: text}}' for topic in TOPIC_FILTERS)
+                raise ValueError(f'"filters" is {{{shapes}}}.')
+            for topic, make in TOPIC_FILTERS.items():
+                if topic in filters:
+                    self.filters[topic] = make({key: str(value) for key, value in filters[topic].items()})
         except ValueError as error:
             await self.send_json({"error": str(error)})
             return
@@ -241,8 +241,9 @@ class LiveConsumer(SessionBoundSocket, AsyncJsonWebsocketConsumer):
         """A frame from the bridge, passed on as it is (the page escapes every value it shows): as the
         text the bridge encoded once for every socket, unless this socket filters it."""
         topic = message["topic"]
-        if topic == "discoveries" and self.discovery_filter is not None:
-            events = [event for event in message["events"] if self.discovery_filter.matches(event)]
+        topic_filter = self.filters.get(topic)
+        if topic_filter is not None:
+            events = [event for event in message["events"] if topic_filter.matches(event)]
             if events:
                 await self.send_json({"topic": topic, "sequence": message.get("sequence"), "events": events})
             return

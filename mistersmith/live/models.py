@@ -9,14 +9,9 @@ from typing import Any
 from django.db import models, transaction
 from django.utils import timezone
 
+from mistersmith.jetstream.messages import excerpt
+
 DEAD_LETTER_KEEP = 1000
-EXCERPT_LENGTH = 500
-
-
-def excerpt(data: bytes) -> str:
-    """The start of a payload as text, whatever its bytes (invalid UTF-8 and NUL become U+FFFD:
-    PostgreSQL refuses NUL in text, and a dead letter holding one could not be recorded)."""
-    return data[:EXCERPT_LENGTH].decode("utf-8", errors="replace").replace("\x00", "\ufffd")
 
 
 class BridgePosition(models.Model):

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import os
 
-from django.db.models import Max
-
 DEFAULT_CONSUMER_PREFIX = "mistersmith-console"
 
 
@@ -19,12 +17,13 @@ def bridge_consumer_prefix() -> str:
 def stream_positions() -> dict[str, int]:
     """Per stream, the last sequence the projections reflect (committed with them, so a snapshot
     read in the same transaction is consistent with it)."""
-    from agents.models import Discovery
     from mistersmith.live.models import BridgePosition
+    from mistersmith.live.registry import POSITIONS
 
     prefix = bridge_consumer_prefix()
     positions = dict(BridgePosition.objects.filter(consumer__startswith=f"{prefix}-").values_list("stream", "sequence"))
-    newest_discovery = Discovery.objects.aggregate(newest=Max("stream_sequence"))["newest"]
-    if newest_discovery is not None:
-        positions["DISCOVERIES"] = newest_discovery
+    for stream, newest in POSITIONS.items():  # the feeds that keep no position row (discoveries)
+        sequence = newest()
+        if sequence is not None:
+            positions[stream] = sequence
     return positions

@@ -22,9 +22,9 @@ from asgiref.sync import sync_to_async
 from django.utils import timezone
 from nats.errors import Error as NatsError
 
+from mistersmith.jetstream.database_work import database_work
 from mistersmith.jetstream.runtime_health import PROBE_KINDS, ask
 from mistersmith.jetstream.settings_number import number_setting
-from mistersmith.live.database_work import database_work
 from mistersmith.live.models import RuntimeProbe
 
 logger = logging.getLogger(__name__)
@@ -45,7 +45,7 @@ def answer_timeout(interval: float) -> float:
 
 
 def _unit_of_work(function: Any) -> Any:
-    """``function`` as database work (mistersmith.live.database_work), awaitable off the event loop."""
+    """``function`` as database work (mistersmith.jetstream.database_work), awaitable off the event loop."""
     return sync_to_async(database_work(function), thread_sensitive=False)
 
 

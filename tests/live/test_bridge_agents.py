@@ -10,12 +10,14 @@ from collections import Counter
 import pytest
 from django.db import connections
 
+from agents.feeds import apply_agent_batch
 from agents.models import Agent, AgentAnomaly
 from mistersmith.jetstream import client as nats
 from mistersmith.jetstream.messages import envelope
-from mistersmith.live.bridge import BridgeStats, BridgeThread, apply_agent_batch
+from mistersmith.live.bridge import BridgeThread
 from mistersmith.live.frames import FrameBuffer
 from mistersmith.live.models import BridgePosition, DeadLetter
+from mistersmith.live.registry import BridgeStats
 from tests.conftest import delete_bridge_consumers, wait_until
 from tests.live.payloads import runtime_bytes, spawned_event
 

@@ -17,13 +17,14 @@ import uuid
 import pytest
 from django.db import connection
 
+from agents.feeds import apply_agent_batch
 from agents.models import Agent, InteractiveSession, SessionMessage
 from bench.failover import BridgeProcess, FrameReader, SteadyPublisher, ensure_streams, wait_for_consumers
 from mistersmith.embedded import postgres_url
-from mistersmith.live.bridge import BridgeStats, apply_agent_batch
 from mistersmith.live.frames import FrameBuffer
 from mistersmith.live.leader import leader_pids
 from mistersmith.live.models import BridgePosition
+from mistersmith.live.registry import BridgeStats
 from tests.conftest import wait_until
 from tests.live.test_scale_out import redis_url
 from tests.services import PrivateNats

@@ -18,17 +18,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from agents.feeds import apply_agent_batch, apply_discovery_batch
 from agents.models import Agent, Discovery, InteractiveSession, SessionMessage
 from mistersmith.jetstream.messages import clean_text
-from mistersmith.live.bridge import (
-    BridgeStats,
-    apply_agent_batch,
-    apply_control,
-    apply_discovery_batch,
-    apply_supervision_batch,
-)
 from mistersmith.live.frames import FrameBuffer, socket_text
 from mistersmith.live.models import DeadLetter
+from mistersmith.live.registry import BridgeStats
+from supervision.feeds import apply_control, apply_supervision_batch
 from supervision.models import SupervisionNode, SupervisionRestart
 from tests.live import payloads
 from tests.live.test_message_properties import storable, strict_json

@@ -17,7 +17,7 @@ from uvicorn.protocols.utils import ClientDisconnected
 
 from mistersmith.asgi import application
 from mistersmith.live.consumer import OPEN_SOCKETS
-from mistersmith.operations.metrics.figures import LIVE_CONSUMERS, LIVE_SOCKETS
+from mistersmith.live.metrics import LIVE_CONSUMERS, LIVE_SOCKETS
 from tests.live.test_live_socket import make_user
 
 pytestmark = pytest.mark.django_db(transaction=True)

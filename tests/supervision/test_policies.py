@@ -12,8 +12,9 @@ from django.db import transaction
 from django.urls import reverse
 
 from mistersmith.jetstream.reader import read_stream
-from mistersmith.live.bridge import BridgeStats, apply_supervision_batch
 from mistersmith.live.frames import FrameBuffer
+from mistersmith.live.registry import BridgeStats
+from supervision.feeds import apply_supervision_batch
 from supervision.models import SupervisionNode, SupervisionPolicy
 from supervision.policies import policy_subject, save_policy
 from tests.supervision.test_admin import node_form, policy_form, post_node

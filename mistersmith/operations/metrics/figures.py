@@ -24,9 +24,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
-from prometheus_client import REGISTRY, Gauge
+from prometheus_client import REGISTRY
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
+
+# The live floor's own gauges (updated as sockets come and go), in the default registry from import.
+from mistersmith.live.metrics import LIVE_CONSUMERS, LIVE_SOCKETS  # noqa: F401
 
 logger = logging.getLogger(__name__)
 
@@ -34,21 +37,6 @@ EXACT_COUNT_LIMIT = 10_000  # rows counted exactly per table; beyond, PostgreSQL
 RECENT_CAP = 10_000  # rows a "recent" count reads at most (per failure reason; restarts in all)
 DATABASE_TIMEOUT_MS = 1500  # statement_timeout of the scrape's queries
 LABEL_VALUES_CAP = 200  # distinct bridge event kinds / reasons exported; the rest become "other"
-
-# The one metric updated as things happen rather than read at scrape time: sockets are held by
-# this process only. "livesum" sums the live processes when prometheus_client runs multiprocess.
-LIVE_SOCKETS = Gauge(
-    "mistersmith_live_sockets_open",
-    "Live-page WebSockets open in this process.",
-    multiprocess_mode="livesum",
-)
-# A socket's consumer task, from the handshake to the task's very end (its groups left, its
-# channel-layer receive over): a closed socket whose task never ends shows here and not above.
-LIVE_CONSUMERS = Gauge(
-    "mistersmith_live_consumers_running",
-    "Live-page consumer tasks running in this process (ends after the socket's own cleanup).",
-    multiprocess_mode="livesum",
-)
 
 # The pool statistics of psycopg_pool's get_stats(): gauges are its measures, counters its
 # running totals since the pool was made (milliseconds become seconds).

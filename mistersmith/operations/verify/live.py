@@ -19,6 +19,7 @@ import uuid
 from functools import partial
 from typing import Any
 
+from channels.routing import get_default_application
 from django.conf import settings
 
 from mistersmith.operations.verify.matrix import DEGRADED, OK, PROBE_TIMEOUT, Row, error_text, judged, safe_url
@@ -118,7 +119,8 @@ async def jetstream_rows(url: str, streams: dict[str, Any], prefix: str) -> list
 
 
 def stream_row(name: str, wanted: Any, info: Any) -> Row:
-    """A stream exists with the settings of mistersmith/jetstream/streams.py (missing: failed; other settings: degraded)."""
+    """A stream exists with the settings of mistersmith/jetstream/streams.py (missing: failed; other
+    settings: degraded)."""
     from mistersmith.jetstream.streams import differences
 
     row = partial(jetstream_row, f"stream {name}", "exists with the settings of mistersmith/jetstream/streams.py")
@@ -291,8 +293,10 @@ def socket_scope(path: str, headers: list[tuple[bytes, bytes]], **extra: Any) ->
 
 async def socket_route_row() -> Row:
     """The full ASGI stack (origin check, session auth, routing, consumer) refuses an anonymous
-    socket: the route resolves and the live socket is guarded."""
-    from mistersmith.asgi import application
+    socket: the route resolves and the live socket is guarded. The application is the
+    one settings.ASGI_APPLICATION names, found as channels' own servers find it: the configuration
+    imports the floors, never the other way round."""
+    application = get_default_application()
 
     host = next((name for name in settings.ALLOWED_HOSTS if name != "*"), "localhost").lstrip(".")
     headers = [(b"origin", f"http://{host}".encode()), (b"host", host.encode())]
