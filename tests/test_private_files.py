@@ -18,7 +18,7 @@ from mistersmith.console.management.commands import run
 from mistersmith.embedded import postgres_url
 from mistersmith.private_files import create_private_file, read_or_create_private, replace_private_file
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def mode(path: Path) -> int:

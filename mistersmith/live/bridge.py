@@ -5,7 +5,8 @@ console's state, acking only after the change is committed; a redelivered messag
 nothing twice (answers are applied once, by id). A message that fails validation is acked and
 counted by reason, never retried forever and never allowed to stop the bridge.
 
-Feeds, one durable consumer per stream, each over the whole stream:
+Feeds, one durable consumer per stream, each over the whole stream, registered by the apps that
+apply them (supervision/feeds.py, agents/feeds.py: see mistersmith/live/registry.py):
 - SYSTEM_EVENTS: the restart protocol on ``system.control`` (RestartNode requests and
   RestartCompleted answers; the sweeper times out restarts nobody answered), runtime health;
 - AGENT_EVENTS: agent events (the agents projection: state, heartbeats, session output);
