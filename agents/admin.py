@@ -24,8 +24,8 @@ from agents.models import (
     InteractiveSession,
     SessionMessage,
 )
-from mistersmith.admin import DatabaseFilledOnAddMixin, ReadOnlyAdmin, RuntimeOwnedMixin
-from mistersmith.forms import IndexedTextLimitMixin
+from mistersmith.live.admin import DatabaseFilledOnAddMixin, ReadOnlyAdmin, RuntimeOwnedMixin
+from mistersmith.web.forms import IndexedTextLimitMixin
 
 
 class AgentForm(forms.ModelForm):

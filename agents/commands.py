@@ -40,8 +40,8 @@ from django.db import transaction
 from agents.lifecycle import AgentState
 from agents.models import Agent, AgentCommand, AgentCommandRecord, CommandOutcome
 from agents.services import apply_reply_move, health_check_target
-from mistersmith import nats as console_nats
-from mistersmith.messages import InvalidMessage, decode_json, envelope, open_envelope, tagged_variant
+from mistersmith.jetstream import client as console_nats
+from mistersmith.jetstream.messages import InvalidMessage, decode_json, envelope, open_envelope, tagged_variant
 
 COMMAND_SUBJECT = "agent.command"
 PERMISSION = "agents.command_agent"
@@ -195,7 +195,7 @@ def command_body(
 
 
 def command_envelope(message_id: uuid.UUID, agent_id: uuid.UUID, payload: dict[str, Any]) -> dict[str, Any]:
-    """``MessageEnvelope<AgentCommand>`` (mistersmith.messages.envelope: SystemTime, every key present)."""
+    """``MessageEnvelope<AgentCommand>`` (mistersmith.jetstream.messages.envelope: SystemTime, every key present)."""
     return envelope(payload, message_id=str(message_id), target_agent=str(agent_id))
 
 

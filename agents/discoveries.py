@@ -16,7 +16,7 @@ from django.db import transaction
 from django.db.models import Count, Q, QuerySet
 
 from agents.models import Discovery, DiscoveryType
-from mistersmith.messages import InvalidMessage, clean_text, open_envelope, parse_timestamp
+from mistersmith.jetstream.messages import InvalidMessage, clean_text, open_envelope, parse_timestamp
 
 CAPACITY = 1000
 # A filter's lists: enough for any person, not enough to make one query of thousands of OR terms.

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from agents.discovery_page import discovery_live, discovery_snapshot
+from agents.views.discoveries import discovery_live, discovery_snapshot
 
 urlpatterns = [
     path("", discovery_live, name="page"),

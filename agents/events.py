@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from agents.lifecycle import STATE_NAMES, AgentState
-from mistersmith.messages import (
+from mistersmith.jetstream.messages import (
     InvalidMessage,
     clean_text,
     open_envelope,
@@ -51,7 +51,7 @@ def _state(body: dict, key: str) -> str:
 def _text(body: dict, key: str) -> str:
     """Output's content or Error's text, whole: the runtime sends whole agent replies there, and the
     stream's maximum message size (AGENT_EVENTS: 1 MiB) is the only bound. Pages show a preview and
-    fetch the rest on demand (agents/pages/texts.py)."""
+    fetch the rest on demand (agents/texts.py)."""
     value = body.get(key)
     if not isinstance(value, str):
         raise InvalidMessage("bad_field", f"{key} is not a string")

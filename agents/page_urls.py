@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from agents.pages import views
+from agents.views import pages as views
 
 urlpatterns = [
     path("", views.agent_list, name="list"),

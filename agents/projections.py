@@ -3,7 +3,7 @@ session output (an agent's Output is appended to its open interactive session).
 
 A batch is applied in one transaction. A move the lifecycle forbids is not applied: it becomes
 an :class:`~agents.models.AgentAnomaly`. Replays are harmless because the bridge skips stream
-sequences it has already applied (see mistersmith.bridge), heartbeats only move forward and an
+sequences it has already applied (see mistersmith.live.bridge), heartbeats only move forward and an
 Output whose stream sequence is already a session message is not appended again. The same code
 serves the live bridge and ``manage.py rebuild_projections`` (mistersmith.operations.rebuild).
 """

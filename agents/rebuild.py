@@ -29,10 +29,11 @@ from collections.abc import Sequence
 
 from agents.discoveries import add_discoveries
 from agents.events import AgentEvent, subject_agent_id
+from agents.feeds import parse_agent_items, parse_discovery_items
 from agents.lifecycle import AgentState
 from agents.models import Agent, AgentAnomaly, Discovery
 from agents.projections import STATE_EVENTS, apply_agent_events, forget_stream_sequences
-from mistersmith.bridge import BridgeStats, parse_agent_items, parse_discovery_items
+from mistersmith.live.registry import BridgeStats
 
 AGENTS_STREAM = "AGENT_EVENTS"
 DISCOVERIES_STREAM = "DISCOVERIES"

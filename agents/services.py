@@ -30,8 +30,8 @@ from django.db.models.functions import Now
 
 from agents.lifecycle import ACTIVE_STATES, AgentState, IllegalTransition, check_transition
 from agents.models import Agent, AgentAnomaly
-from mistersmith import nats as console_nats
-from mistersmith.messages import envelope
+from mistersmith.jetstream import client as console_nats
+from mistersmith.jetstream.messages import envelope
 
 logger = logging.getLogger(__name__)
 PUBLISH_TIMEOUT_SECONDS = 3.0

@@ -88,8 +88,8 @@ async def bare_consumer(
 def run() -> Iterator[dict]:
     from agents import discoveries
     from agents.models import Agent, Discovery
-    from mistersmith.bridge import BridgeThread, delete_consumers
-    from mistersmith.nats import connection, nats_url
+    from mistersmith.jetstream.client import connection, nats_url
+    from mistersmith.live.bridge import BridgeThread, delete_consumers
 
     with bench_database():
         url = nats_url()

@@ -128,7 +128,7 @@ def alive(process: subprocess.Popen) -> bool:
 
 def consumed(prefix: str) -> bool:
     """The bridge's AGENT_EVENTS consumer has delivered everything, and had all of it acked."""
-    from mistersmith.nats import connection
+    from mistersmith.jetstream.client import connection
 
     client = connection()
     info = client.run(client.client().jetstream().consumer_info("AGENT_EVENTS", f"{prefix}-agents"))
@@ -139,9 +139,9 @@ def run(events: int = EVENTS) -> Iterator[dict]:
     from django.conf import settings
 
     from agents.models import Agent
-    from mistersmith.bridge import delete_consumers
-    from mistersmith.models import BridgePosition
-    from mistersmith.nats import connection, nats_url
+    from mistersmith.jetstream.client import connection, nats_url
+    from mistersmith.live.bridge import delete_consumers
+    from mistersmith.live.models import BridgePosition
 
     with bench_database():
         url = nats_url()

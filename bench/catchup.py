@@ -84,7 +84,7 @@ async def bare_reader(url: str, first: int, last: int) -> float:
     """Events/s of the catch-up's own reader (no acks, whole messages), doing nothing with them."""
     import nats
 
-    from mistersmith.operations.history import retained_messages
+    from mistersmith.jetstream.history import retained_messages
 
     client = await nats.connect(url)
     seen, started = 0, time.perf_counter()
@@ -129,7 +129,7 @@ async def make_streams(url: str) -> None:
     """The contract's streams on the benchmark's server, as the console makes them."""
     import nats
 
-    from mistersmith.streams import ensure_streams
+    from mistersmith.jetstream.streams import ensure_streams
 
     client = await nats.connect(url)
     await ensure_streams(client.jetstream())
@@ -138,9 +138,9 @@ async def make_streams(url: str) -> None:
 
 def run(events: int = EVENTS) -> Iterator[dict]:
     from agents.models import Agent, AgentAnomaly
-    from mistersmith.bridge import consumers_exist
-    from mistersmith.models import BridgePosition, CatchUp
-    from mistersmith.nats import SyncNats
+    from mistersmith.jetstream.client import SyncNats
+    from mistersmith.live.bridge import consumers_exist
+    from mistersmith.live.models import BridgePosition, CatchUp
 
     with bench_database("catchup"), private_nats() as url:
         asyncio.run(make_streams(url))

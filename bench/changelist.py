@@ -20,7 +20,7 @@ PAGES = {
 
 
 def ensure_failures(count: int) -> None:
-    from mistersmith import demo
+    from mistersmith.simulator import demo
     from supervision.models import SupervisionNode
 
     if not SupervisionNode.objects.filter(node_id="bench-root").exists():

@@ -13,7 +13,7 @@ the silence that follows the kill), and the events lost over all the kills (publ
 neither topic once the stream has drained; target 0). Events framed twice are counted too: frames
 are at least once across a leader change and pages drop what they already applied.
 
-The harness (FrameReader, SteadyPublisher, BridgeProcess) is also tests/mistersmith/test_bridge_failover.py's.
+The harness (FrameReader, SteadyPublisher, BridgeProcess) is also tests/live/test_bridge_failover.py's.
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ class FrameReader(threading.Thread):
     async def _read(self) -> None:
         from channels_redis.core import RedisChannelLayer
 
-        from mistersmith.frames import group_name
+        from mistersmith.live.frames import group_name
 
         layer = RedisChannelLayer(hosts=[self.redis_url], prefix=self.layer_prefix, capacity=10_000)
         channel = await layer.new_channel()
@@ -210,7 +210,7 @@ def ensure_streams(nats_url: str) -> None:
     """The console's streams on a NATS server (the bridge makes them too; a publisher may be first)."""
     import nats
 
-    from mistersmith.streams import ensure_streams as ensure
+    from mistersmith.jetstream.streams import ensure_streams as ensure
 
     async def work() -> None:
         client = await nats.connect(nats_url)
@@ -225,8 +225,8 @@ def ensure_streams(nats_url: str) -> None:
 def wait_for_consumers(prefix: str, nats_url: str, timeout: float = 60) -> None:
     """Until the leader's durable consumers exist on ``nats_url``: what is published before that is a
     first start's history (a catch-up projects it, frames none), not a live event."""
-    from mistersmith.bridge import consumers_exist
-    from mistersmith.nats import SyncNats
+    from mistersmith.jetstream.client import SyncNats
+    from mistersmith.live.bridge import consumers_exist
 
     client = SyncNats(nats_url)
     try:
@@ -255,8 +255,8 @@ def run(kills: int = KILLS, rate: int = RATE) -> Iterator[dict]:
     from agents.models import Agent
     from bench.support import bench_database, machine, service_env, wait_for
     from bench.support import percentile as pick
-    from mistersmith.bridge_leader import leader_pids
-    from mistersmith.models import BridgePosition
+    from mistersmith.live.leader import leader_pids
+    from mistersmith.live.models import BridgePosition
     from tests.services import PrivateNats
 
     url = os.environ.get("REDIS_URL")

@@ -260,9 +260,9 @@ def run() -> Iterator[dict]:
     from django.contrib.sessions.backends.db import SessionStore
 
     from agents.models import Agent
-    from mistersmith.bridge import delete_consumers
-    from mistersmith.models import BridgePosition
-    from mistersmith.nats import connection, nats_url
+    from mistersmith.jetstream.client import connection, nats_url
+    from mistersmith.live.bridge import delete_consumers
+    from mistersmith.live.models import BridgePosition
 
     with bench_database():
         url = nats_url()

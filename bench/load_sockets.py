@@ -317,10 +317,10 @@ def run(sockets: int = SOCKETS, seconds: int = SECONDS, rate: int = RATE, worker
     from django.contrib.sessions.backends.db import SessionStore
 
     from agents.models import Agent
-    from mistersmith.bridge import delete_consumers
-    from mistersmith.bridge_leader import leader_pids
-    from mistersmith.models import BridgePosition
-    from mistersmith.nats import connection, nats_url
+    from mistersmith.jetstream.client import connection, nats_url
+    from mistersmith.live.bridge import delete_consumers
+    from mistersmith.live.leader import leader_pids
+    from mistersmith.live.models import BridgePosition
 
     url = redis_url()
     with bench_database():

@@ -49,7 +49,7 @@ async def _publish(url: str, agents: list[uuid.UUID], per_agent: int) -> tuple[i
     """Publish the histories interleaved (round robin); return the first and last stream sequence."""
     import nats
 
-    from mistersmith.messages import envelope
+    from mistersmith.jetstream.messages import envelope
 
     histories = [agent_history(agent, per_agent) for agent in agents]
     client = await nats.connect(url)
@@ -69,8 +69,8 @@ async def _publish(url: str, agents: list[uuid.UUID], per_agent: int) -> tuple[i
 
 def run(events: int = EVENTS) -> Iterator[dict]:
     from agents.models import Agent, InteractiveSession
-    from mistersmith.models import BridgePosition
-    from mistersmith.nats import connection, nats_url
+    from mistersmith.jetstream.client import connection, nats_url
+    from mistersmith.live.models import BridgePosition
     from mistersmith.operations.rebuild import rebuild_projections
 
     with bench_database():

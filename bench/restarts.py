@@ -72,7 +72,7 @@ def make_nodes(prefix: str, count: int) -> list:
 def run() -> Iterator[dict]:
     from django.contrib.auth import get_user_model
 
-    from mistersmith import nats
+    from mistersmith.jetstream import client as nats
     from supervision import services
 
     with bench_database():

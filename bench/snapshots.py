@@ -34,7 +34,7 @@ def snapshot_database(failures: int) -> AbstractContextManager[str]:
 
 
 def ensure_data(failures: int) -> None:
-    from mistersmith import demo
+    from mistersmith.simulator import demo
     from supervision.models import SupervisionNode
 
     if not SupervisionNode.objects.filter(node_id="snap-root").exists():

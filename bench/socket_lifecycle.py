@@ -1,5 +1,5 @@
 """Live sockets that end, and a stop that ends (issue 16): one console worker as ``manage.py run``
-serves it (``python -m mistersmith.server``, the bridge in process), this process publishing agent
+serves it (``python -m mistersmith.live.server``, the bridge in process), this process publishing agent
 events at ``RATE``/s with bench/live_latency.py's publisher.
 
 - ``socket_lifecycle_cycles`` (Redis layer): ``CYCLES`` sockets, ``AT_ONCE`` at a time, each opened,
@@ -38,7 +38,7 @@ STOP_TIMEOUT = 10.0
 
 def start_worker(port: int, prefix: str, **env: str) -> subprocess.Popen:
     env.update(MISTERSMITH_BRIDGE_IN_PROCESS="1", MISTERSMITH_BRIDGE_PREFIX=prefix, LIVE_SOCKETS_PER_USER="1000")
-    command = [sys.executable, "-m", "mistersmith.server", "--port", str(port), "--log-level", "warning"]
+    command = [sys.executable, "-m", "mistersmith.live.server", "--port", str(port), "--log-level", "warning"]
     process = subprocess.Popen(command, cwd=ROOT, env=service_env(**env), stdin=subprocess.DEVNULL)
     try:
         serving = lambda: process.poll() is None and gauge(port, "mistersmith_live_sockets_open") is not None  # noqa: E731
@@ -185,9 +185,9 @@ def run(sockets: int = SOCKETS, rate: int = RATE, cycles: int = CYCLES) -> Itera
 
     from agents.models import Agent
     from bench.load_sockets import delete_redis_keys, redis_url
-    from mistersmith.bridge import delete_consumers
-    from mistersmith.models import BridgePosition
-    from mistersmith.nats import connection, nats_url
+    from mistersmith.jetstream.client import connection, nats_url
+    from mistersmith.live.bridge import delete_consumers
+    from mistersmith.live.models import BridgePosition
 
     url = redis_url()
     with bench_database():

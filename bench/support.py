@@ -77,7 +77,7 @@ def service_env(**extra: str) -> dict[str, str]:
     import os
 
     from mistersmith.embedded import postgres_url
-    from mistersmith.nats import nats_url
+    from mistersmith.jetstream.client import nats_url
 
     env = dict(os.environ)
     env.update({"DATABASE_URL": postgres_url(connection.settings_dict), "NATS_URL": nats_url(), **extra})
@@ -95,7 +95,7 @@ def wait_for(condition: Callable[[], bool], timeout: float, what: str, interval:
 
 def bridge_consumers_exist(prefix: str) -> bool:
     """True once every durable consumer of a bridge started with ``prefix`` exists."""
-    from mistersmith.bridge import consumers_exist
+    from mistersmith.live.bridge import consumers_exist
 
     return consumers_exist(prefix)
 

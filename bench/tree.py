@@ -29,7 +29,7 @@ def ensure_tree(prefix: str, nodes: int) -> None:
     """Seed the tree once (kept between runs), plus a supervisor with 1,000 workers under its root."""
     from django.db import connection, transaction
 
-    from mistersmith import demo
+    from mistersmith.simulator import demo
     from supervision.models import SupervisionNode
 
     if SupervisionNode.objects.filter(node_id=f"{prefix}-root").exists():
@@ -48,7 +48,7 @@ def add_wide_supervisor(prefix: str) -> None:
     with an agent, a policy, a child state and a few recent failures."""
     from django.db import connection
 
-    from mistersmith.demo import copy_rows
+    from mistersmith.simulator.demo import copy_rows
     from supervision.models import SupervisionNode
 
     root = SupervisionNode.objects.get(node_id=f"{prefix}-root")

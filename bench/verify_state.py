@@ -32,8 +32,8 @@ def _children_cpu() -> float:
 
 
 def run(runs: int = RUNS) -> Iterator[dict]:
-    from mistersmith.nats import connection, nats_url
-    from mistersmith.operations.verify import run as verify
+    from mistersmith.jetstream.client import connection, nats_url
+    from mistersmith.operations.verify.report import run as verify
 
     runs = max(1, runs)
     with bench_database():

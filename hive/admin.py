@@ -30,7 +30,7 @@ from hive.models import (
     Swarm,
     Task,
 )
-from mistersmith.forms import STORABLE_JSON
+from mistersmith.web.forms import STORABLE_JSON
 
 
 def _field_name(option: Any) -> str | None:

@@ -18,8 +18,8 @@ django_asgi_app = get_asgi_application()
 from channels.auth import AuthMiddlewareStack  # noqa: E402  (needs Django set up first)
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
-from mistersmith.routing import websocket_urlpatterns  # noqa: E402
-from mistersmith.security import SiteOriginValidator  # noqa: E402
+from mistersmith.live.routing import websocket_urlpatterns  # noqa: E402
+from mistersmith.web.security import SiteOriginValidator  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ router = ProtocolTypeRouter(
 
 
 async def _bridge_until(stop: asyncio.Event) -> None:
-    from mistersmith.bridge import run_bridge_supervised
+    from mistersmith.live.bridge import run_bridge_supervised
 
     await run_bridge_supervised(stop)
 
@@ -55,8 +55,8 @@ async def lifespan(receive, send) -> None:
 
 async def _stop_bridge(task: asyncio.Task) -> None:
     """Let the bridge finish its batch and leave, within its share of the stop budget
-    (mistersmith/server.py); cancelled past it, so that a stop stays bounded."""
-    from mistersmith.server import bridge_stop_seconds
+    (mistersmith/live/server.py); cancelled past it, so that a stop stays bounded."""
+    from mistersmith.live.server import bridge_stop_seconds
 
     done, _ = await asyncio.wait({task}, timeout=bridge_stop_seconds())
     if not done:

@@ -76,7 +76,10 @@ INSTALLED_APPS = [
     "csp",
     "axes",
     "django_prometheus",
-    "mistersmith",
+    "mistersmith.live",
+    "mistersmith.operations",
+    "mistersmith.console",
+    "mistersmith.simulator",
     "supervision",
     "agents",
     "hive",
@@ -86,18 +89,18 @@ MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "csp.middleware.CSPMiddleware",
-    "mistersmith.unavailable.DatabaseUnavailableMiddleware",  # a 503 page while PostgreSQL is away
+    "mistersmith.web.unavailable.DatabaseUnavailableMiddleware",  # a 503 page while PostgreSQL is away
     "servestatic.middleware.ServeStaticMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
-    "mistersmith.input_guard.RefuseNulQueryMiddleware",  # 400 for a NUL in the query, which PostgreSQL refuses
+    "mistersmith.web.input_guard.RefuseNulQueryMiddleware",  # 400 for a NUL in the query, which PostgreSQL refuses
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "axes.middleware.AxesMiddleware",  # turns a locked-out login into the lockout answer
     # django-prometheus' After middleware with the method label bounded (unknown methods: "other").
-    "mistersmith.operations.metrics_middleware.BoundedPrometheusAfterMiddleware",
+    "mistersmith.operations.metrics.middleware.BoundedPrometheusAfterMiddleware",
 ]
 
 ROOT_URLCONF = "mistersmith.urls"
@@ -169,19 +172,19 @@ DATABASE_ROUTERS = ["hive.routers.HiveRouter"]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- NATS and the channel layer ----------------------------------------------------------------
-# NATS_URL unset: the embedded server is started on first use (mistersmith.nats).
+# NATS_URL unset: the embedded server is started on first use (mistersmith.jetstream.client).
 NATS_URL = os.environ.get("NATS_URL", "")
 if PRODUCTION and not NATS_URL:
     raise ImproperlyConfigured("NATS_URL must be set when MISTERSMITH_ENV=production.")
 
 # A bridge's first start projects what the streams retain before following them live
-# (mistersmith/bridge_catchup.py). "0" starts a new bridge at the streams' present instead: the
+# (mistersmith/live/catchup.py). "0" starts a new bridge at the streams' present instead: the
 # test suite does so, since its streams hold the history of every earlier run.
 BRIDGE_CATCH_UP = os.environ.get("MISTERSMITH_BRIDGE_CATCH_UP", "1") != "0"
 
 REDIS_URL = os.environ.get("REDIS_URL", "")
 # A live socket's channel-layer group memberships expire after this many seconds unless refreshed;
-# a running consumer refreshes its own every LIVE_GROUP_REFRESH_SECONDS (mistersmith.consumers), so
+# a running consumer refreshes its own every LIVE_GROUP_REFRESH_SECONDS (mistersmith.live.consumer), so
 # only the members of sockets whose process died (SIGKILL, a lost host) drop out, and soon.
 LIVE_GROUP_EXPIRY_SECONDS = int(env_seconds("LIVE_GROUP_EXPIRY_SECONDS", 300, 2, 86400))
 LIVE_GROUP_REFRESH_SECONDS = env_seconds("LIVE_GROUP_REFRESH_SECONDS", LIVE_GROUP_EXPIRY_SECONDS / 5, 0.1, 86400)
@@ -292,7 +295,7 @@ CONTENT_SECURITY_POLICY = {
 # Login throttling (django-axes): LOGIN_FAILURE_LIMIT failures for one username, from any
 # addresses, lock that username out for LOGIN_COOLOFF_MINUTES (429 page), so rotating addresses
 # buys no extra guesses; a successful login resets the count. The address is REMOTE_ADDR, or
-# X-Forwarded-For only when the peer is in TRUSTED_PROXIES (mistersmith.login_throttle).
+# X-Forwarded-For only when the peer is in TRUSTED_PROXIES (mistersmith.web.login_throttle).
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",  # first: refuses a locked-out pair before any password check
     "django.contrib.auth.backends.ModelBackend",
@@ -307,9 +310,9 @@ for _proxy in TRUSTED_PROXIES:  # a typo stops the start rather than leaving the
         ipaddress.ip_network(_proxy, strict=False)
     except ValueError as error:
         raise ImproperlyConfigured(f"TRUSTED_PROXIES: {error}") from None
-AXES_CLIENT_IP_CALLABLE = "mistersmith.login_throttle.client_address"
+AXES_CLIENT_IP_CALLABLE = "mistersmith.web.login_throttle.client_address"
 AXES_RESET_ON_SUCCESS = True
-AXES_LOCKOUT_CALLABLE = "mistersmith.security.lockout_response"
+AXES_LOCKOUT_CALLABLE = "mistersmith.web.security.lockout_response"
 
 
 def _forbidden_in_one_line(record: logging.LogRecord) -> bool:
@@ -327,7 +330,7 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "filters": {
         "forbidden_in_one_line": {"()": lambda: _forbidden_in_one_line},
-        "over_capacity_once_a_minute": {"()": "mistersmith.log_filters.OncePerInterval", "seconds": 60},
+        "over_capacity_once_a_minute": {"()": "mistersmith.live.log_filters.OncePerInterval", "seconds": 60},
     },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
@@ -348,14 +351,14 @@ ADMIN_EXACT_COUNT_LIMIT = int(os.environ.get("ADMIN_EXACT_COUNT_LIMIT", 10_000))
 # token; the window of the *_recent metrics; the scrape's budget for NATS and for a DB connection.
 METRICS_ALLOWED_NETWORKS = env_list("METRICS_ALLOWED_NETWORKS", "127.0.0.0/8,::1/128")
 METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
-# Live sockets one user may hold open in one server process (mistersmith.consumers closes the next with 4429).
+# Live sockets one user may hold open in one server process (mistersmith.live.consumer closes the next with 4429).
 LIVE_SOCKETS_PER_USER = int(os.environ.get("LIVE_SOCKETS_PER_USER", 20))
-# How often an open live socket re-checks its session and user (mistersmith.socket_session): every
+# How often an open live socket re-checks its session and user (mistersmith.live.socket_session): every
 # message checks too; this bounds how long a silent socket outlives what no signal reports (a session
 # row deleted in the database, an expiry).
 LIVE_SESSION_CHECK_SECONDS = env_seconds("LIVE_SESSION_CHECK_SECONDS", 30, 0.05, 30)
 # A stop (SIGTERM, Ctrl-C) closes the live sockets (1001), stops the bridge and exits within this
-# many seconds, whatever still hangs (mistersmith/server.py, docs/deploy.md "Stopping").
+# many seconds, whatever still hangs (mistersmith/live/server.py, docs/deploy.md "Stopping").
 STOP_TIMEOUT_SECONDS = env_seconds("MISTERSMITH_STOP_TIMEOUT", 10, 2, 300)
 # The server pings every live socket this often and ends one whose pong is this late: a client that
 # vanished without a close (a laptop lid, a dropped network) ends its consumer within their sum.

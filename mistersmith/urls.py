@@ -5,9 +5,9 @@ from django.http import HttpRequest, HttpResponse
 from django.urls import include, path
 from django.views.generic import RedirectView
 
-from agents import views as agent_views
-from mistersmith.operations.metrics_view import metrics_view
-from mistersmith.operations.verify_views import readyz
+from agents.views import api as agent_views
+from mistersmith.operations.metrics.view import metrics_view
+from mistersmith.operations.verify.views import readyz
 
 
 def healthz(request: HttpRequest) -> HttpResponse:
@@ -15,7 +15,7 @@ def healthz(request: HttpRequest) -> HttpResponse:
     return HttpResponse("ok", content_type="text/plain")
 
 
-FAVICON = Path(__file__).resolve().parent / "static" / "mistersmith" / "favicon.ico"
+FAVICON = Path(__file__).resolve().parent / "live" / "static" / "mistersmith" / "favicon.ico"
 
 
 def favicon(request: HttpRequest) -> HttpResponse:
@@ -35,16 +35,16 @@ urlpatterns = [
     path("api/v1/discoveries", agent_views.discovery_page, name="discoveries-api"),
     # Before admin.site.urls: custom admin pages under the app's own prefix, and the live pages.
     path("admin/supervision/", include("supervision.urls")),
-    path("admin/live/", include(("mistersmith.dashboard_urls", "dashboard"))),
-    path("admin/events/", include(("mistersmith.event_log_urls", "event_log"))),
+    path("admin/live/", include(("mistersmith.console.dashboard.urls", "dashboard"))),
+    path("admin/events/", include(("mistersmith.console.event_log.urls", "event_log"))),
     path("admin/agents/live/", include(("agents.page_urls", "agent_pages"))),
     path("admin/discoveries/", include(("agents.discovery_urls", "discovery_pages"))),
-    path("admin/state/", include(("mistersmith.operations.verify_urls", "verify_state"))),
-    path("admin/state/snapshots/", include(("mistersmith.snapshot_urls", "snapshots"))),
+    path("admin/state/", include(("mistersmith.operations.verify.urls", "verify_state"))),
+    path("admin/state/snapshots/", include(("mistersmith.operations.snapshots.urls", "snapshots"))),
     path("admin/", admin.site.urls),
 ]
 
-handler500 = "mistersmith.unavailable.server_error"
+handler500 = "mistersmith.web.unavailable.server_error"
 
 admin.site.site_header = "MisterSmith console"
 admin.site.site_title = "MisterSmith"

@@ -15,10 +15,10 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
-from mistersmith.admin import DatabaseFilledOnAddMixin, RuntimeOwnedMixin
-from mistersmith.admin_scale import LargeTableAdmin
-from mistersmith.forms import LOADED_VALUES_FIELD, STORABLE_JSON, ConcurrentEditGuard, IndexedTextLimitMixin
-from supervision import cascade, policies, services, views
+from mistersmith.live.admin import DatabaseFilledOnAddMixin, RuntimeOwnedMixin
+from mistersmith.web.admin_scale import LargeTableAdmin
+from mistersmith.web.forms import LOADED_VALUES_FIELD, STORABLE_JSON, ConcurrentEditGuard, IndexedTextLimitMixin
+from supervision import cascade, policies, services
 from supervision.models import (
     SupervisionChildState,
     SupervisionFailure,
@@ -26,7 +26,8 @@ from supervision.models import (
     SupervisionPolicy,
     SupervisionRestart,
 )
-from supervision.tree import node_tree_url
+from supervision.views import restart as views
+from supervision.views.tree import node_tree_url
 
 LATEST_ON_NODE_PAGE = 10
 BULK_RESTART_LIMIT = 100

@@ -1,7 +1,7 @@
 """Messages of the restart protocol on ``system.control`` (CONTRACTS.md §3, console-owned).
 
 The console sends ``RestartNode``; the runtime answers ``RestartCompleted``, in the envelope or
-bare (mistersmith.messages reads both).
+bare (mistersmith.jetstream.messages reads both).
 """
 
 from __future__ import annotations
@@ -10,7 +10,14 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from mistersmith.messages import InvalidMessage, clean_text, envelope, open_envelope, tagged_variant, uuid_field
+from mistersmith.jetstream.messages import (
+    InvalidMessage,
+    clean_text,
+    envelope,
+    open_envelope,
+    tagged_variant,
+    uuid_field,
+)
 
 CONTROL_SUBJECT = "system.control"
 

@@ -19,8 +19,8 @@ from typing import Any
 from django.db import transaction
 from django.forms.models import model_to_dict
 
-from mistersmith.messages import envelope
-from mistersmith.nats import NatsUnavailable, connection
+from mistersmith.jetstream.client import NatsUnavailable, connection
+from mistersmith.jetstream.messages import envelope
 from supervision.models import SupervisionPolicy
 
 logger = logging.getLogger(__name__)

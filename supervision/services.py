@@ -21,7 +21,7 @@ from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from mistersmith import nats
+from mistersmith.jetstream import client as nats
 from supervision.events import CONTROL_SUBJECT, RestartCompleted, restart_node_command
 from supervision.models import SupervisionFailure, SupervisionNode, SupervisionPolicy, SupervisionRestart
 

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from supervision import tree
+from supervision.views import tree
 
 urlpatterns = [
     path("", tree.tree_page, name="tree"),

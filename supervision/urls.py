@@ -2,7 +2,7 @@
 
 from django.urls import include, path
 
-from supervision import views
+from supervision.views import restart as views
 
 app_name = "supervision"
 

@@ -8,7 +8,7 @@ import pytest
 from django.conf import settings as django_settings
 from hypothesis import HealthCheck, settings
 
-from mistersmith.nats import nats_url as console_nats_url
+from mistersmith.jetstream.client import nats_url as console_nats_url
 
 # The suite's streams hold the history of every earlier run (the machine's NATS keeps it): a bridge
 # of a test starts at the streams' present, and the catch-up tests turn the catch-up on themselves.
@@ -42,7 +42,7 @@ def stand_in(nats_url):
     restart consumer): what a page's or a service's agent commands talk to."""
     import uuid
 
-    from mistersmith.simulator import SimulatorOptions, SimulatorThread
+    from mistersmith.simulator.thread import SimulatorOptions, SimulatorThread
 
     options = SimulatorOptions(
         nats_url=nats_url,
@@ -73,7 +73,7 @@ def admin_client(client, admin_user):
 
 def delete_bridge_consumers(prefix: str) -> None:
     """Durable consumers outlive a test on a shared NATS server: remove a test bridge's ones."""
-    from mistersmith.bridge import delete_consumers
+    from mistersmith.live.bridge import delete_consumers
 
     delete_consumers(prefix)
 

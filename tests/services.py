@@ -89,7 +89,7 @@ class ConsoleProcess:
 
     def start(self) -> ConsoleProcess:
         # The server of `manage.py run` (its uvicorn settings and bounded stop), without run's setup.
-        command = [sys.executable, "-m", "mistersmith.server", "--port", str(self.port), "--log-level", "warning"]
+        command = [sys.executable, "-m", "mistersmith.live.server", "--port", str(self.port), "--log-level", "warning"]
         self.process = subprocess.Popen(command, cwd=BASE_DIR, env=self.env, stdin=subprocess.DEVNULL)
         wait_until(
             lambda: self.process.poll() is not None or answers(f"{self.url}/healthz"), timeout=60, what="the console"

@@ -23,7 +23,7 @@ from typing import Any
 from nats.errors import Error as NatsError
 from nats.errors import TimeoutError as NatsTimeoutError
 
-from mistersmith.messages import InvalidMessage, decode_json, open_envelope, tagged_variant
+from mistersmith.jetstream.messages import InvalidMessage, decode_json, open_envelope, tagged_variant
 
 CONTROL_SUBJECT = "system.control"
 SYSTEM_HEALTH = "SystemHealth"

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mistersmith.messages import InvalidMessage, decode_json, open_envelope
+from mistersmith.jetstream.messages import InvalidMessage, decode_json, open_envelope
 
 MAX_ITEMS = 5  # reasons or capabilities named in a line; the rest counted
 

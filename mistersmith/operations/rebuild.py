@@ -26,9 +26,9 @@ from dataclasses import dataclass, field
 from django.db import transaction
 
 from agents.rebuild import AGENTS_STREAM, DISCOVERIES_STREAM, AgentReplay, DiscoveryReplay, stream_started_over
-from mistersmith.live import bridge_consumer_prefix
-from mistersmith.models import BridgePosition
-from mistersmith.operations.history import read_range, stream_bounds
+from mistersmith.jetstream.history import read_range, stream_bounds
+from mistersmith.live.models import BridgePosition
+from mistersmith.live.positions import bridge_consumer_prefix
 
 logger = logging.getLogger(__name__)
 

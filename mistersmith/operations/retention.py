@@ -32,7 +32,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from agents.models import AgentAnomaly, AgentCommandRecord, InteractiveSession, SessionMessage, SessionState
-from mistersmith.models import DeadLetter
+from mistersmith.live.models import DeadLetter
 
 logger = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from mistersmith.messages import InvalidMessage, tagged_variant
+from mistersmith.jetstream.messages import InvalidMessage, tagged_variant
 from mistersmith.simulator.payloads import envelope
 
 COMMAND_SUBJECT = "agent.command"

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from agents.lifecycle import AgentState as S
-from mistersmith.messages import InvalidMessage
+from mistersmith.jetstream.messages import InvalidMessage
 from mistersmith.simulator import texts
 
 Message = tuple[str, dict[str, Any]]

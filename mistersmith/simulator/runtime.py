@@ -45,14 +45,14 @@ from nats.js.client import JetStreamContext
 
 from agents.lifecycle import AgentState as S
 from mistersmith.embedded import postgres_url
-from mistersmith.messages import InvalidMessage, decode_json
-from mistersmith.nats import nats_url
-from mistersmith.nats import servers as nats_servers
+from mistersmith.jetstream.client import nats_url
+from mistersmith.jetstream.client import servers as nats_servers
+from mistersmith.jetstream.messages import InvalidMessage, decode_json
+from mistersmith.jetstream.streams import ensure_streams
 from mistersmith.simulator import commands, payloads, tables, texts
 from mistersmith.simulator.commands import AgentCommand
 from mistersmith.simulator.options import SimulatorOptions, SimulatorStats
 from mistersmith.simulator.payloads import Message, RestartCommand
-from mistersmith.streams import ensure_streams
 from supervision.events import CONTROL_SUBJECT, control_variant
 
 logger = logging.getLogger(__name__)

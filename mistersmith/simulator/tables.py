@@ -22,7 +22,7 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
-from mistersmith.demo import build_tree
+from mistersmith.simulator.demo import build_tree
 from mistersmith.simulator.payloads import Failure
 
 Executor = psycopg.AsyncConnection | psycopg.AsyncCursor

@@ -8,7 +8,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from agents.models import Agent, AgentInstance, InteractiveSession, SessionMessage
-from mistersmith import demo
+from mistersmith.simulator import demo
 
 pytestmark = pytest.mark.django_db
 

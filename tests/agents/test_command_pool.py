@@ -21,7 +21,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 
 from agents.models import Agent, AgentCommandRecord
-from mistersmith.nats import SyncNats
+from mistersmith.jetstream.client import SyncNats
 from tests.agents.test_commands import reply_to
 from tests.conftest import wait_until
 from tests.services import Browser, ConsoleProcess, PrivateNats

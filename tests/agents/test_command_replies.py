@@ -17,10 +17,10 @@ from agents.events import parse_agent_event
 from agents.models import Agent, AgentAnomaly, AgentCommandRecord
 from agents.projections import apply_agent_events
 from agents.services import apply_reply_move
-from mistersmith import nats
+from mistersmith.jetstream import client as nats
 from tests.agents.test_commands import Subscriber, reply_to
 from tests.conftest import wait_until
-from tests.mistersmith.payloads import runtime_config
+from tests.live.payloads import runtime_config
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

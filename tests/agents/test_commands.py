@@ -27,10 +27,10 @@ from agents.commands import (
 from agents.events import parse_agent_event
 from agents.models import Agent, AgentCommandRecord
 from agents.projections import apply_agent_events
-from mistersmith import nats
-from mistersmith.messages import InvalidMessage
+from mistersmith.jetstream import client as nats
+from mistersmith.jetstream.messages import InvalidMessage
 from tests.conftest import wait_until
-from tests.mistersmith.payloads import runtime_bytes
+from tests.live.payloads import runtime_bytes
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

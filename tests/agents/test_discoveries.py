@@ -15,10 +15,10 @@ from hypothesis import strategies as st
 
 from agents import discoveries
 from agents.models import Discovery
-from mistersmith import nats
-from mistersmith.bridge import BridgeThread
-from mistersmith.messages import InvalidMessage, decode_json, envelope
-from mistersmith.models import DeadLetter
+from mistersmith.jetstream import client as nats
+from mistersmith.jetstream.messages import InvalidMessage, decode_json, envelope
+from mistersmith.live.bridge import BridgeThread
+from mistersmith.live.models import DeadLetter
 from tests.conftest import delete_bridge_consumers, wait_until
 
 BASE = datetime(2026, 11, 26, tzinfo=UTC)

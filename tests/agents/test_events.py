@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 from agents.events import parse_agent_event, subject_agent_id
 from agents.models import Agent, AgentAnomaly
 from agents.projections import apply_agent_events
-from mistersmith.messages import InvalidMessage, decode_json, envelope
-from tests.mistersmith.payloads import runtime_bytes, runtime_envelope, spawned_event
+from mistersmith.jetstream.messages import InvalidMessage, decode_json, envelope
+from tests.live.payloads import runtime_bytes, runtime_envelope, spawned_event
 
 AGENT = str(uuid.uuid4())
 

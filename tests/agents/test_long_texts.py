@@ -14,9 +14,9 @@ from django.urls import reverse
 
 from agents import discoveries
 from agents.models import Agent, Discovery, InteractiveSession, SessionMessage
-from agents.pages.texts import PREVIEW_CHARS
-from mistersmith import nats
-from tests.mistersmith.payloads import runtime_bytes
+from agents.texts import PREVIEW_CHARS
+from mistersmith.jetstream import client as nats
+from tests.live.payloads import runtime_bytes
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -16,10 +16,9 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from agents import commands
+from agents import commands, history, selectors
 from agents.models import Agent, AgentAnomaly, AgentCommandRecord, AgentInstance, InteractiveSession, SessionMessage
-from agents.pages import history, selectors
-from mistersmith import nats
+from mistersmith.jetstream import client as nats
 from supervision.models import SupervisionNode
 from tests.agents.test_commands import Subscriber, reply_to
 

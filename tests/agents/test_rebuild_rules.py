@@ -1,5 +1,5 @@
 """agents/rebuild.py: the agents' rewind rules, on their own (the whole rebuild against real
-streams is tests/mistersmith/test_rebuild.py)."""
+streams is tests/operations/test_rebuild.py)."""
 
 from __future__ import annotations
 

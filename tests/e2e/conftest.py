@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from mistersmith.bridge import consumers_exist as bridge_consumers_exist
+from mistersmith.live.bridge import consumers_exist as bridge_consumers_exist
 from tests.conftest import delete_bridge_consumers, wait_until
 
 CHROMIUM_ARGS = [

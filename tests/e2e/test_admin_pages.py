@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mistersmith import demo
+from mistersmith.simulator import demo
 from supervision.models import SupervisionPolicy
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]

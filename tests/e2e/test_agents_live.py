@@ -11,7 +11,7 @@ from django.db import connections
 from playwright.sync_api import expect
 
 from agents.models import Agent, AgentCommandRecord
-from mistersmith.nats import connection
+from mistersmith.jetstream.client import connection
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 

@@ -8,7 +8,7 @@ import pytest
 from playwright.sync_api import expect
 
 from agents.models import Agent
-from mistersmith import demo
+from mistersmith.simulator import demo
 from supervision.models import SupervisionFailure, SupervisionNode, SupervisionPolicy
 from tests.e2e.conftest import log_in
 

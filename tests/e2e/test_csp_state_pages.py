@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from mistersmith import demo
+from mistersmith.simulator import demo
 from tests.e2e.test_csp import visit, watched_page  # noqa: F401 (the CSP-watching page fixture)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]

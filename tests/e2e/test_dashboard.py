@@ -10,7 +10,7 @@ import pytest
 from playwright.sync_api import expect
 
 from agents.models import Agent
-from mistersmith import nats as console_nats
+from mistersmith.jetstream import client as console_nats
 from supervision.events import CONTROL_SUBJECT
 from supervision.models import SupervisionNode, SupervisionRestart
 

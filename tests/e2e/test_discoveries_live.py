@@ -8,7 +8,7 @@ import uuid
 import pytest
 from playwright.sync_api import expect
 
-from mistersmith.nats import connection
+from mistersmith.jetstream.client import connection
 from tests.agents.test_discoveries import payload
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]

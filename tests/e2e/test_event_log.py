@@ -9,7 +9,7 @@ import uuid
 import pytest
 from playwright.sync_api import expect
 
-from mistersmith import nats
+from mistersmith.jetstream import client as nats
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -250,7 +250,7 @@ def test_the_subject_matcher_module(log_page):
 
 
 def test_an_event_framed_again_after_a_bridge_takeover_is_applied_once(log_page):
-    """A new leading bridge frames again what the dead one may not have sent (mistersmith/bridge.py):
+    """A new leading bridge frames again what the dead one may not have sent (mistersmith/live/bridge.py):
     a page's connection (live.js) applies each (stream, sequence) of a topic once, however often it
     comes, in order or behind newer ones; events of another topic or without a sequence pass."""
     applied = log_page.evaluate(

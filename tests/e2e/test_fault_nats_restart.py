@@ -18,8 +18,8 @@ import uuid
 import pytest
 
 from agents.models import Agent, InteractiveSession, SessionMessage
-from mistersmith.bridge import consumers_exist
-from mistersmith.nats import NatsUnavailable, SyncNats
+from mistersmith.jetstream.client import NatsUnavailable, SyncNats
+from mistersmith.live.bridge import consumers_exist
 from tests.conftest import wait_until
 from tests.e2e.conftest import log_in
 from tests.services import ConsoleProcess, PrivateNats

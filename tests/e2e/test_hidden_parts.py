@@ -1,6 +1,6 @@
 """Issue 12, item 7 in Chromium: a user who may see agents and nodes, and nothing else, gets pages that
 say what is hidden, and none of the hidden rows (the JSON behind them is checked in
-tests/mistersmith/test_live_json_permissions.py)."""
+tests/test_live_json_permissions.py)."""
 
 from __future__ import annotations
 

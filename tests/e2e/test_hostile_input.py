@@ -18,7 +18,7 @@ import pytest
 from playwright.sync_api import expect
 
 from agents.models import Agent, InteractiveSession
-from mistersmith.nats import connection
+from mistersmith.jetstream.client import connection
 from supervision.models import SupervisionFailure, SupervisionNode
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from mistersmith import demo
+from mistersmith.simulator import demo
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 

@@ -8,7 +8,7 @@ import pytest
 from django.urls import reverse
 
 from agents.models import Agent
-from mistersmith import demo
+from mistersmith.simulator import demo
 from supervision import selectors
 from supervision.models import SupervisionFailure, SupervisionNode, SupervisionPolicy, SupervisionRestart
 

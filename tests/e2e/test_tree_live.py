@@ -8,8 +8,8 @@ import uuid
 import pytest
 from playwright.sync_api import expect
 
-from mistersmith.messages import envelope
-from mistersmith.nats import connection
+from mistersmith.jetstream.client import connection
+from mistersmith.jetstream.messages import envelope
 from supervision.models import SupervisionNode, SupervisionPolicy
 from tests.e2e.test_tree import node
 

@@ -11,8 +11,8 @@ import pytest
 from playwright.sync_api import expect
 
 from agents.models import Agent, InteractiveSession
-from mistersmith.operations import verify
-from mistersmith.operations.matrix import COMPONENTS, OK
+from mistersmith.operations.verify import report as verify
+from mistersmith.operations.verify.matrix import COMPONENTS, OK
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 

@@ -7,7 +7,7 @@ from django.contrib.admin.models import LogEntry
 from django.urls import reverse
 
 from agents.models import Agent
-from mistersmith import demo
+from mistersmith.simulator import demo
 from supervision.models import SupervisionFailure, SupervisionNode, SupervisionPolicy, SupervisionRestart
 
 pytestmark = pytest.mark.django_db

@@ -11,9 +11,10 @@ import pytest
 from django.db import transaction
 from django.urls import reverse
 
-from mistersmith.bridge import BridgeStats, apply_supervision_batch
-from mistersmith.frames import FrameBuffer
-from mistersmith.stream_reader import read_stream
+from mistersmith.jetstream.reader import read_stream
+from mistersmith.live.frames import FrameBuffer
+from mistersmith.live.registry import BridgeStats
+from supervision.feeds import apply_supervision_batch
 from supervision.models import SupervisionNode, SupervisionPolicy
 from supervision.policies import policy_subject, save_policy
 from tests.supervision.test_admin import node_form, policy_form, post_node
@@ -74,7 +75,7 @@ def test_the_service_publishes_only_once_the_save_is_committed(admin_user):
 
 
 def test_a_supervision_message_that_is_not_json_is_dead_lettered():
-    from mistersmith.models import DeadLetter
+    from mistersmith.live.models import DeadLetter
 
     frames, stats = FrameBuffer(), BridgeStats(Counter(), Counter())
     apply_supervision_batch([(5, "supervision.error.high.pool", b"\xff not json")], stats, "test", frames)

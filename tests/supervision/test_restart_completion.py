@@ -8,10 +8,10 @@ import uuid
 import pytest
 from django.db import connections
 
-from mistersmith import nats
-from mistersmith.bridge import BridgeThread
-from mistersmith.messages import envelope
-from mistersmith.models import DeadLetter
+from mistersmith.jetstream import client as nats
+from mistersmith.jetstream.messages import envelope
+from mistersmith.live.bridge import BridgeThread
+from mistersmith.live.models import DeadLetter
 from supervision.models import SupervisionNode, SupervisionRestart
 from tests.conftest import delete_bridge_consumers, wait_until
 

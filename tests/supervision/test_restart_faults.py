@@ -9,9 +9,10 @@ import uuid
 import pytest
 from django.db import connection, transaction
 
-from mistersmith.bridge import BridgeStats, apply_control
-from mistersmith.frames import FrameBuffer
+from mistersmith.live.frames import FrameBuffer
+from mistersmith.live.registry import BridgeStats
 from supervision import services
+from supervision.feeds import apply_control
 from supervision.models import SupervisionNode, SupervisionPolicy, SupervisionRestart
 from tests.conftest import wait_until
 

@@ -7,9 +7,9 @@ import uuid
 import pytest
 from django.db import connections
 
-from mistersmith import nats
-from mistersmith.bridge import BridgeThread
-from mistersmith.simulator import SimulatorOptions, SimulatorThread
+from mistersmith.jetstream import client as nats
+from mistersmith.live.bridge import BridgeThread
+from mistersmith.simulator.thread import SimulatorOptions, SimulatorThread
 from supervision import services
 from supervision.models import SupervisionNode, SupervisionPolicy, SupervisionRestart
 from tests.conftest import delete_bridge_consumers, wait_until

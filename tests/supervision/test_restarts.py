@@ -13,7 +13,7 @@ from django.db import connection, connections
 from django.utils import timezone
 
 from agents.models import Agent
-from mistersmith import nats
+from mistersmith.jetstream import client as nats
 from supervision import services
 from supervision.models import SupervisionFailure, SupervisionNode, SupervisionPolicy, SupervisionRestart
 
@@ -248,7 +248,7 @@ def test_a_restart_waits_on_nats_with_its_rows_committed_and_no_connection_held(
     committed row (sequence NOT_YET_SENT) already stands for the restart to every other request."""
     import psycopg
 
-    import mistersmith.nats as console_nats
+    import mistersmith.jetstream.client as console_nats
     from mistersmith.embedded import postgres_url
 
     url = postgres_url(connection.settings_dict)

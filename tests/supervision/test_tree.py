@@ -13,7 +13,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from agents.models import Agent
-from mistersmith import demo
+from mistersmith.simulator import demo
 from supervision import selectors
 from supervision.models import (
     SupervisionChildState,
@@ -22,7 +22,7 @@ from supervision.models import (
     SupervisionPolicy,
     SupervisionRestart,
 )
-from supervision.tree import node_tree_url
+from supervision.views.tree import node_tree_url
 
 pytestmark = pytest.mark.django_db
 

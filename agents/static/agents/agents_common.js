@@ -5,7 +5,7 @@
  */
 import { fillUrl, h } from "../mistersmith/live.js";
 
-/** States in which the agent's process lives and so has an uptime (agents/pages/selectors.py UP_STATES). */
+/** States in which the agent's process lives and so has an uptime (agents/selectors.py UP_STATES). */
 export const UP_STATES = new Set(["Starting", "Running", "Idle", "Processing", "Paused", "Stopping"]);
 /** Results of the bridge's projection after which the agent is in the event's state. */
 const APPLIED = new Set(["state_changed", "in_sync"]);
@@ -61,7 +61,7 @@ export function orDash(value) {
   return value === null || value === undefined || value === "" ? "—" : String(value);
 }
 
-/** The bridge's frames and the snapshots carry at most this many characters of a text (agents/pages/texts.py). */
+/** The bridge's frames and the snapshots carry at most this many characters of a text (agents/texts.py). */
 export const PREVIEW_CHARS = 2000;
 /** What a table cell shows of a long text before a person asks for all of it. */
 const SHORT_CHARS = 300;

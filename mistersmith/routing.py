@@ -1,7 +1,0 @@
-"""WebSocket routes."""
-
-from django.urls import path
-
-from mistersmith.consumers import LiveConsumer
-
-websocket_urlpatterns = [path("ws/live/", LiveConsumer.as_asgi())]
