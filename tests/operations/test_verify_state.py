@@ -379,8 +379,8 @@ def test_the_socket_round_trip_gives_back_its_socket_slot_every_time(settings):
     after LIVE_SOCKETS_PER_USER checks every further round trip was refused as one socket too many."""
     import asyncio
 
-    from mistersmith.consumers import OPEN_SOCKETS
-    from mistersmith.operations import verify_live
+    from mistersmith.live.consumer import OPEN_SOCKETS
+    from mistersmith.operations.verify import live as verify_live
 
     settings.LIVE_SOCKETS_PER_USER = 2
     for _ in range(4):
