@@ -40,6 +40,7 @@ from bench.live_latency import (
     start_server,
     stop_server,
 )
+from bench.sockets import subscribed_socket
 from bench.support import bench_database, free_port, machine, wait_for
 
 RATE = 1000  # events/s
@@ -110,21 +111,10 @@ async def receive(socket, tally: Tally, window: Window, cache: FrameCache) -> No
 
 
 async def open_socket(url: str, cookie: str) -> object:
-    """A socket subscribed to ``agents``; raises what went wrong."""
-    from websockets.asyncio.client import connect
-
-    origin = url.replace("ws://", "http://").split("/ws/")[0]
-    socket = await connect(url, origin=origin, additional_headers={"Cookie": cookie}, max_size=2**24, open_timeout=60)
-    await socket.send(json.dumps({"subscribe": ["agents"]}))
-    async with asyncio.timeout(60):
-        while True:
-            reply = json.loads(await socket.recv())
-            if "subscribed" in reply:
-                break
-    if reply["subscribed"] != ["agents"]:
-        await socket.close()
-        raise RuntimeError(f"subscription refused: {reply}")
-    return socket
+    """A socket subscribed to ``agents`` on the worker at ``url`` (``ws://host:port/ws/live/``)."""
+    return await subscribed_socket(
+        url.split("/ws/")[0].replace("ws://", "http://"), cookie, ["agents"], max_size=2**24, open_timeout=60
+    )
 
 
 async def open_sockets(urls: list[str], cookie: str, count: int) -> tuple[list[tuple[int, object]], Counter]:

@@ -25,6 +25,7 @@ from collections import Counter
 from collections.abc import Iterator
 
 from bench.live_latency import AGENTS, ROOT, Publisher, staff_cookie
+from bench.sockets import subscribed_socket
 from bench.support import bench_database, bridge_consumers_exist, free_port, machine, service_env, wait_for
 
 RATE = 500  # events/s
@@ -95,17 +96,8 @@ class Load:
             await asyncio.wait({self.task}, timeout=15)
 
 
-async def open_socket(port: int, cookie: str):
-    from websockets.asyncio.client import connect
-
-    url = f"http://127.0.0.1:{port}"
-    socket = await connect(
-        f"ws://127.0.0.1:{port}/ws/live/", origin=url, additional_headers={"Cookie": cookie}, ping_interval=None
-    )
-    await socket.send(json.dumps({"subscribe": ["events"]}))
-    while "subscribed" not in json.loads(await socket.recv()):
-        pass
-    return socket
+async def open_socket(port: int, cookie: str) -> object:
+    return await subscribed_socket(f"http://127.0.0.1:{port}", cookie, ["events"], ping_interval=None)
 
 
 async def open_close_cycles(port: int, cookie: str, load: Load, count: int) -> dict:

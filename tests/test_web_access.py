@@ -108,49 +108,29 @@ def test_json_endpoint_options_non_staff_status_api_and_methods_first():
     assert outcome(safe, make_user(staff=True, perm=True), "HEAD")[0] == 200
 
 
-@pytest.mark.django_db
-def test_admin_page_sends_to_the_login_form_then_403():
-    view = access.admin_page(PERMISSION)(ok)
-    got = {name: outcome(view, build())[0] for name, build in USERS.items()}
-    assert got == {
-        "anonymous": 302,
-        "member": 302,
-        "inactive_staff": 302,
-        "bare_staff": 403,
-        "viewer": 200,
-        "superuser": 200,
-    }
-    _status, location = outcome(view, AnonymousUser())
-    assert location.startswith("/admin/login/?next=")
-    assert outcome(view, make_user(staff=True, perm=True), "POST")[0] == 405  # GET and HEAD unless said
-    posted = access.admin_page(PERMISSION, methods=("GET", "POST"))(ok)
-    assert outcome(posted, make_user(staff=True, perm=True), "POST") == (200, "the view ran")
+# The status each kind of user gets, in USERS' order: anonymous, member, inactive_staff,
+# bare_staff, viewer, superuser.
+PAGE_STATUSES = {
+    "admin_page": (access.admin_page(PERMISSION)(ok), (302, 302, 302, 403, 200, 200)),
+    "admin_page_forbid_non_staff": (
+        access.admin_page(PERMISSION, forbid_non_staff=True)(ok),
+        (302, 403, 403, 403, 200, 200),  # a logged-in member is told no, not sent to log in again
+    ),
+    "superuser_page": (access.superuser_page(ok), (302, 302, 302, 403, 403, 200)),
+}
 
 
 @pytest.mark.django_db
-def test_admin_page_forbid_non_staff_answers_403_to_a_logged_in_member():
-    view = access.admin_page(PERMISSION, forbid_non_staff=True)(ok)
-    got = {name: outcome(view, build())[0] for name, build in USERS.items()}
-    assert got == {
-        "anonymous": 302,
-        "member": 403,
-        "inactive_staff": 403,
-        "bare_staff": 403,
-        "viewer": 200,
-        "superuser": 200,
-    }
+@pytest.mark.parametrize("wrapper", PAGE_STATUSES)
+def test_page_wrappers_send_anonymous_users_to_the_login_form_and_refuse_the_others(wrapper):
+    view, statuses = PAGE_STATUSES[wrapper]
+    assert {name: outcome(view, build())[0] for name, build in USERS.items()} == dict(zip(USERS, statuses, strict=True))
     assert outcome(view, AnonymousUser())[1].startswith("/admin/login/?next=")
 
 
 @pytest.mark.django_db
-def test_superuser_page_refuses_other_staff():
-    view = access.superuser_page(ok)
-    got = {name: outcome(view, build())[0] for name, build in USERS.items()}
-    assert got == {
-        "anonymous": 302,
-        "member": 302,
-        "inactive_staff": 302,
-        "bare_staff": 403,
-        "viewer": 403,
-        "superuser": 200,
-    }
+def test_admin_page_takes_get_and_head_unless_said():
+    view = access.admin_page(PERMISSION)(ok)
+    assert outcome(view, make_user(staff=True, perm=True), "POST")[0] == 405
+    posted = access.admin_page(PERMISSION, methods=("GET", "POST"))(ok)
+    assert outcome(posted, make_user(staff=True, perm=True), "POST") == (200, "the view ran")

@@ -24,6 +24,7 @@ from django.contrib.auth.models import Permission
 from django.test import Client
 
 from agents.models import Agent
+from bench.sockets import subscribed_socket
 from mistersmith.live.bridge import consumers_exist as bridge_consumers_exist
 from tests.conftest import delete_bridge_consumers, wait_until
 from tests.live.test_scale_out import redis_url
@@ -124,17 +125,9 @@ class EventSockets:
         self.readers: list[asyncio.Task] = []
 
     async def open(self, count: int) -> None:
-        from websockets.asyncio.client import connect
-
         for _ in range(count):
-            socket = await connect(
-                self.url.replace("http://", "ws://") + "/ws/live/",
-                origin=self.url,
-                additional_headers={"Cookie": self.cookie},
-                ping_interval=None,  # the server's pings are answered; the client sends none of its own
-            )
-            await socket.send(json.dumps({"subscribe": ["events"]}))
-            assert json.loads(await socket.recv()).get("subscribed") == ["events"]
+            # the server's pings are answered; the client sends none of its own
+            socket = await subscribed_socket(self.url, self.cookie, ["events"], ping_interval=None)
             self.sockets.append(socket)
             self.frames.append(0)
             self.close_codes.append(None)
@@ -274,22 +267,28 @@ def test_sigterm_under_load_closes_every_socket_with_1001_and_exits_within_the_s
                 publisher = Publisher(nats_url, agents)
                 publisher.start()
                 await sockets.wait_for_frames()
-                stopping = time.monotonic()
-                console.process.send_signal(signal.SIGTERM)
-                returncode = await asyncio.to_thread(console.process.wait, 30)
-                elapsed = time.monotonic() - stopping
-                assert returncode == 0
-                await asyncio.wait_for(asyncio.gather(*sockets.readers), 10)
+                return await stopped_by_sigterm(console, sockets)
             finally:
                 await publisher.stop()
-            assert sockets.close_codes == [1001] * SOCKETS
-            return elapsed
 
         elapsed = asyncio.run(scenario())
         print(json.dumps({"layer": layer, "sockets": SOCKETS, "stop_seconds": round(elapsed, 2)}))
         assert elapsed < STOP_TIMEOUT, f"the stop took {elapsed:.1f} s"
     finally:
         console.stop()
+
+
+async def stopped_by_sigterm(console: ConsoleProcess, sockets: EventSockets) -> float:
+    """SIGTERM to a console whose sockets are getting frames: the seconds until it exited (with 0),
+    after every socket was closed with 1001."""
+    stopping = time.monotonic()
+    console.process.send_signal(signal.SIGTERM)
+    returncode = await asyncio.to_thread(console.process.wait, 30)
+    elapsed = time.monotonic() - stopping
+    assert returncode == 0
+    await asyncio.wait_for(asyncio.gather(*sockets.readers), 10)
+    assert sockets.close_codes == [1001] * SOCKETS
+    return elapsed
 
 
 def test_a_live_socket_stays_in_its_groups_past_the_expiry_and_a_dead_member_drops_out(live_env, nats_url):
@@ -364,16 +363,9 @@ def test_sigterm_after_a_takeover_closes_every_socket_with_1001_and_exits_within
             publisher.start()
             try:
                 await sockets.wait_for_frames()
-                stopping = time.monotonic()
-                standby.process.send_signal(signal.SIGTERM)
-                returncode = await asyncio.to_thread(standby.process.wait, 30)
-                elapsed = time.monotonic() - stopping
-                assert returncode == 0
-                await asyncio.wait_for(asyncio.gather(*sockets.readers), 10)
+                return await stopped_by_sigterm(standby, sockets)
             finally:
                 await publisher.stop()
-            assert sockets.close_codes == [1001] * SOCKETS
-            return elapsed
 
         elapsed = asyncio.run(scenario())
         print(

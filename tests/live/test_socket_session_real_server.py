@@ -21,6 +21,7 @@ from django.contrib.auth.models import Permission
 from django.contrib.sessions.models import Session
 from django.test import Client
 
+from bench.sockets import subscribed_socket
 from mistersmith.live.socket_session import SESSION_ENDED
 from tests.services import ConsoleProcess
 
@@ -87,17 +88,7 @@ class Browser:
 
 
 async def open_socket(console: ConsoleProcess, session_key: str, topics: list[str]):
-    from websockets.asyncio.client import connect
-
-    socket = await connect(
-        console.url.replace("http://", "ws://") + "/ws/live/",
-        origin=console.url,
-        additional_headers={"Cookie": f"{settings.SESSION_COOKIE_NAME}={session_key}"},
-    )
-    await socket.send(json.dumps({"subscribe": topics}))
-    reply = json.loads(await asyncio.wait_for(socket.recv(), DEADLINE))
-    assert reply["subscribed"] == sorted(topics), reply
-    return socket
+    return await subscribed_socket(console.url, f"{settings.SESSION_COOKIE_NAME}={session_key}", topics)
 
 
 async def closed_with(socket, reason_part: str) -> None:
