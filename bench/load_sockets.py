@@ -5,7 +5,9 @@ each with the bridge in process, all on one consumer prefix: one bridge leads th
 PostgreSQL advisory lock, the others stand by) on the Redis channel layer (REDIS_URL, required; a
 channel-layer prefix of this run's own), on the bench database. This process holds ``SOCKETS``
 WebSockets of a staff user on the ``agents`` topic, spread evenly over the workers, and publishes
-``RATE`` events/s for ``SECONDS`` s with bench/live_latency.py's publisher.
+``RATE`` events/s for ``SECONDS`` s with bench/live_latency.py's publisher. The same load runs first
+on one worker with the in-memory channel layer (the single-process deployment), side by side in the
+same run (``LAYERS``): what Redis and a second worker cost is the difference of the two lines.
 
 Latency, per socket per event, as in live_latency: frame arrival minus the time the event was
 handed to the NATS client. At this scale (30 million deliveries a minute) the client does little
@@ -303,7 +305,35 @@ def delete_redis_keys(url: str, prefix: str) -> None:
         client.delete(key)
 
 
+LAYERS = (  # side by side in one run: the same load on one in-memory worker, then on Redis workers
+    ("InMemoryChannelLayer", 1),
+    ("RedisChannelLayer", None),  # None: the ``workers`` asked for
+)
+
+
 def run(sockets: int = SOCKETS, seconds: int = SECONDS, rate: int = RATE, workers: int = WORKERS) -> Iterator[dict]:
+    url = redis_url()
+    with bench_database():
+        for layer, layer_workers in LAYERS:
+            count = layer_workers or workers
+            figures, leader = load_run(sockets, seconds, rate, count, redis=url if layer == "RedisChannelLayer" else "")
+            yield {
+                "figure": "load_sockets",
+                **figures,
+                "rate_per_s": rate,
+                "seconds": seconds,
+                "workers": count,
+                "leading_worker": leader,
+                "channel_layer": layer,
+                "machine": f"{machine()}: {count} uvicorn worker(s) with in-process bridges (one leads), "
+                "PostgreSQL, NATS, Redis and this client share them",
+                "target": {"errors": 0, "p99_ms": 150},
+            }
+
+
+def load_run(sockets: int, seconds: int, rate: int, workers: int, *, redis: str) -> tuple[dict, int]:
+    """One measured load on ``workers`` fresh workers, on Redis at ``redis`` or (``""``) in memory:
+    the figures and the index of the worker whose bridge led."""
     from django.contrib.sessions.backends.db import SessionStore
 
     from agents.models import Agent
@@ -312,51 +342,43 @@ def run(sockets: int = SOCKETS, seconds: int = SECONDS, rate: int = RATE, worker
     from mistersmith.live.leader import leader_pids
     from mistersmith.live.models import BridgePosition
 
-    url = redis_url()
-    with bench_database():
-        nats = nats_url()
-        connection().client()  # the streams exist
-        tag = uuid.uuid4().hex[:8]
-        prefix, layer_prefix = f"bench-load-{tag}", f"bench-load-{tag}:"
-        agents = Agent.objects.bulk_create(Agent(name=f"{prefix}-{i}", status="Idle") for i in range(AGENTS))
-        user, cookie = staff_cookie(prefix)
-        ports, servers = [free_port() for _ in range(workers)], []
-        try:
-            for port in ports:
-                servers.append(start_server(port, prefix, REDIS_URL=url, CHANNEL_LAYER_PREFIX=layer_prefix))
-            wait_for(lambda: len(leader_pids(prefix)) == 1, 30, "one leading bridge")
-            leader = [server.pid for server in servers].index(leader_pids(prefix)[0])
-            figures = asyncio.run(
-                measure(
-                    [f"ws://127.0.0.1:{port}/ws/live/" for port in ports],
-                    cookie,
-                    nats,
-                    [f"agent.{agent.pk}.events" for agent in agents],
-                    [server.pid for server in servers],
-                    sockets=sockets,
-                    rate=rate,
-                    seconds=seconds,
-                )
+    nats = nats_url()
+    connection().client()  # the streams exist
+    tag = uuid.uuid4().hex[:8]
+    prefix, layer_prefix = f"bench-load-{tag}", f"bench-load-{tag}:"
+    agents = Agent.objects.bulk_create(Agent(name=f"{prefix}-{i}", status="Idle") for i in range(AGENTS))
+    user, cookie = staff_cookie(prefix)
+    # A bridge of a new prefix starts at the streams' present (no catch-up of what earlier runs left),
+    # and one staff user holds every socket of the run.
+    env = {"REDIS_URL": redis, "CHANNEL_LAYER_PREFIX": layer_prefix, "MISTERSMITH_BRIDGE_CATCH_UP": "0"}
+    env["LIVE_SOCKETS_PER_USER"] = str(sockets + 50)
+    ports, servers = [free_port() for _ in range(workers)], []
+    try:
+        for port in ports:
+            servers.append(start_server(port, prefix, **env))
+        wait_for(lambda: len(leader_pids(prefix)) == 1, 30, "one leading bridge")
+        leader = [server.pid for server in servers].index(leader_pids(prefix)[0])
+        figures = asyncio.run(
+            measure(
+                [f"ws://127.0.0.1:{port}/ws/live/" for port in ports],
+                cookie,
+                nats,
+                [f"agent.{agent.pk}.events" for agent in agents],
+                [server.pid for server in servers],
+                sockets=sockets,
+                rate=rate,
+                seconds=seconds,
             )
-        finally:
-            leading = leader_pids(prefix)  # stopped last, so that no standby takes over on the way out
-            for server in sorted(servers, key=lambda server: server.pid in leading):
-                stop_server(server)
-            delete_consumers(prefix)
-            delete_redis_keys(url, layer_prefix)
-            BridgePosition.objects.filter(consumer__startswith=f"{prefix}-").delete()
-            Agent.objects.filter(pk__in=[agent.pk for agent in agents]).delete()
-            SessionStore(cookie.split("=", 1)[1]).delete()
-            user.delete()
-        yield {
-            "figure": "load_sockets",
-            **figures,
-            "rate_per_s": rate,
-            "seconds": seconds,
-            "workers": workers,
-            "leading_worker": leader,
-            "channel_layer": "RedisChannelLayer",
-            "machine": f"{machine()}: {workers} uvicorn workers with in-process bridges (one leads), PostgreSQL, "
-            "NATS, Redis and this client share them",
-            "target": {"errors": 0},
-        }
+        )
+    finally:
+        leading = leader_pids(prefix)  # stopped last, so that no standby takes over on the way out
+        for server in sorted(servers, key=lambda server: server.pid in leading):
+            stop_server(server)
+        delete_consumers(prefix)
+        if redis:
+            delete_redis_keys(redis, layer_prefix)
+        BridgePosition.objects.filter(consumer__startswith=f"{prefix}-").delete()
+        Agent.objects.filter(pk__in=[agent.pk for agent in agents]).delete()
+        SessionStore(cookie.split("=", 1)[1]).delete()
+        user.delete()
+    return figures, leader
