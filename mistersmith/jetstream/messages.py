@@ -6,6 +6,7 @@ Every parser in the console builds on these, and none of them lets anything but
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -14,6 +15,8 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+
+import orjson
 
 MAX_DEPTH = 64
 EXCERPT_LENGTH = 500
@@ -42,20 +45,42 @@ def decode_json(data: bytes | str) -> Any:
     lone surrogate (both only possible through a ``\\u`` escape) becomes U+FFFD, since PostgreSQL
     refuses NUL in text and jsonb and a lone surrogate cannot be encoded as UTF-8.
     """
+    if not isinstance(data, str):
+        data = bytes(data)
+        if _NINETEEN_DIGITS not in data.translate(_DIGITS_AS_ZERO):
+            try:
+                value = orjson.loads(data)
+            except orjson.JSONDecodeError:
+                pass  # refused or unusual: the standard decoder decides, and says why in its words
+            else:
+                return _bounded_and_storable(value, data.count(b"[") + data.count(b"{"), b"\\u" in data)
     try:
-        text = data if isinstance(data, str) else bytes(data).decode("utf-8")
+        text = data if isinstance(data, str) else data.decode("utf-8")
         if text.startswith("\ufeff"):  # what json.loads refuses before decoding
             raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
         value = _DECODER.decode(text)
     except (UnicodeDecodeError, ValueError, RecursionError) as error:  # JSONDecodeError is a ValueError
         raise InvalidMessage("not_json", str(error)[:200]) from error
-    # Nesting needs an opening bracket per level: a text with few of them (every message the runtime
-    # sends) cannot be too deep, and counting them costs a fraction of walking the value.
-    if text.count("[") + text.count("{") > MAX_DEPTH and _depth(value) > MAX_DEPTH:
+    return _bounded_and_storable(value, text.count("[") + text.count("{"), "\\u" in text)
+
+
+# orjson reads JSON about three times faster than the json module (a catch-up decodes a million
+# messages), and refuses all the json module refuses here (bad UTF-8, a BOM, NaN, infinities, lone
+# surrogates): a message it refuses goes to the json module, whose errors the reasons quote. What it
+# reads differently are integers beyond 64 bits (as floats): a run of 19 digits sends a message to
+# the json module, which keeps them exact (found by mapping every digit to 0 and looking for 19 of
+# them: ten times faster than a regular expression over a message's bytes).
+_DIGITS_AS_ZERO = bytes.maketrans(b"0123456789", b"0" * 10)
+_NINETEEN_DIGITS = b"0" * 19
+
+
+def _bounded_and_storable(value: Any, brackets: int, escaped: bool) -> Any:
+    """Nesting needs an opening bracket per level: a text with few of them (every message the runtime
+    sends) cannot be too deep, and counting them costs a fraction of walking the value. NUL and
+    surrogates cannot appear in JSON text but as ``\\u`` escapes."""
+    if brackets > MAX_DEPTH and _depth(value) > MAX_DEPTH:
         raise InvalidMessage("too_deep", f"nested deeper than {MAX_DEPTH}")
-    if "\\u" in text:  # NUL and surrogates cannot appear in JSON text but as escapes
-        value = _storable(value)
-    return value
+    return _storable(value) if escaped else value
 
 
 def _finite_float(text: str) -> float:
@@ -177,6 +202,11 @@ def tagged_variant(payload: Any) -> tuple[str, Any]:
     return name, body
 
 
+# The same few thousand agent ids come in every message (a catch-up reads a million): parsed once
+# each. UUIDs are immutable; a bad id raises, and a raise is not cached.
+_uuid = functools.lru_cache(maxsize=1 << 14)(uuid.UUID)
+
+
 def uuid_field(body: dict, field: str, *, required: bool = True) -> uuid.UUID | None:
     value = body.get(field)
     if value is None and not required:
@@ -184,7 +214,7 @@ def uuid_field(body: dict, field: str, *, required: bool = True) -> uuid.UUID | 
     if not isinstance(value, str):
         raise InvalidMessage("bad_field", f"{field} is not a UUID")
     try:
-        return uuid.UUID(value)
+        return _uuid(value)
     except ValueError as error:
         raise InvalidMessage("bad_field", f"{field} is not a UUID") from error
 

@@ -126,6 +126,50 @@ def test_decode_json_round_trips_every_json_value(value):
     assert rejected_or(decode_json, raw) in (None, cleaned(value))
 
 
+def same_as_the_json_module(data: bytes) -> None:
+    """decode_json reads bytes with orjson when it can; text always goes through the json module.
+    Both ways must give the same value, or the same refusal."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return
+    try:
+        expected = ("value", decode_json(text))
+    except InvalidMessage as error:
+        expected = ("refused", error.reason)
+    try:
+        got = ("value", decode_json(data))
+    except InvalidMessage as error:
+        got = ("refused", error.reason)
+    assert got == expected
+    if got[0] == "value":  # equal and of the same types (1 == 1.0, but a float is not the integer sent)
+        assert json.dumps(got[1]) == json.dumps(expected[1])
+
+
+@given(hostile_bytes)
+def test_decode_json_reads_bytes_as_the_json_module_reads_any_text(data):
+    same_as_the_json_module(data)
+
+
+@given(json_values)
+def test_decode_json_reads_every_json_value_as_the_json_module_does(value):
+    same_as_the_json_module(dumps(value))
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"[12345678901234567890123, -9223372036854775809, 18446744073709551616]",  # beyond 64 bits
+        b'{"n": 1234567890123456789, "f": 0.1000000000000000055511151231257827}',
+        b'{"a": 1, "a": 2}',
+        b"[1e-400, -0, -0.0, 1E+2]",
+        b'"\\ud800 \\u0000"',
+    ],
+)
+def test_decode_json_keeps_what_the_json_module_keeps(data):
+    same_as_the_json_module(data)
+
+
 @pytest.mark.parametrize(
     ("data", "reason"),
     [
