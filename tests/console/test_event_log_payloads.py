@@ -10,7 +10,11 @@ import pytest
 from django.urls import reverse
 
 from mistersmith.jetstream import client as nats
-from tests.console.test_event_log import make_user, nats_away, output, publish, viewer  # noqa: F401 (fixtures)
+from tests.console import test_event_log as event_log_tests
+from tests.console.test_event_log import output, publish
+
+# The event log tests' fixtures, shared: users with and without its permission, NATS away.
+make_user, viewer, nats_away = event_log_tests.make_user, event_log_tests.viewer, event_log_tests.nats_away
 
 pytestmark = pytest.mark.django_db
 
@@ -73,7 +77,7 @@ def test_only_readers_of_the_event_log_may_read_a_message(client, make_user):
     assert client.post(reverse(MESSAGE), params).status_code in (403, 405)
 
 
-def test_nats_away_is_503(viewer, nats_away):  # noqa: F811 (the fixture)
+def test_nats_away_is_503(viewer, nats_away):
     status, body = read(viewer, stream="AGENT_EVENTS", sequence="1")
     assert status == 503
     assert body["error"].startswith("The streams cannot be read now")
