@@ -26,8 +26,6 @@ const config = readJson("agent-config-data");
 const urls = config.urls;
 const agentId = config.agentId;
 const HISTORY_LIMIT = 300;
-const historyTable = $("agent-history");
-const hideHeartbeats = $("agent-history-hide-heartbeats");
 const OUTPUT_LIMIT = 1000; // lines kept in the output pane
 
 const $ = (id) => document.getElementById(id);
@@ -40,7 +38,9 @@ const output = new OutputPane($("agent-output"), {
   download: $("agent-output-download"),
   fileName: `agent-${agentId}-output.txt`,
 });
-const historyBody = $("agent-history").querySelector("tbody");
+const historyTable = $("agent-history");
+const historyBody = historyTable.querySelector("tbody");
+const hideHeartbeats = $("agent-history-hide-heartbeats");
 const historyError = $("agent-history-error");
 const errorLine = $("agent-error");
 const result = $("agent-command-result");
