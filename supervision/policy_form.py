@@ -91,15 +91,19 @@ class PolicyForm(ConcurrentEditGuard):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        field = self.fields["escalate_on_error_types"]
-        field.help_text = HELP_TEXTS["escalate_on_error_types"]
-        # A kind the runtime stored but the console does not know stays visible (ticked), so that
-        # saving does not drop it unseen; the model's clean() then names it as unknown.
-        stored = self.initial.get("escalate_on_error_types") or []
-        unknown = [kind for kind in stored if kind not in FailureReason.values]
-        if unknown:
-            field.choices = [*FailureReason.choices, *((kind, f"{kind} (unknown to the console)") for kind in unknown)]
-        self.fields["backoff_factor"].widget.attrs["data-acts-with"] = FACTOR_STRATEGY
+        # A view-only user's form has neither field (the admin shows them read-only).
+        field = self.fields.get("escalate_on_error_types")
+        if field is not None:
+            field.help_text = HELP_TEXTS["escalate_on_error_types"]
+            # A kind the runtime stored but the console does not know stays visible (ticked), so that
+            # saving does not drop it unseen; the model's clean() then names it as unknown.
+            stored = self.initial.get("escalate_on_error_types") or []
+            unknown = [kind for kind in stored if kind not in FailureReason.values]
+            if unknown:
+                extra = [(kind, f"{kind} (unknown to the console)") for kind in unknown]
+                field.choices = [*FailureReason.choices, *extra]
+        if "backoff_factor" in self.fields:
+            self.fields["backoff_factor"].widget.attrs["data-acts-with"] = FACTOR_STRATEGY
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()

@@ -14,6 +14,7 @@ from playwright.sync_api import expect
 
 from agents.models import Agent
 from mistersmith.jetstream import client as nats
+from tests.e2e import test_agents_live as agents_live_tests
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -25,12 +26,8 @@ def publish(subject: str, payload: dict) -> int:
     return nats.connection().publish(subject, payload, msg_id=uuid.uuid4().hex).seq
 
 
-@pytest.fixture
-def script_errors(live_page):
-    errors: list[str] = []
-    live_page.on("pageerror", lambda error: errors.append(str(error)))
-    yield errors
-    assert errors == []
+# Every test here fails on an uncaught error in the page's scripts (the agents pages' fixture).
+script_errors = agents_live_tests.script_errors
 
 
 def test_an_event_log_row_opens_pretty_json_that_copies(live_page, script_errors):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 from django.contrib.admin.models import LogEntry
+from django.contrib.auth.models import Permission
 from django.db import connection
 from django.urls import reverse
 
@@ -151,3 +152,14 @@ def test_a_policys_label_names_its_node(admin_client, node, policy):
     assert str(SupervisionPolicy()) == "Policy: OneForOne, 5 in 60s, Exponential"
     page = admin_client.get(change_url(policy)).content.decode()
     assert "Policy of payments-sup" in page  # the change page's title and breadcrumbs
+
+
+def test_a_view_only_user_sees_the_policy_read_only(client, django_user_model, policy):
+    user = django_user_model.objects.create_user("policy-viewer", is_staff=True)
+    user.user_permissions.add(Permission.objects.get(codename="view_supervisionpolicy"))
+    client.force_login(user)
+    response = client.get(change_url(policy))
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert "Policy of payments-sup" in page
+    assert 'name="escalate_on_error_types"' not in page and 'name="backoff_factor"' not in page
