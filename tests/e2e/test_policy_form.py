@@ -8,6 +8,7 @@ import pytest
 from playwright.sync_api import expect
 
 from supervision.models import SupervisionNode, SupervisionPolicy
+from tests.e2e.conftest import docs_screenshot
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -42,6 +43,7 @@ def test_the_policy_form_teaches_and_its_history_tells_old_and_new(logged_in_pag
     page.check("input[name=escalate_on_error_types][value=Crash]")
     page.check("input[name=escalate_on_error_types][value=ResourceExhaustion]")
     page.fill("#id_max_restarts", "6")
+    docs_screenshot(page.locator("#content-main"), "policy-form")
     page.click("input[name=_continue]")
     expect(page.locator(".messagelist")).to_contain_text("was changed successfully")
     policy.refresh_from_db()
@@ -55,6 +57,7 @@ def test_the_policy_form_teaches_and_its_history_tells_old_and_new(logged_in_pag
     expect(history).to_contain_text("Max restarts: 5 → 6")
     expect(history).to_contain_text("Backoff strategy: Exponential → Fixed")
     expect(history).to_contain_text("Escalate on error types: (none) → Crash, ResourceExhaustion")
+    docs_screenshot(history, "policy-history")
     assert errors == []
 
 

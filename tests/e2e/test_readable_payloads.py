@@ -15,6 +15,7 @@ from playwright.sync_api import expect
 from agents.models import Agent
 from mistersmith.jetstream import client as nats
 from tests.e2e import test_agents_live as agents_live_tests
+from tests.e2e.conftest import docs_screenshot
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -54,6 +55,7 @@ def test_an_event_log_row_opens_pretty_json_that_copies(live_page, script_errors
 
     row.locator(".payload-copy").click()
     expect(row.locator(".payload-note")).to_have_text("Copied.")
+    docs_screenshot(row, "event-log-payload")
     assert page.evaluate("navigator.clipboard.readText()") == text
     toggle.click()
     expect(row.locator(".payload-box")).to_be_hidden()
@@ -118,6 +120,7 @@ def test_agent_output_is_timestamped_searchable_and_downloadable(live_page, scri
     expect(chunks.filter(has_text="gamma")).to_be_hidden()
     expect(page.locator("#agent-output-count")).to_have_text("1 of 3 chunks match.")
     assert "output=BETA" in page.url
+    docs_screenshot(page.locator(".agent-output-section"), "agent-output-search")
 
     with page.expect_download() as download_info:
         page.click("#agent-output-download")
