@@ -11,4 +11,5 @@ urlpatterns = [
     path("<uuid:agent_id>/snapshot/", views.agent_detail_snapshot, name="detail_snapshot"),
     path("<uuid:agent_id>/command/", views.agent_command, name="command"),
     path("<uuid:agent_id>/text/", views.agent_text, name="text"),
+    path("<uuid:agent_id>/payload/", views.agent_payload, name="payload"),
 ]

@@ -26,6 +26,7 @@ from supervision.models import (
     SupervisionPolicy,
     SupervisionRestart,
 )
+from supervision.policy_form import PolicyForm, with_old_and_new
 from supervision.views import restart as views
 from supervision.views.tree import node_tree_url
 
@@ -73,24 +74,18 @@ class NodeForm(ConcurrentEditGuard):
         fields = "__all__"
 
 
-class PolicyForm(ConcurrentEditGuard):
-    """The policy form (its own page and the node page's inline), refusing to save over a policy
-    changed since it was loaded."""
-
-    class Meta:
-        model = SupervisionPolicy
-        fields = "__all__"
-
-
 class PolicyDelayPreviewMixin:
     @admin.display(description="Restart delays")
     def restart_delays(self, policy: SupervisionPolicy | None) -> str:
         return delays_table(policy or SupervisionPolicy())
 
 
+POLICY_SCRIPTS = ["supervision/policy_delays.js", "supervision/policy_form.js"]
+
+
 class PolicyInline(PolicyDelayPreviewMixin, admin.StackedInline):
     class Media:
-        js = ["supervision/policy_delays.js"]
+        js = POLICY_SCRIPTS
 
     model = SupervisionPolicy
     form = PolicyForm
@@ -173,6 +168,12 @@ class SupervisionNodeAdmin(DatabaseFilledOnAddMixin, IndexedTextLimitMixin, admi
     ]
     inlines = [PolicyInline, ChildStateInline, LatestFailuresInline, LatestRestartsInline]
     actions = ["restart_selected", "delete_subtrees"]
+
+    def construct_change_message(self, request: HttpRequest, form: Any, formsets: Any, add: bool = False) -> list:
+        """Django's message, with a changed policy's fields as "Label: old → new" (the history page shows it)."""
+        message = super().construct_change_message(request, form, formsets, add)
+        policy_forms = [f for formset in formsets or () if formset.model is SupervisionPolicy for f in formset.forms]
+        return with_old_and_new(message, inline_forms=policy_forms)
 
     def save_formset(self, request: HttpRequest, form: Any, formset: Any, change: bool) -> None:
         """The policy inline's policies are saved by the policy service (which announces them)."""
@@ -344,7 +345,11 @@ class SupervisionPolicyAdmin(DatabaseFilledOnAddMixin, PolicyDelayPreviewMixin, 
         policies.save_policy(obj, request.user, on_unpublished=lambda text: messages.warning(request, text))
 
     class Media:
-        js = ["supervision/policy_delays.js"]
+        js = POLICY_SCRIPTS
+
+    def construct_change_message(self, request: HttpRequest, form: Any, formsets: Any, add: bool = False) -> list:
+        """Django's message, with each changed field as "Label: old → new" (the history page shows it)."""
+        return with_old_and_new(super().construct_change_message(request, form, formsets, add), page_form=form)
 
     def get_urls(self) -> list:
         preview = path(

@@ -199,9 +199,13 @@ class SupervisionPolicy(models.Model):
         verbose_name_plural = "supervision policies"
 
     def __str__(self) -> str:
-        return (
+        """Names its node first: in the admin's history, deletion pages and messages a policy is told
+        apart by the node it governs, not by its settings (which many policies share)."""
+        settings_text = (
             f"{self.supervision_strategy}, {self.max_restarts} in {self.time_window_seconds}s, {self.backoff_strategy}"
         )
+        node = self.node if self.node_id is not None else None
+        return f"Policy of {node.node_id}: {settings_text}" if node is not None else f"Policy: {settings_text}"
 
     def clean(self) -> None:
         errors: dict[str, str] = {}

@@ -217,6 +217,13 @@ EXPECTED: dict[str, Callable[[dict[str, Any]], list[Case]]] = {
     "event_log:replay": lambda o: [
         Case(reverse("event_log:replay") + "?stream=AGENT_EVENTS", staff_json("mistersmith.view_event_log"))
     ],
+    # One whole message (a row opened): past the checks, a sequence the stream never held is a 404.
+    "event_log:message": lambda o: [
+        Case(
+            reverse("event_log:message") + "?stream=AGENT_EVENTS&sequence=999999999999",
+            staff_json("mistersmith.view_event_log", ok=404),
+        )
+    ],
     "agent_pages:list": lambda o: [Case(reverse("agent_pages:list"), admin_page("agents.view_agent"))],
     "agent_pages:list_snapshot": lambda o: [
         Case(reverse("agent_pages:list_snapshot"), staff_json("agents.view_agent", non_staff=401))
@@ -235,6 +242,13 @@ EXPECTED: dict[str, Callable[[dict[str, Any]], list[Case]]] = {
         Case(
             reverse("agent_pages:text", args=[o["agent"].pk]) + "?message=999999",
             staff_json("agents.view_agent", non_staff=401, ok=404),
+        )
+    ],
+    # An agent's stored message whole (its history's raw payload: the event log's permission too).
+    "agent_pages:payload": lambda o: [
+        Case(
+            reverse("agent_pages:payload", args=[o["agent"].pk]) + "?sequence=999999999999",
+            staff_json("mistersmith.view_event_log", non_staff=401, ok=404),
         )
     ],
     # A command changes state: an unknown command gets past the permission check only (400, nothing sent).

@@ -33,6 +33,8 @@ from agents.models import (
     SessionMessage,
 )
 from mistersmith.jetstream.client import NatsUnavailable
+from mistersmith.jetstream.messages import readable_payload
+from mistersmith.jetstream.reader import read_message
 from mistersmith.live.positions import stream_positions
 from mistersmith.web.access import admin_page, hidden_parts, json_endpoint, live_page_context, may_view
 from supervision.views.tree import node_tree_url
@@ -61,6 +63,7 @@ def _urls() -> dict[str, str]:
         "detailSnapshot": reverse("agent_pages:detail_snapshot", args=[URL_PLACEHOLDER]),
         "command": reverse("agent_pages:command", args=[URL_PLACEHOLDER]),
         "text": reverse("agent_pages:text", args=[URL_PLACEHOLDER]),
+        "payload": reverse("agent_pages:payload", args=[URL_PLACEHOLDER]),
         "admin": reverse("admin:agents_agent_change", args=[URL_PLACEHOLDER]),
         "node": node_tree_url(URL_PLACEHOLDER),
         "list": reverse("agent_pages:list"),
@@ -204,6 +207,31 @@ def agent_text(request: HttpRequest, agent_id: uuid.UUID) -> JsonResponse:
     except NatsUnavailable as error:
         return JsonResponse({"error": f"The stream could not be read: {error}"}, status=503)
     return JsonResponse({"text": text, "length": len(text)})
+
+
+@json_view(EVENT_LOG_PERMISSION)
+@require_safe
+def agent_payload(request: HttpRequest, agent_id: uuid.UUID) -> JsonResponse:
+    """One of the agent's stored messages whole and readable (``sequence`` in AGENT_EVENTS): its
+    payload as ``text``, pretty JSON when ``json``. The raw message, so it needs the event log's
+    permission, as the stored history does; 400 bad input, 404 not this agent's or gone, 503 NATS away."""
+    try:
+        sequence = _positive_int(request.GET.get("sequence"), "sequence")
+        message = read_message(history.STREAM, sequence)
+    except ValueError as error:
+        return JsonResponse({"error": str(error)}, status=400)
+    except NatsUnavailable as error:
+        return JsonResponse({"error": f"The stream could not be read: {error}"}, status=503)
+    if message is None or not message.subject.startswith(f"agent.{agent_id}."):
+        return JsonResponse({"error": f"Message {sequence} is not one of this agent's stored events."}, status=404)
+    return JsonResponse(
+        {
+            "sequence": message.sequence,
+            "subject": message.subject,
+            "size": message.size,
+            **readable_payload(message.data),
+        }
+    )
 
 
 def _flag(value: str | None, default: bool) -> bool:

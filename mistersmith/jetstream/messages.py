@@ -28,6 +28,23 @@ def excerpt(data: bytes) -> str:
     return data[:EXCERPT_LENGTH].decode("utf-8", errors="replace").replace("\x00", "\ufffd")
 
 
+def readable_payload(data: bytes) -> dict[str, Any]:
+    """A payload for a person to read: ``{"text": ..., "json": True}`` pretty-printed (indent 2, the
+    keys in the message's order, non-ASCII as it is) when it is JSON the console reads, else
+    ``{"text": its bytes as text, "json": False, "error": why not}``. A page puts ``text`` in the
+    document as text, never as HTML."""
+    try:
+        value = decode_json(data)
+    except InvalidMessage as error:
+        return {"text": excerpt_all(data), "json": False, "error": str(error)}
+    return {"text": json.dumps(value, indent=2, ensure_ascii=False), "json": True}
+
+
+def excerpt_all(data: bytes) -> str:
+    """All of a payload as text, as :func:`excerpt` reads its start."""
+    return bytes(data).decode("utf-8", errors="replace").replace("\x00", "\ufffd")
+
+
 class InvalidMessage(ValueError):
     def __init__(self, reason: str, detail: str = "") -> None:
         super().__init__(f"{reason}: {detail}" if detail else reason)

@@ -122,6 +122,27 @@ def read_stream(
     return sorted(found, key=lambda message: message.sequence)[:limit]
 
 
+def read_message(stream: str, sequence: int) -> StreamMessage | None:
+    """The whole message at ``sequence`` of ``stream`` (a direct get: no consumer), or None when the
+    stream no longer holds it. ValueError for an unknown stream; NatsUnavailable when NATS is away."""
+    if stream not in stream_names():
+        raise ValueError(f"Unknown stream {stream!r}; use one of {', '.join(stream_names())}.")
+    nats = connection()
+    js = nats.client().jetstream()
+
+    async def read() -> Any:
+        try:
+            return await js.get_msg(stream, seq=sequence)
+        except NotFoundError:
+            return None
+
+    raw = nats.run(read())
+    if raw is None:
+        return None
+    data = raw.data or b""
+    return StreamMessage(stream, raw.seq, raw.subject, raw.time, data, len(data))
+
+
 def last_message_time(stream: str) -> dt.datetime | None:
     """The stream time of ``stream``'s last message (None when it holds none)."""
     nats = connection()

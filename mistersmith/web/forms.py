@@ -134,7 +134,10 @@ class ConcurrentEditGuard(forms.ModelForm):
             self.initial[LOADED_VALUES_FIELD] = self._fingerprints(self.instance)
 
     def _guarded_fields(self) -> list[str]:
-        concrete = {field.name for field in self.instance._meta.concrete_fields}
+        """The row's columns the form shows, but its primary key: an inline formset adds the pk's
+        field after __init__ (so the loaded fingerprints lack it), and a pk never moves anyway."""
+        meta = self.instance._meta
+        concrete = {field.name for field in meta.concrete_fields} - {meta.pk.name}
         return [name for name in self.fields if name in concrete]
 
     def _fingerprints(self, row: models.Model) -> str:

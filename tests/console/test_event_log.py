@@ -116,6 +116,7 @@ def test_page_hands_its_script_the_endpoints_and_the_streams(viewer):
     assert config == {
         "snapshotUrl": reverse(SNAPSHOT),
         "replayUrl": reverse(REPLAY),
+        "messageUrl": reverse("event_log:message"),
         "streams": stream_names(),
         "maxRows": 500,
     }

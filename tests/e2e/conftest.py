@@ -149,3 +149,15 @@ def live_page(page, asgi_server, admin_user):
     log_in(page, asgi_server.url)
     page.server = asgi_server
     return page
+
+
+def docs_screenshot(target, name: str) -> None:
+    """With DOCS_SCREENSHOTS=1, save ``target`` (a page or a locator) as docs/img/<name>.png for the
+    docs; otherwise nothing (a test run leaves the checkout as it was)."""
+    if os.environ.get("DOCS_SCREENSHOTS") != "1":
+        return
+    folder = Path(__file__).resolve().parents[2] / "docs" / "img"
+    folder.mkdir(exist_ok=True)
+    page = getattr(target, "page", target)
+    page.set_viewport_size({"width": 1600, "height": 1000})  # wide tables whole, not cut by their scroll box
+    target.screenshot(path=str(folder / f"{name}.png"))

@@ -138,7 +138,8 @@ def test_a_policy_unchanged_since_loading_saves(admin_client, service_node):
     policy.refresh_from_db()
     assert policy.backoff_strategy == "Linear"
     entry = LogEntry.objects.get(object_id=str(policy.pk))
-    assert entry.get_change_message() == "Changed Backoff strategy."  # the hidden field is no change
+    # the hidden field is no change; the value moved is told old -> new (supervision/policy_form.py)
+    assert entry.get_change_message() == "Changed Backoff strategy: Exponential → Linear."
 
 
 def test_the_policy_inline_on_the_node_page_is_guarded_too(admin_client, service_node):

@@ -7,6 +7,8 @@
  * No value is ever parsed as HTML: everything goes through h() and textContent.
  */
 import { ago, flash, getJson, h, readJson, startLive, timeElement } from "../mistersmith/live.js";
+import { heartbeatsHiddenInUrl, keepHeartbeatsInUrl, payloadView } from "../mistersmith/payload.js";
+import { OutputPane } from "./output_pane.js";
 import {
   appliedState,
   longText,
@@ -29,8 +31,16 @@ const OUTPUT_LIMIT = 1000; // lines kept in the output pane
 const $ = (id) => document.getElementById(id);
 const facts = $("agent-facts");
 const configList = $("agent-config");
-const output = $("agent-output");
-const historyBody = $("agent-history").querySelector("tbody");
+const output = new OutputPane($("agent-output"), {
+  limit: OUTPUT_LIMIT,
+  filter: $("agent-output-filter"),
+  count: $("agent-output-count"),
+  download: $("agent-output-download"),
+  fileName: `agent-${agentId}-output.txt`,
+});
+const historyTable = $("agent-history");
+const historyBody = historyTable.querySelector("tbody");
+const hideHeartbeats = $("agent-history-hide-heartbeats");
 const historyError = $("agent-history-error");
 const errorLine = $("agent-error");
 const result = $("agent-command-result");
@@ -178,13 +188,19 @@ function historyRow(event) {
   if (event.result && !["state_changed", "in_sync", "heartbeat", "output", "spawned", "already_spawned"].includes(event.result)) {
     detail = h("span", {}, detail, ` [${event.result}]`);
   }
+  const hasSequence = event.sequence !== undefined && event.sequence !== null;
   return h(
     "tr",
     { "data-sequence": event.sequence ?? "", "data-kind": event.kind },
     h("td", {}, event.sequence ?? ""),
     h("td", {}, timeElement(event.time || event.at || null)),
     h("td", {}, event.kind),
-    h("td", { className: "agent-detail-text" }, detail),
+    h(
+      "td",
+      { className: "agent-detail-text" },
+      detail,
+      hasSequence ? payloadView(() => getJson(urlFor(urls, "payload", agentId), { sequence: event.sequence })) : null,
+    ),
   );
 }
 
@@ -216,28 +232,21 @@ function forgetOldSequences() {
   seenFloor = Math.max(seenFloor, Math.min(...shown) - 1);
 }
 
-/** An Output's text for the output pane, saying so when the page holds only its start. */
+/** An Output's chunk for the output pane: its text (saying so when the page holds only its start)
+ * and its time: the stream's time of a stored message, the runtime's when it says one, else when
+ * this page received it (a live frame carries neither). */
 function outputLine(event) {
+  let text = event.text;
   if (event.text_length !== undefined && event.text_length > event.text.length) {
-    return `${event.text} [… ${event.text_length - event.text.length} more characters: "show all" in the history]`;
+    text = `${event.text} [… ${event.text_length - event.text.length} more characters: "show all" in the history]`;
+  } else if (event.text_length === undefined && event.text.length >= PREVIEW_CHARS) {
+    text = `${event.text} [… cut here: "show all" in the history]`;
   }
-  if (event.text_length === undefined && event.text.length >= PREVIEW_CHARS) {
-    return `${event.text} [… cut here: "show all" in the history]`;
-  }
-  return event.text;
+  return { text, time: event.time || event.at || new Date().toISOString(), received: !event.time && !event.at };
 }
 
-/** Append the Output lines of a batch of events at once: one layout for the whole batch (reading
- * the scroll position after each line would lay the pane out again per line, which a burst of
- * thousands of lines turns into seconds of a frozen page). */
-function appendOutput(texts) {
-  if (!texts.length) return;
-  const atBottom = output.scrollTop + output.clientHeight >= output.scrollHeight - 4;
-  const lines = texts.slice(-OUTPUT_LIMIT).map((text) => document.createTextNode(text.endsWith("\n") ? text : `${text}\n`));
-  output.append(...lines);
-  const extra = output.childNodes.length - OUTPUT_LIMIT;
-  for (let i = 0; i < extra; i += 1) output.firstChild.remove();
-  if (atBottom) output.scrollTop = output.scrollHeight;
+function appendOutput(chunks) {
+  output.append(chunks);
 }
 
 function render(snapshot) {
@@ -248,7 +257,7 @@ function render(snapshot) {
   seenFloor = 0;
   historyHidden = Boolean(snapshot.hidden && snapshot.hidden.history);
   historyBody.replaceChildren();
-  output.replaceChildren();
+  output.clear();
   const texts = [];
   for (const event of snapshot.history) {
     addHistory(event, true); // the snapshot comes oldest first; newest ends on top
@@ -285,6 +294,18 @@ function applyEvent(event, texts) {
     updateButtons();
   }
 }
+
+// -- heartbeats: hidden from the history on request (kept in the URL) -------------------------------
+
+function showHeartbeats() {
+  historyTable.classList.toggle("hide-heartbeats", hideHeartbeats.checked);
+}
+hideHeartbeats.checked = heartbeatsHiddenInUrl();
+showHeartbeats();
+hideHeartbeats.addEventListener("change", () => {
+  keepHeartbeatsInUrl(hideHeartbeats.checked);
+  showHeartbeats();
+});
 
 // -- commands ---------------------------------------------------------------------------------------
 

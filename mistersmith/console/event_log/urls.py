@@ -8,4 +8,5 @@ urlpatterns = [
     path("", views.event_log_page, name="page"),
     path("snapshot", views.event_log_snapshot, name="snapshot"),
     path("replay", views.event_log_replay, name="replay"),
+    path("message", views.event_log_message, name="message"),
 ]

@@ -16,9 +16,10 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.template.response import TemplateResponse
 from django.urls import reverse
 
-from mistersmith.console.event_log.queries import DEFAULT_LIMIT, SNAPSHOT_SIZE, ReplayQuery, snapshot
+from mistersmith.console.event_log.queries import DEFAULT_LIMIT, MAX_SEQUENCE, SNAPSHOT_SIZE, ReplayQuery, snapshot
 from mistersmith.jetstream.client import NatsUnavailable
-from mistersmith.jetstream.reader import MAX_LIMIT, stream_names
+from mistersmith.jetstream.messages import readable_payload
+from mistersmith.jetstream.reader import MAX_LIMIT, read_message, stream_names
 from mistersmith.web.access import SAFE_METHODS, admin_page, json_endpoint, live_page_context
 
 PERMISSION = "mistersmith.view_event_log"
@@ -50,6 +51,7 @@ def event_log_page(request: HttpRequest) -> HttpResponse:
     config = {
         "snapshotUrl": reverse("event_log:snapshot"),
         "replayUrl": reverse("event_log:replay"),
+        "messageUrl": reverse("event_log:message"),
         "streams": stream_names(),
         "maxRows": LIVE_ROWS,
     }
@@ -80,3 +82,30 @@ def event_log_replay(request: HttpRequest) -> HttpResponse:
     except ValueError as error:
         return JsonResponse({"error": str(error)}, status=400)
     return JsonResponse(query.read())
+
+
+@json_view
+def event_log_message(request: HttpRequest) -> HttpResponse:
+    """One whole message, readable: ``?stream=&sequence=`` answers its subject, time, size and its
+    payload as ``text`` (pretty JSON when ``json``); 400 bad input, 404 when the stream no longer
+    holds it. What a row of the page shows when it is opened."""
+    stream = (request.GET.get("stream") or "").strip()
+    sequence = (request.GET.get("sequence") or "").strip()
+    if not sequence.isascii() or not sequence.isdigit() or not 1 <= int(sequence) <= MAX_SEQUENCE:
+        return JsonResponse({"error": "The sequence must be a whole number from 1."}, status=400)
+    try:
+        message = read_message(stream, int(sequence))
+    except ValueError as error:
+        return JsonResponse({"error": str(error)}, status=400)
+    if message is None:
+        return JsonResponse({"error": f"{stream} no longer holds message {sequence}."}, status=404)
+    return JsonResponse(
+        {
+            "stream": message.stream,
+            "sequence": message.sequence,
+            "subject": message.subject,
+            "time": message.time.isoformat() if message.time else None,
+            "size": message.size,
+            **readable_payload(message.data),
+        }
+    )

@@ -9,6 +9,7 @@
  */
 
 import { getJson, h, readJson, startLive } from "./live.js";
+import { heartbeatsHiddenInUrl, isHeartbeat, keepHeartbeatsInUrl, payloadView } from "./payload.js";
 import { BadPattern, compilePattern } from "./subjects.js";
 
 const config = readJson("event-log-config");
@@ -27,7 +28,12 @@ export function utcText(iso) {
 export function eventRow(event) {
   return h(
     "tr",
-    { "data-key": keyOf(event), "data-stream": event.stream, "data-subject": event.subject },
+    {
+      "data-key": keyOf(event),
+      "data-stream": event.stream,
+      "data-subject": event.subject,
+      "data-heartbeat": isHeartbeat(event) ? "true" : null,
+    },
     h("td", { className: "nowrap" }, h("time", { datetime: event.time, title: event.time }, utcText(event.time))),
     h("td", { className: "nowrap" }, event.stream),
     h("td", { className: "num" }, event.sequence),
@@ -38,6 +44,7 @@ export function eventRow(event) {
       { className: "excerpt" },
       event.summary ? h("div", { className: "event-summary" }, event.summary) : null,
       h("code", {}, event.excerpt ?? ""),
+      payloadView(() => getJson(config.messageUrl, { stream: event.stream, sequence: event.sequence })),
     ),
   );
 }
@@ -47,6 +54,7 @@ function readFilter() {
   const stream = $("filter-stream").value;
   const pattern = $("filter-subject").value.trim();
   const text = $("filter-text").value.trim().toLowerCase();
+  const hideHeartbeats = $("filter-heartbeats").checked;
   let subjectMatches = null;
   let error = "";
   if (pattern) {
@@ -61,6 +69,7 @@ function readFilter() {
   input.setAttribute("aria-invalid", error ? "true" : "false");
   $("filter-subject-error").textContent = error;
   return (event) =>
+    (!hideHeartbeats || !isHeartbeat(event)) &&
     (!stream || event.stream === stream) &&
     (!subjectMatches || subjectMatches(event.subject)) &&
     (!text || String(event.excerpt ?? "").toLowerCase().includes(text));
@@ -229,7 +238,12 @@ class Replay {
   }
 }
 
+$("filter-heartbeats").checked = heartbeatsHiddenInUrl(); // before the tail reads the filters
 const tail = new LiveTail($("live-rows"), config.maxRows);
+$("filter-heartbeats").addEventListener("change", () => {
+  keepHeartbeatsInUrl($("filter-heartbeats").checked);
+  tail.refilter();
+});
 for (const id of ["filter-stream", "filter-subject", "filter-text"]) $(id).addEventListener("input", () => tail.refilter());
 $("pause-button").addEventListener("click", () => (tail.paused ? tail.resume() : tail.pause()));
 tail.refreshCounts();
