@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import subprocess
-import sys
 import uuid
 
 import pytest
@@ -19,20 +17,15 @@ from playwright.sync_api import expect
 from agents.models import Agent, InteractiveSession
 from mistersmith.jetstream import client as console_nats
 from supervision.models import SupervisionFailure, SupervisionNode
+from tests.e2e.test_agents_live import open_detail, script_errors  # noqa: F401 (a fixture)
+from tests.e2e.test_verify_state import dead_pid
 
-pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+# every test fails on an uncaught error in the page's scripts (the fixture of test_agents_live)
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("script_errors")]
 
 
 def publish(subject: str, payload: dict) -> int:
     return console_nats.connection().publish(subject, payload, msg_id=uuid.uuid4().hex).seq
-
-
-@pytest.fixture
-def script_errors(live_page):
-    errors: list[str] = []
-    live_page.on("pageerror", lambda error: errors.append(str(error)))
-    yield errors
-    assert errors == []
 
 
 def open_dashboard(page) -> None:
@@ -74,7 +67,7 @@ def seeded(transactional_db):
     )
 
 
-def test_every_count_on_the_dashboard_opens_the_list_it_counts(seeded, live_page, script_errors):
+def test_every_count_on_the_dashboard_opens_the_list_it_counts(seeded, live_page):
     page = live_page
     open_dashboard(page)
     checks = []  # (locator of the count, what opens)
@@ -97,7 +90,7 @@ def test_every_count_on_the_dashboard_opens_the_list_it_counts(seeded, live_page
     assert expected == 4  # the failures of the last hour, the last link followed
 
 
-def test_the_attention_panel_comes_first_links_to_what_it_counts_and_moves_live(live_page, script_errors):
+def test_the_attention_panel_comes_first_links_to_what_it_counts_and_moves_live(live_page):
     page = live_page
     quiet = Agent.objects.create(name="quiet", status="Running", last_heartbeat=timezone.now() - dt.timedelta(hours=1))
     Agent.objects.create(name="heard", status="Running", last_heartbeat=timezone.now())
@@ -145,13 +138,11 @@ def test_the_attention_panel_comes_first_links_to_what_it_counts_and_moves_live(
     expect(page.locator("tr[data-silent]")).to_have_count(0)
 
 
-def test_an_error_agents_page_offers_its_nodes_restart_live(live_page, script_errors):
+def test_an_error_agents_page_offers_its_nodes_restart_live(live_page):
     page = live_page
     node = SupervisionNode.objects.create(node_id="restart-me", node_type="Service", node_type_detail="x")
     agent = Agent.objects.create(name="falls", status="Processing", supervision_node=node)
-    page.goto(f"{page.server.url}/admin/agents/live/{agent.pk}/")
-    expect(page.locator("#live-badge")).to_have_attribute("data-state", "live")
-    page.wait_for_function("document.body.dataset.agentReady === 'true'")
+    open_detail(page, agent)
     restart = page.locator("#agent-node-restart")
     expect(restart).to_be_hidden()
     publish(
@@ -166,7 +157,7 @@ def test_an_error_agents_page_offers_its_nodes_restart_live(live_page, script_er
     expect(page.locator("a.cancel-link").first).to_have_attribute("href", f"/admin/agents/live/{agent.pk}/")
 
 
-def test_agent_ids_in_events_lead_to_the_agent_and_its_place_in_the_tree(live_page, script_errors):
+def test_agent_ids_in_events_lead_to_the_agent_and_its_place_in_the_tree(live_page):
     page = live_page
     node = SupervisionNode.objects.create(node_id="events-node", node_type="Service", node_type_detail="x")
     agent = Agent.objects.create(name="talker", status="Running", supervision_node=node)
@@ -184,13 +175,7 @@ def test_agent_ids_in_events_lead_to_the_agent_and_its_place_in_the_tree(live_pa
     expect(page).to_have_url(re.compile(rf"/admin/agents/live/{agent.pk}/$"))
 
 
-def dead_pid() -> int:
-    process = subprocess.Popen([sys.executable, "-c", "pass"])
-    process.wait()
-    return process.pid
-
-
-def test_verify_state_lists_failed_and_degraded_rows_first_with_links_to_the_fix(live_page, script_errors):
+def test_verify_state_lists_failed_and_degraded_rows_first_with_links_to_the_fix(live_page):
     page = live_page
     InteractiveSession.objects.create(agent=Agent.objects.create(name="gone"), state="Ready", pid=dead_pid())
     page.goto(f"{page.server.url}/admin/state/verify/?refresh=2")

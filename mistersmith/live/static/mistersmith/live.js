@@ -366,7 +366,7 @@ export function agentIdInSubject(subject) {
 }
 
 /**
- * An agent id as links: the id to its live page, "(tree)" to its place in the supervision tree.
+ * An agent id as links: the id to its live page, then a "tree" mark to its place in the supervision tree.
  * `templates` is the page's agent_link_templates() (null: the user may not view agents, so the
  * bare id; a null `tree`: no tree link). `text` replaces the id as the first link's text.
  */
@@ -376,7 +376,9 @@ export function agentLinks(id, templates, text = null) {
   const url = (template) => template.replace(templates.placeholder, id);
   const links = [h("a", { href: url(templates.detail), className: "agent-link" }, label)];
   if (templates.tree) {
-    links.push(" ", h("a", { href: url(templates.tree), className: "agent-tree-link", title: "Its place in the supervision tree" }, "(tree)"));
+    // Its words come from CSS (live.css): the id's text around it stays what it was (a subject reads whole).
+    const title = "Its place in the supervision tree";
+    links.push(h("a", { href: url(templates.tree), className: "agent-tree-link", title, "aria-label": title }));
   }
   return h("span", { className: "agent-links", "data-agent-id": id }, ...links);
 }
