@@ -26,7 +26,15 @@ pytestmark = pytest.mark.django_db
 
 PAGE = reverse("dashboard:page")
 SNAPSHOT = reverse("dashboard:snapshot")
-ALL_PANELS = ["panel-attention", "panel-agents", "panel-nodes", "panel-rates", "panel-pool", "panel-streams", "panel-events"]
+ALL_PANELS = [
+    "panel-attention",
+    "panel-agents",
+    "panel-nodes",
+    "panel-rates",
+    "panel-pool",
+    "panel-streams",
+    "panel-events",
+]
 
 
 def make_user(django_user_model, *perms: str, staff: bool = True):

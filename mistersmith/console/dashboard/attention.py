@@ -13,7 +13,8 @@ Items (each only for a user who may view its rows, and shown only when its count
   snapshot adds them, see panels.py).
 
 Every count is bounded: a range of an index (agents_silence_idx, agents_status_changed_idx,
-supervision_failures_time_idx, supervision_nodes_status_idx, the dead letters' received_at) read
+supervision_failures_time_idx, supervision_failures_escalated_time_idx, supervision_nodes_status_idx,
+the dead letters' received_at) read
 at most :data:`COUNT_CAP` rows deep, so the panel costs the same at 100,000 nodes and 1,000,000
 failures. Links carry absolute times, so a list opened later still shows the rows counted.
 """
@@ -39,7 +40,7 @@ from supervision.models import NodeStatus, SupervisionFailure, SupervisionNode
 
 User = AbstractBaseUser | AnonymousUser
 
-COUNT_CAP = 10_000  # counted this far, then "10,000+"
+COUNT_CAP = 1_000  # counted this far, then "1,000+": enough to say "look", and the worst case stays cheap
 DEFAULT_WINDOW_MINUTES = 10.0
 ESCALATION_WINDOW = dt.timedelta(hours=1)
 DEAD_LETTER_WINDOW = dt.timedelta(days=1)
