@@ -168,3 +168,18 @@ def test_the_dashboards_counts_link_to_the_lists_they_count(admin_client, django
     viewer = user_with(django_user_model, "agents.view_agent")
     config = page_config(viewer.get(reverse("dashboard:page")), "dashboard-config")
     assert config["nodeTreeUrl"] is None and config["agentLinks"]["tree"] is None
+
+
+@pytest.mark.parametrize("model", ["supervisionfailure", "supervisionrestart"])
+def test_node_history_lists_link_the_node_and_its_place_in_the_tree(admin_client, django_user_model, node, model):
+    from supervision.models import SupervisionFailure, SupervisionRestart
+
+    if model == "supervisionfailure":
+        SupervisionFailure.objects.create(node=node, failure_reason="Crash", failure_detail="x")
+    else:
+        SupervisionRestart.objects.create(node=node, restart_attempt_number=1, restart_delay_ms=0)
+    changelist = reverse(f"admin:supervision_{model}_changelist")
+    html = admin_client.get(changelist).content.decode()
+    assert f'<a href="{node_tree_url(node.pk)}" class="node-tree-link"' in html.replace("&amp;", "&")
+    reader = user_with(django_user_model, f"supervision.view_{model}")  # may not view nodes: no tree link
+    assert 'class="node-tree-link"' not in reader.get(changelist).content.decode()
