@@ -183,3 +183,14 @@ def test_node_history_lists_link_the_node_and_its_place_in_the_tree(admin_client
     assert f'<a href="{node_tree_url(node.pk)}" class="node-tree-link"' in html.replace("&amp;", "&")
     reader = user_with(django_user_model, f"supervision.view_{model}")  # may not view nodes: no tree link
     assert 'class="node-tree-link"' not in reader.get(changelist).content.decode()
+
+
+def test_the_tree_panel_links_a_nodes_agent_for_whom_may_view_agents(admin_client, django_user_model):
+    worker_agent = Agent.objects.create(name="worker-agent", status="Running")
+    worker = SupervisionNode.objects.create(
+        node_id="worker-node", node_type="Worker", node_type_detail="w", agent=worker_agent
+    )
+    url = reverse("supervision:tree_node", args=[worker.pk])
+    assert admin_client.get(url).json()["links"]["agent"] == reverse("agent_pages:detail", args=[worker_agent.pk])
+    node_viewer = user_with(django_user_model, "supervision.view_supervisionnode")
+    assert node_viewer.get(url).json()["links"]["agent"] is None
