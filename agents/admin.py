@@ -26,6 +26,7 @@ from agents.models import (
 )
 from mistersmith.live.admin import DatabaseFilledOnAddMixin, ReadOnlyAdmin, RuntimeOwnedMixin
 from mistersmith.web.forms import IndexedTextLimitMixin
+from mistersmith.web.links import AgentLinksMixin
 
 
 class AgentForm(forms.ModelForm):
@@ -162,7 +163,7 @@ class SessionMessageAdmin(RuntimeOwnedMixin, admin.ModelAdmin):
 
 
 @admin.register(AgentAnomaly)
-class AgentAnomalyAdmin(ReadOnlyAdmin):
+class AgentAnomalyAdmin(AgentLinksMixin, ReadOnlyAdmin):
     """Events the projection refused: shown to operators, written only by the bridge."""
 
     list_display = ["recorded_at", "agent_id", "event_kind", "current_state", "attempted_state", "detail"]
@@ -172,7 +173,7 @@ class AgentAnomalyAdmin(ReadOnlyAdmin):
 
 
 @admin.register(Discovery)
-class DiscoveryAdmin(ReadOnlyAdmin):
+class DiscoveryAdmin(AgentLinksMixin, ReadOnlyAdmin):
     """The store's content (the newest 1,000); written by the bridge from the DISCOVERIES stream."""
 
     list_display = ["timestamp", "agent_role", "agent_id", "discovery_type", "confidence", "content"]
@@ -182,7 +183,7 @@ class DiscoveryAdmin(ReadOnlyAdmin):
 
 
 @admin.register(AgentCommandRecord)
-class AgentCommandRecordAdmin(ReadOnlyAdmin):
+class AgentCommandRecordAdmin(AgentLinksMixin, ReadOnlyAdmin):
     """Who sent which command to which agent and what came of it: written only by agents.commands."""
 
     list_display = ["requested_at", "agent_name", "agent_id", "command", "requested_by_name", "outcome", "detail"]

@@ -8,6 +8,7 @@ urlpatterns = [
     path("", views.agent_list, name="list"),
     path("snapshot/", views.agent_list_snapshot, name="list_snapshot"),
     path("<uuid:agent_id>/", views.agent_detail, name="detail"),
+    path("<uuid:agent_id>/tree/", views.agent_in_tree, name="tree"),
     path("<uuid:agent_id>/snapshot/", views.agent_detail_snapshot, name="detail_snapshot"),
     path("<uuid:agent_id>/command/", views.agent_command, name="command"),
     path("<uuid:agent_id>/text/", views.agent_text, name="text"),

@@ -35,6 +35,7 @@ from agents.models import (
     InteractiveSession,
     SessionMessage,
 )
+from agents.silence import LAST_HEARD, is_silent, quiet_since, silent_filter
 from agents.texts import PREVIEW_CHARS
 from mistersmith.web.admin_scale import EstimatedCountPaginator
 
@@ -59,10 +60,12 @@ def _iso(value: Any) -> str | None:
 
 @dataclass(frozen=True)
 class ListFilter:
-    """The list's filter and position: a state, a name fragment, and a keyset cursor."""
+    """The list's filter and position: a state, a name fragment, silent agents only (agents/silence.py),
+    and a keyset cursor."""
 
     state: str = ""
     search: str = ""
+    silent: bool = False
     after: tuple[str, str] | None = None
     before: tuple[str, str] | None = None
 
@@ -78,10 +81,18 @@ class ListFilter:
         after, before = query.get("after"), query.get("before")
         if after and before:
             raise ValueError("Give after or before, not both.")
-        return cls(state, search, decode_cursor(after) if after else None, decode_cursor(before) if before else None)
+        silent = (query.get("silent") or "") in ("1", "true", "on")
+        return cls(
+            state,
+            search,
+            silent,
+            decode_cursor(after) if after else None,
+            decode_cursor(before) if before else None,
+        )
 
     def as_query(self) -> dict[str, str]:
-        return {key: value for key, value in (("state", self.state), ("q", self.search)) if value}
+        pairs = (("state", self.state), ("q", self.search), ("silent", "1" if self.silent else ""))
+        return {key: value for key, value in pairs if value}
 
 
 def encode_cursor(name: str, pk: Any) -> str:
@@ -110,6 +121,8 @@ def _filtered(filters: ListFilter) -> QuerySet:
         agents = agents.filter(status=filters.state)
     if filters.search:
         agents = agents.filter(name__icontains=filters.search)
+    if filters.silent:
+        agents = agents.alias(last_heard=LAST_HEARD).filter(silent_filter())
     return agents
 
 
@@ -119,8 +132,9 @@ def _newest_instance_start() -> Subquery:
     return Subquery(newest)
 
 
-def agent_row(agent: Agent) -> dict[str, Any]:
-    """One agent as the list and the detail page draw it (``instance_started`` annotated)."""
+def agent_row(agent: Agent, since: Any = None) -> dict[str, Any]:
+    """One agent as the list and the detail page draw it (``instance_started`` annotated); ``silent``
+    by agents/silence.py with the threshold ``since`` (read now when not given)."""
     up = agent.status in UP_STATES
     node = agent.supervision_node
     return {
@@ -132,6 +146,7 @@ def agent_row(agent: Agent) -> dict[str, Any]:
         "up_since": _iso(getattr(agent, "instance_started", None) or agent.created_at) if up else None,
         "state_changed_at": _iso(agent.state_changed_at),
         "last_heartbeat": _iso(agent.last_heartbeat),
+        "silent": is_silent(agent.status, agent.last_heartbeat, agent.state_changed_at, since or quiet_since()),
         "created_at": _iso(agent.created_at),
         "config": {
             "model": agent.model,
@@ -170,6 +185,7 @@ class AgentPage:
 
 def agent_page(filters: ListFilter) -> AgentPage:
     """One page of agents by name: 2 to 3 queries (count, rows; the planner's estimate past the limit)."""
+    since = quiet_since()
     matching = _filtered(filters)
     counter = EstimatedCountPaginator(matching, PAGE_SIZE)  # it counts without the ordering
     rows = matching.select_related("supervision_node").annotate(instance_started=_newest_instance_start())
@@ -184,7 +200,7 @@ def agent_page(filters: ListFilter) -> AgentPage:
     if filters.before:
         found.reverse()
     page = AgentPage(
-        rows=[agent_row(agent) for agent in found],
+        rows=[agent_row(agent, since) for agent in found],
         total=counter.count,
         total_is_estimate=counter.is_estimate,
         filters=filters.as_query(),

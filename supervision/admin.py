@@ -381,6 +381,24 @@ class NodeHistoryMixin:
         url = reverse("admin:supervision_supervisionnode_change", args=[obj.node_id])
         return format_html('<a href="{}">{}</a>', url, obj.node.node_id)
 
+    def get_list_display(self, request: HttpRequest) -> list[Any]:
+        """The node column with the node's place in the tree too, for a user who may open the tree."""
+        columns = list(super().get_list_display(request))  # type: ignore[misc]
+        if "node_link" not in columns or not request.user.has_perm("supervision.view_supervisionnode"):
+            return columns
+
+        def node_and_tree(obj: Any) -> str:
+            return format_html(
+                '{} <a href="{}" class="node-tree-link" title="Its place in the supervision tree">(tree)</a>',
+                self.node_link(obj),
+                node_tree_url(obj.node_id),
+            )
+
+        node_and_tree.short_description = "node"  # type: ignore[attr-defined]
+        node_and_tree.admin_order_field = "node__node_id"  # type: ignore[attr-defined]
+        columns[columns.index("node_link")] = node_and_tree
+        return columns
+
     def get_search_results(self, request: HttpRequest, queryset: QuerySet, search_term: str) -> tuple[QuerySet, bool]:
         term = search_term.strip()
         if not term:

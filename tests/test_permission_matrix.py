@@ -231,6 +231,18 @@ EXPECTED: dict[str, Callable[[dict[str, Any]], list[Case]]] = {
     "agent_pages:detail": lambda o: [
         Case(reverse("agent_pages:detail", args=[o["agent"].pk]), admin_page("agents.view_agent"))
     ],
+    # The agent's place in the tree: its node selected (needs the view of nodes too; no node: 404).
+    "agent_pages:tree": lambda o: [
+        Case(
+            reverse("agent_pages:tree", args=[o["agent"].pk]),
+            admin_page(
+                "agents.view_agent",
+                ok=("to", f"{reverse('supervision:tree')}?node={o['agent'].supervision_node_id}")
+                if o["agent"].supervision_node_id
+                else 404,
+            ),
+        )
+    ],
     "agent_pages:detail_snapshot": lambda o: [
         Case(
             reverse("agent_pages:detail_snapshot", args=[o["agent"].pk]),

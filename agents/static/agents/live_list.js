@@ -29,8 +29,29 @@ function cell(className, ...children) {
   return h("td", { className }, ...children);
 }
 
+const ACTIVE = new Set(["Running", "Idle", "Processing"]);
+
+/** Silent (agents/silence.py): active, and last heard from (heartbeat, else state change) too long ago. */
+function isSilent(agent, now = Date.now()) {
+  const heard = agent.last_heartbeat || agent.state_changed_at;
+  return ACTIVE.has(agent.status) && Boolean(heard) && now - Date.parse(heard) > config.silentSeconds * 1000;
+}
+
+/** The row's "silent" mark follows the agent: set past the threshold, cleared by a heartbeat or a move. */
+function markSilence(row, now = Date.now()) {
+  const silent = isSilent(row.agent, now);
+  if (row.tr.hasAttribute("data-silent") === silent) return;
+  row.tr.toggleAttribute("data-silent", silent);
+  row.cells.silence.hidden = !silent;
+}
+
 function renderRow(agent) {
   const cells = {
+    silence: h(
+      "span",
+      { className: "agent-silent-mark", title: `No heartbeat or event for more than ${config.silentSeconds} s` },
+      "silent",
+    ),
     state: cell("agent-state-cell", stateBadge(agent.status)),
     uptime: cell("agent-uptime", since(agent.up_since)),
     heartbeat: cell("agent-heartbeat", ago(agent.last_heartbeat)),
@@ -43,7 +64,7 @@ function renderRow(agent) {
   const tr = h(
     "tr",
     { "data-agent-id": agent.id },
-    cell("agent-name", h("a", { href: urlFor(urls, "detail", agent.id) }, agent.name)),
+    cell("agent-name", h("a", { href: urlFor(urls, "detail", agent.id) }, agent.name), " ", cells.silence),
     cells.state,
     cells.uptime,
     cells.heartbeat,
@@ -60,7 +81,10 @@ function renderRow(agent) {
       h("a", { href: urlFor(urls, "admin", agent.id) }, "Admin"),
     ),
   );
-  rows.set(agent.id, { agent: { ...agent }, tr, cells });
+  const row = { agent: { ...agent }, tr, cells };
+  cells.silence.hidden = true;
+  markSilence(row);
+  rows.set(agent.id, row);
   return tr;
 }
 
@@ -114,6 +138,7 @@ function applyEvent(event) {
       row.agent.last_heartbeat = latest;
       row.cells.heartbeat.textContent = ago(latest);
       row.cells.heartbeat.title = latest;
+      markSilence(row);
     }
     return;
   }
@@ -121,6 +146,8 @@ function applyEvent(event) {
   if (!state || state === row.agent.status) return;
   row.agent.up_since = nextUpSince(row.agent, state, event.at);
   row.agent.status = state;
+  row.agent.state_changed_at = event.at || new Date().toISOString();
+  markSilence(row);
   row.cells.state.replaceChildren(stateBadge(state));
   row.cells.uptime.textContent = since(row.agent.up_since);
   flash(row.cells.state);
@@ -134,6 +161,7 @@ function tick() {
   for (const row of rows.values()) {
     row.cells.uptime.textContent = since(row.agent.up_since, now);
     row.cells.heartbeat.textContent = ago(row.agent.last_heartbeat, now);
+    markSilence(row, now);
   }
 }
 
