@@ -300,6 +300,15 @@ AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",  # first: refuses a locked-out pair before any password check
     "django.contrib.auth.backends.ModelBackend",
 ]
+# Django's hashers; PBKDF2 (the default, first) gives the request's database connection back to
+# the pool while it hashes (mistersmith.web.passwords: a login storm starved the pool).
+PASSWORD_HASHERS = [
+    "mistersmith.web.passwords.ConnectionReleasingPBKDF2PasswordHasher",
+    "django.contrib.auth.hashers.PBKDF2SHA1PasswordHasher",
+    "django.contrib.auth.hashers.Argon2PasswordHasher",
+    "django.contrib.auth.hashers.BCryptSHA256PasswordHasher",
+    "django.contrib.auth.hashers.ScryptPasswordHasher",
+]
 AXES_ENABLED = env_bool("LOGIN_THROTTLING", True)
 AXES_FAILURE_LIMIT = int(os.environ.get("LOGIN_FAILURE_LIMIT", 5))
 AXES_COOLOFF_TIME = float(os.environ.get("LOGIN_COOLOFF_MINUTES", 15)) / 60  # hours, as axes counts
