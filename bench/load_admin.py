@@ -175,6 +175,7 @@ def run(users: int = USERS, seconds: int = SECONDS, workers: int = WORKERS, thin
             **common,
             "logged_in": figures["logged_in"],
             "login_failures": figures["login_failures"],
+            "login_retries": figures.get("login_retries", 0),
             "logins_s": figures["logins_s"],
             "load_at_start": load_at_start,
             **figures["cpu"],

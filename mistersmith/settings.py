@@ -171,6 +171,11 @@ DATABASES = {
 DATABASE_ROUTERS = ["hive.routers.HiveRouter"]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# HTTP requests one worker process serves at a time; the next wait their turn on its event loop
+# (mistersmith.web.concurrency; docs/deploy.md, "Pages under load"). At most the pool's size:
+# a request beyond the pool would wait for a connection instead, up to DB_POOL_TIMEOUT.
+HTTP_CONCURRENCY = max(1, min(int(os.environ.get("HTTP_CONCURRENCY", 8)), DATABASE_POOL["max_size"]))
+
 # --- NATS and the channel layer ----------------------------------------------------------------
 # NATS_URL unset: the embedded server is started on first use (mistersmith.jetstream.client).
 NATS_URL = os.environ.get("NATS_URL", "")
