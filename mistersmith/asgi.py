@@ -27,7 +27,7 @@ logger = logging.getLogger(__name__)
 
 router = ProtocolTypeRouter(
     {
-        "http": BoundedHttp(django_asgi_app, settings.HTTP_CONCURRENCY),
+        "http": BoundedHttp(django_asgi_app, settings.HTTP_CONCURRENCY, settings.HTTP_QUEUE_SECONDS),
         "websocket": SiteOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )

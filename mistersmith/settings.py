@@ -174,7 +174,9 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # HTTP requests one worker process serves at a time; the next wait their turn on its event loop
 # (mistersmith.web.concurrency; docs/deploy.md, "Pages under load"). At most the pool's size:
 # a request beyond the pool would wait for a connection instead, up to DB_POOL_TIMEOUT.
+# Page reads (GET, HEAD) only; a read waits HTTP_QUEUE_SECONDS at most, then is served anyway.
 HTTP_CONCURRENCY = max(1, min(int(os.environ.get("HTTP_CONCURRENCY", 8)), DATABASE_POOL["max_size"]))
+HTTP_QUEUE_SECONDS = env_seconds("HTTP_QUEUE_SECONDS", 10, 0.1, 600)
 
 # --- NATS and the channel layer ----------------------------------------------------------------
 # NATS_URL unset: the embedded server is started on first use (mistersmith.jetstream.client).

@@ -8,9 +8,13 @@ client's timeout. With a bound, the requests beyond it wait on the event loop (n
 connection) in arrival order, and those admitted finish at their own pace: under the same
 overload the first answers come early and the tail is shorter (docs/deploy.md, "Pages under load").
 
-The bound ends when the response starts: a long download (a snapshot file) does not hold a
-place while it streams. Health and metrics endpoints (``UNBOUNDED_PATHS``) never wait: a proxy's
-health check must not queue behind pages. WebSockets and the lifespan are not HTTP requests.
+Only page reads (GET, HEAD) take a place: an action (a POST) may wait on the runtime for minutes
+(a graceful Stop waits up to 125 s for its reply), and eight of them must not stop a worker's
+pages. A request waits ``max_wait`` seconds at most for a place, then is served without one: the
+bound evens out load, it never turns a slow page into a refused one. The bound ends when the
+response starts: a long download (a snapshot file) does not hold a place while it streams.
+Health and metrics endpoints (``UNBOUNDED_PATHS``) never wait: a proxy's health check must not
+queue behind pages. WebSockets and the lifespan are not HTTP requests.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 UNBOUNDED_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+BOUNDED_METHODS = frozenset({"GET", "HEAD"})
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict]]
@@ -30,9 +35,12 @@ Send = Callable[[dict], Awaitable[None]]
 class BoundedHttp:
     """ASGI middleware: ``limit`` HTTP requests at a time in this process, the rest queued (FIFO)."""
 
-    def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]], limit: int) -> None:
+    def __init__(
+        self, app: Callable[[Scope, Receive, Send], Awaitable[None]], limit: int, max_wait: float = 10.0
+    ) -> None:
         self.app = app
         self.limit = limit
+        self.max_wait = max_wait
         # one per event loop: a semaphore belongs to the loop it first waited on (a worker has one
         # loop; tests and management commands may run the application on several in turn)
         self.semaphores: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -45,16 +53,23 @@ class BoundedHttp:
         return self.semaphores[loop]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope.get("path") in UNBOUNDED_PATHS:
+        if (
+            scope["type"] != "http"
+            or scope.get("method") not in BOUNDED_METHODS
+            or scope.get("path") in UNBOUNDED_PATHS
+        ):
             await self.app(scope, receive, send)
             return
         semaphore = self.semaphore()
         self.waiting += 1
         try:
-            await semaphore.acquire()
+            async with asyncio.timeout(self.max_wait):
+                await semaphore.acquire()  # a cancelled acquire gives back a place it was handed
+            held = True
+        except TimeoutError:
+            held = False  # waited long enough: served without a place
         finally:
             self.waiting -= 1
-        held = True
 
         def release() -> None:
             nonlocal held

@@ -46,8 +46,8 @@ async def noop_receive() -> dict:
     return {"type": "http.request"}
 
 
-def request(bounded: BoundedHttp, path: str, kind: str = "http") -> asyncio.Task:
-    return asyncio.ensure_future(bounded({"type": kind, "path": path}, noop_receive, noop_send))
+def request(bounded: BoundedHttp, path: str, kind: str = "http", method: str = "GET") -> asyncio.Task:
+    return asyncio.ensure_future(bounded({"type": kind, "path": path, "method": method}, noop_receive, noop_send))
 
 
 def test_requests_beyond_the_bound_wait_and_start_in_arrival_order():
@@ -90,6 +90,30 @@ def test_health_checks_websockets_and_streaming_bodies_hold_no_place():
     asyncio.run(scenario())
 
 
+def test_actions_never_wait_and_a_read_waits_max_wait_at_most():
+    """A POST (a command may wait minutes on the runtime) takes no place; a GET past max_wait is served anyway."""
+
+    async def scenario():
+        app = SlowApp()
+        bounded = BoundedHttp(app, 1, max_wait=0.2)
+        stop = request(bounded, "/agents/stop", method="POST")
+        first = request(bounded, "/admin/a/")
+        await settle()
+        late = request(bounded, "/admin/b/")
+        await settle()
+        assert set(app.running) == {"/agents/stop", "/admin/a/"} and bounded.waiting == 1
+        started = asyncio.get_running_loop().time()
+        while "/admin/b/" not in app.running:
+            await asyncio.sleep(0.01)
+        assert asyncio.get_running_loop().time() - started < 2 and bounded.waiting == 0
+        for name in ("/agents/stop", "/admin/a/", "/admin/b/"):
+            app.finish[name].set()
+        await asyncio.gather(stop, first, late)
+        assert not bounded.semaphore().locked()  # the late one held no place, gave none back
+
+    asyncio.run(scenario())
+
+
 def test_a_request_that_fails_gives_its_place_back():
     async def failing(scope, receive, send) -> None:
         raise RuntimeError("view crashed")
@@ -98,7 +122,7 @@ def test_a_request_that_fails_gives_its_place_back():
         bounded = BoundedHttp(failing, 1)
         for _ in range(3):
             with pytest.raises(RuntimeError):
-                await bounded({"type": "http", "path": "/admin/"}, noop_receive, noop_send)
+                await bounded({"type": "http", "path": "/admin/", "method": "GET"}, noop_receive, noop_send)
         assert not bounded.semaphore().locked()
 
     asyncio.run(scenario())
@@ -111,3 +135,4 @@ def test_the_console_application_is_bounded():
 
     http = asgi.router.application_mapping["http"]
     assert isinstance(http, BoundedHttp) and http.limit == settings.HTTP_CONCURRENCY >= 1
+    assert http.max_wait == settings.HTTP_QUEUE_SECONDS > 0
