@@ -16,7 +16,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
 from mistersmith.live.admin import DatabaseFilledOnAddMixin, RuntimeOwnedMixin
-from mistersmith.web.admin_scale import LargeTableAdmin
+from mistersmith.web.admin_scale import LargeTableAdmin, LightChangelistMixin
 from mistersmith.web.forms import LOADED_VALUES_FIELD, STORABLE_JSON, ConcurrentEditGuard, IndexedTextLimitMixin
 from supervision import cascade, policies, services
 from supervision.models import (
@@ -148,7 +148,7 @@ class LatestRestartsInline(LatestForNodeInline):
 
 
 @admin.register(SupervisionNode)
-class SupervisionNodeAdmin(DatabaseFilledOnAddMixin, IndexedTextLimitMixin, admin.ModelAdmin):
+class SupervisionNodeAdmin(LightChangelistMixin, DatabaseFilledOnAddMixin, IndexedTextLimitMixin, admin.ModelAdmin):
     form = NodeForm
     formfield_overrides = STORABLE_JSON  # jsonb refuses \u0000 and NaN: a field error, not a server error
     indexed_text_fields = ("node_id",)  # unique: a huge name would fail its index
@@ -321,7 +321,7 @@ class SupervisionNodeAdmin(DatabaseFilledOnAddMixin, IndexedTextLimitMixin, admi
 
 
 @admin.register(SupervisionPolicy)
-class SupervisionPolicyAdmin(DatabaseFilledOnAddMixin, PolicyDelayPreviewMixin, admin.ModelAdmin):
+class SupervisionPolicyAdmin(LightChangelistMixin, DatabaseFilledOnAddMixin, PolicyDelayPreviewMixin, admin.ModelAdmin):
     form = PolicyForm
     list_display = [
         "node",
@@ -482,7 +482,12 @@ class SupervisionRestartAdmin(RuntimeOwnedMixin, NodeHistoryMixin, LargeTableAdm
 
 @admin.register(SupervisionChildState)
 class SupervisionChildStateAdmin(
-    DatabaseFilledOnAddMixin, RuntimeOwnedMixin, NodeHistoryMixin, IndexedTextLimitMixin, admin.ModelAdmin
+    LightChangelistMixin,
+    DatabaseFilledOnAddMixin,
+    RuntimeOwnedMixin,
+    NodeHistoryMixin,
+    IndexedTextLimitMixin,
+    admin.ModelAdmin,
 ):
     formfield_overrides = STORABLE_JSON
     indexed_text_fields = ("child_id",)
