@@ -22,7 +22,7 @@ DROP INDEX IF EXISTS agents_agent_type_idx;
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("agents", "0007_discovery_related_to_text"),
+        ("agents", "0008_attention_indexes"),
     ]
 
     operations = [migrations.RunSQL(CHANGELIST_INDEXES_SQL, DROP_CHANGELIST_INDEXES_SQL)]
