@@ -5,11 +5,9 @@ Pause / Resume from the live list confirms with a count and shows each agent's r
 
 from __future__ import annotations
 
-import contextlib
 import uuid
 
 import pytest
-from django.db import connections
 from django.urls import reverse
 from playwright.sync_api import expect
 
@@ -17,19 +15,9 @@ from agents.models import Agent, BulkCommandRun
 from mistersmith.jetstream.client import connection
 from mistersmith.jetstream.messages import envelope
 from supervision.models import SupervisionNode, SupervisionPolicy, SupervisionRestart
+from tests.e2e.test_agents_live import script_errors  # noqa: F401 (the fixture: no uncaught script error)
 
-pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture
-def script_errors(live_page):
-    """Every test here fails on an uncaught error in the page's scripts."""
-    errors: list[str] = []
-    live_page.on("pageerror", lambda error: errors.append(str(error)))
-    yield errors
-    assert errors == []
-    with contextlib.suppress(Exception):
-        connections.close_all()
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("script_errors")]
 
 
 def restartable(name: str, *, escalation_timeout: int) -> SupervisionNode:
@@ -64,7 +52,7 @@ def notice(page, restart: SupervisionRestart):
     return page.locator(f"#action-notices li[data-action-id='{restart.pk}']")
 
 
-def test_a_restarts_outcome_reaches_the_tree_and_follows_to_another_live_page(live_page, script_errors):
+def test_a_restarts_outcome_reaches_the_tree_and_follows_to_another_live_page(live_page):
     node = restartable("e2e-act-node", escalation_timeout=120)
     restart = restart_from_the_tree(live_page, node)
     shown = notice(live_page, restart)
@@ -90,7 +78,7 @@ def test_a_restarts_outcome_reaches_the_tree_and_follows_to_another_live_page(li
     expect(live_page).to_have_url(f"{live_page.server.url}{record}")
 
 
-def test_the_tree_hears_a_failure_at_once_and_a_dismissed_notice_stays_away(live_page, script_errors):
+def test_the_tree_hears_a_failure_at_once_and_a_dismissed_notice_stays_away(live_page):
     node = restartable("e2e-act-fails", escalation_timeout=120)
     restart = restart_from_the_tree(live_page, node)
     expect(notice(live_page, restart)).to_have_attribute("data-action-state", "pending")
@@ -107,7 +95,7 @@ def test_the_tree_hears_a_failure_at_once_and_a_dismissed_notice_stays_away(live
     expect(notice(live_page, restart)).to_have_count(0)
 
 
-def test_a_restart_nobody_answers_times_out_on_the_page(live_page, script_errors):
+def test_a_restart_nobody_answers_times_out_on_the_page(live_page):
     node = restartable("e2e-act-silent", escalation_timeout=1)
     restart = restart_from_the_tree(live_page, node)
     shown = notice(live_page, restart)
@@ -116,7 +104,7 @@ def test_a_restart_nobody_answers_times_out_on_the_page(live_page, script_errors
     expect(live_page.locator(f"li[data-node-id='{node.pk}'] > div .action-mark")).to_have_text("restart timed out")
 
 
-def test_bulk_pause_and_resume_from_the_list_with_a_count_and_each_result(live_page, stand_in, script_errors):
+def test_bulk_pause_and_resume_from_the_list_with_a_count_and_each_result(live_page, stand_in):
     agents = [Agent.objects.create(name=f"e2e-bulk-{i}", status="Running") for i in range(3)]
     page = live_page
     page.goto(f"{page.server.url}{reverse('agent_pages:list')}?q=e2e-bulk-")
