@@ -146,3 +146,30 @@ def test_bulk_pause_and_resume_from_the_list_with_a_count_and_each_result(live_p
         "Running",
         "Running",
     ]
+
+
+def test_a_bulk_restart_from_the_node_list_follows_each_restart_on_its_row(live_page):
+    first = restartable("e2e-act-bulk-1", escalation_timeout=120)
+    second = restartable("e2e-act-bulk-2", escalation_timeout=120)
+    page = live_page
+    page.goto(f"{page.server.url}{reverse('admin:supervision_supervisionnode_changelist')}?q=e2e-act-bulk-")
+    for node in (first, second):
+        page.check(f"#result_list input.action-select[value='{node.pk}']")
+    page.select_option("select[name=action]", "restart_selected")
+    page.click("button[name=index]")
+    page.click("input[type=submit].default")  # the confirmation: what each restart would do
+    expect(page.locator("ul.messagelist li.success")).to_have_count(2)
+    restarts = {node.node_id: SupervisionRestart.objects.get(node=node) for node in (first, second)}
+    marks = {
+        name: page.locator(f"#result_list tr:has(input[value='{restarts[name].node_id}']) .action-mark")
+        for name in restarts
+    }
+    for name in restarts:
+        expect(notice(page, restarts[name])).to_have_attribute("data-action-state", "pending")
+        expect(marks[name]).to_have_text("restarting…")
+
+    answer(restarts["e2e-act-bulk-1"], success=True)
+    answer(restarts["e2e-act-bulk-2"], success=False, error="no disk")
+    expect(marks["e2e-act-bulk-1"]).to_have_text("restarted")
+    expect(marks["e2e-act-bulk-2"]).to_have_text("restart failed")
+    expect(notice(page, restarts["e2e-act-bulk-2"])).to_contain_text("Restart of e2e-act-bulk-2 failed: no disk")

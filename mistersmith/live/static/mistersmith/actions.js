@@ -9,7 +9,8 @@
  * few seconds while something is still pending (a page whose socket does not carry the
  * "supervision" topic, and restarts that time out: the bridge's sweep sends no frame).
  *
- * Marks: the tree's rows of nodes with such a restart get its state; other pages hear the
+ * Marks: the rows of nodes with such a restart (the tree's, the admin's node list, where a bulk
+ * restart starts and ends) get its state; other pages hear the
  * "mistersmith:actions" event (the agents list reloads its command marks when a bulk run moved on).
  * Everything is text through h(), never HTML.
  */
@@ -89,17 +90,24 @@ function render() {
   markRows();
 }
 
-/** The tree's rows of the user's restarted nodes carry the newest restart's state. */
+/** Where a node's mark goes: its tree row's title, or its row of the admin's node list (the bulk restart's page). */
+function markPlace(nodeId) {
+  const id = CSS.escape(nodeId);
+  const item = document.querySelector(`#supervision-tree [data-node-id="${id}"]`);
+  if (item) return item.querySelector(".tree-title");
+  const box = document.querySelector(`#result_list input.action-select[value="${id}"]`);
+  const row = box && box.closest("tr");
+  return row ? row.querySelector("th") || row.cells[1] || null : null;
+}
+
+/** The rows of the user's restarted nodes (tree, node list) carry the newest restart's state. */
 function markRows() {
-  const tree = document.getElementById("supervision-tree");
-  if (!tree) return;
   const newest = new Map();
   for (const restart of latest.restarts) if (!newest.has(restart.node_id)) newest.set(restart.node_id, restart);
   for (const [nodeId, restart] of newest) {
-    const item = tree.querySelector(`[data-node-id="${CSS.escape(nodeId)}"]`);
-    const title = item && item.querySelector(".tree-title");
+    const title = markPlace(nodeId);
     if (!title) continue;
-    let mark = title.querySelector(":scope > .action-mark");
+    const mark = title.querySelector(":scope > .action-mark");
     if (mark && mark.dataset.actionState === restart.state) continue;
     const attributes = { className: "action-mark", "data-action-state": restart.state, title: restart.error || MARK_WORDS[restart.state] };
     const next = restart.record_url
@@ -107,7 +115,6 @@ function markRows() {
       : h("span", attributes, MARK_WORDS[restart.state]);
     if (mark) mark.replaceWith(next);
     else title.append(next);
-    mark = next;
   }
 }
 
