@@ -2,7 +2,7 @@
  * What became of the actions this person started, on every live page (live_base.html): restarts
  * (pending → succeeded, failed or timed out) and bulk agent commands (their counts as they come).
  *
- * The list is the server's (dashboard's sibling endpoint actions:mine: the user's own restarts and
+ * The list is the server's (actions:mine, mistersmith/console/actions: the user's own restarts and
  * bulk runs of the last 30 minutes), so it follows the person from page to page, tab to tab, and
  * survives a reload; only "dismissed" is kept in the browser (localStorage). It is read again when a
  * frame of the page's own socket says a restart moved ("mistersmith:frame", from live.js), and every
