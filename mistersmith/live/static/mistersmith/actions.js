@@ -75,6 +75,7 @@ function render() {
     ...latest.bulk.map((run) => ({ id: run.id, state: run.state, parts: bulkNotice(run), kind: "bulk" })),
   ].filter((item) => !hidden.has(item.id));
   const shown = items.slice(0, SHOWN);
+  const more = items.length > SHOWN ? [h("li", { className: "action-notice action-more" }, `and ${items.length - SHOWN} more`)] : [];
   root.replaceChildren(
     ...shown.map((item) =>
       h(
@@ -84,7 +85,7 @@ function render() {
         h("button", { type: "button", className: "action-dismiss", "aria-label": "Dismiss", onclick: () => dismiss(item.id) }, "×"),
       ),
     ),
-    items.length > SHOWN ? h("li", { className: "action-notice action-more" }, `and ${items.length - SHOWN} more`) : null,
+    ...more,
   );
   root.hidden = shown.length === 0;
   markRows();
