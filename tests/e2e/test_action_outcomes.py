@@ -70,7 +70,9 @@ def test_a_restarts_outcome_reaches_the_tree_and_follows_to_another_live_page(li
     expect(shown).to_contain_text("Restart of e2e-act-node succeeded.")
     record = reverse("admin:supervision_supervisionrestart_change", args=[restart.pk])
     expect(shown.locator("a.action-record")).to_have_attribute("href", record)
-    assert live_page.locator("#action-notices").inner_text().strip().endswith("\N{MULTIPLICATION SIGN}")  # nothing stray after them
+    assert (
+        live_page.locator("#action-notices").inner_text().strip().endswith("\N{MULTIPLICATION SIGN}")
+    )  # nothing stray after them
 
     # Back in the tree, the row says it; the record link opens the restart's admin page.
     live_page.goto(f"{live_page.server.url}{reverse('supervision:tree')}?node={node.pk}")
