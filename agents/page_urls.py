@@ -2,6 +2,7 @@
 
 from django.urls import path
 
+from agents.views import bulk
 from agents.views import pages as views
 
 urlpatterns = [
@@ -13,4 +14,7 @@ urlpatterns = [
     path("<uuid:agent_id>/command/", views.agent_command, name="command"),
     path("<uuid:agent_id>/text/", views.agent_text, name="text"),
     path("<uuid:agent_id>/payload/", views.agent_payload, name="payload"),
+    path("bulk/", bulk.bulk_command, name="bulk"),
+    path("bulk/<uuid:run_id>/", bulk.bulk_run, name="bulk_run"),
+    path("bulk/<uuid:run_id>/results/", bulk.bulk_results, name="bulk_results"),
 ]

@@ -20,11 +20,13 @@ import json
 import uuid
 from collections.abc import Collection
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from django.db.models import BooleanField, Count, F, OuterRef, QuerySet, Subquery, Window
 from django.db.models.expressions import RawSQL
 from django.db.models.functions import Length, RowNumber, Substr
+from django.utils import timezone
 
 from agents.lifecycle import ACTIVE_STATES, AgentState
 from agents.models import (
@@ -124,6 +126,11 @@ def _filtered(filters: ListFilter) -> QuerySet:
     if filters.silent:
         agents = agents.alias(last_heard=LAST_HEARD).filter(silent_filter())
     return agents
+
+
+def matching_agents(filters: ListFilter) -> QuerySet:
+    """Every agent the list's state and name filter match, whatever page the list is on (bulk actions)."""
+    return _filtered(filters)
 
 
 def _newest_instance_start() -> Subquery:
@@ -326,4 +333,33 @@ def agent_details(agent: Agent, hidden: Collection[str] = ()) -> dict[str, Any]:
         "sessions": _sessions(agent.pk, with_messages="messages" not in hidden) if "sessions" not in hidden else [],
         "anomalies": anomalies,
         "commands": commands,
+    }
+
+
+RECENT_COMMAND_MINUTES = 30
+
+
+def recent_commands(agent_ids: Collection[uuid.UUID | str]) -> dict[str, dict[str, Any]]:
+    """Each agent's newest command of the last RECENT_COMMAND_MINUTES (one query, on the index
+    agent_cmd_agent_time_idx): the live list marks its row with the outcome, so a command's result
+    (one agent's, or a bulk run's) stays in sight after the reply."""
+    if not agent_ids:
+        return {}
+    since = timezone.now() - timedelta(minutes=RECENT_COMMAND_MINUTES)
+    newest = (
+        AgentCommandRecord.objects.filter(agent_id__in=list(agent_ids), requested_at__gte=since)
+        .order_by("agent_id", "-requested_at", "-id")
+        .distinct("agent_id")
+        .values("agent_id", "command", "outcome", "detail", "requested_at", "requested_by_name", "bulk_run_id")
+    )
+    return {
+        str(row["agent_id"]): {
+            "command": row["command"],
+            "outcome": row["outcome"],
+            "detail": row["detail"][:300],
+            "at": row["requested_at"].isoformat(),
+            "by": row["requested_by_name"],
+            "bulk_run": str(row["bulk_run_id"]) if row["bulk_run_id"] else None,
+        }
+        for row in newest
     }

@@ -272,6 +272,24 @@ EXPECTED: dict[str, Callable[[dict[str, Any]], list[Case]]] = {
             data={"command": "no-such-command"},
         )
     ],
+    # Bulk agent commands (issue 14): the command permission; an unknown command goes back to the list
+    # with its error (nothing planned, nothing sent); a run that does not exist is a 404 past the checks.
+    "agent_pages:bulk": lambda o: [
+        Case(
+            reverse("agent_pages:bulk"),
+            admin_page("agents.command_agent", ok=("to", reverse("agent_pages:list"))),
+            method="POST",
+            data={"command": "no-such-command", "scope": "selection"},
+        )
+    ],
+    "agent_pages:bulk_run": lambda o: [
+        Case(reverse("agent_pages:bulk_run", args=[uuid.uuid4()]), admin_page("agents.command_agent", ok=404))
+    ],
+    "agent_pages:bulk_results": lambda o: [
+        Case(reverse("agent_pages:bulk_results", args=[uuid.uuid4()]), admin_page("agents.command_agent", ok=404))
+    ],
+    # A person's own recent restarts and bulk runs (every live page reads it): any staff, their own only.
+    "actions:mine": lambda o: [Case(reverse("actions:mine"), staff_json())],
     "discovery_pages:page": lambda o: [Case(reverse("discovery_pages:page"), admin_page("agents.view_discovery"))],
     "discovery_pages:snapshot": lambda o: [
         Case(reverse("discovery_pages:snapshot"), admin_page("agents.view_discovery"))

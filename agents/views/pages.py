@@ -72,6 +72,8 @@ def _urls() -> dict[str, str]:
         "node": node_tree_url(URL_PLACEHOLDER),
         "list": reverse("agent_pages:list"),
         "listSnapshot": reverse("agent_pages:list_snapshot"),
+        "commandLog": reverse("admin:agents_agentcommandrecord_changelist"),
+        "bulkRun": reverse("agent_pages:bulk_run", args=[URL_PLACEHOLDER]),
     }
 
 
@@ -84,6 +86,7 @@ def agent_list(request: HttpRequest) -> HttpResponse:
     except ValueError as problem:
         filters, error = selectors.ListFilter(), str(problem)
     config = {"urls": _urls(), "query": request.GET.dict() if not error else {}, "silentSeconds": silent_seconds()}
+    config["mayCommand"] = request.user.has_perm(commands.PERMISSION)  # the bulk actions (agents.bulk)
     context = live_page_context(
         request,
         "Live agents",
@@ -106,7 +109,10 @@ def agent_list_snapshot(request: HttpRequest) -> JsonResponse:
     with transaction.atomic():
         page = selectors.agent_page(filters)
         positions = stream_positions()
-    return JsonResponse({**page.as_json(), "positions": positions})
+    body = {**page.as_json(), "positions": positions}
+    if may_view(request, AgentCommandRecord):  # each row's newest command and its outcome
+        body["commands"] = selectors.recent_commands([row["id"] for row in page.rows])
+    return JsonResponse(body)
 
 
 def _agent_or_404(agent_id: uuid.UUID) -> Agent:

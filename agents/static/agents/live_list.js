@@ -23,7 +23,9 @@ const newLink = document.getElementById("agents-new-link");
 
 const rows = new Map(); // agent id -> {agent, tr, cells}
 const newAgents = new Set(); // ids of spawned agents not on this page
+const selected = new Set(); // ids ticked for a bulk action (kept across snapshot reloads)
 let filters = {};
+let commandMarks = {}; // agent id -> its newest command of the last 30 min (the snapshot's "commands")
 
 function cell(className, ...children) {
   return h("td", { className }, ...children);
@@ -45,6 +47,35 @@ function markSilence(row, now = Date.now()) {
   row.cells.silence.hidden = !silent;
 }
 
+/** The row's mark for its newest command: what was asked and how it ended (a bulk run's links to the run). */
+function commandMark(mark) {
+  if (!mark) return null;
+  const words = { ok: "done", refused: "refused", timeout: "no answer", error: "failed", unavailable: "unavailable" };
+  const text = `${mark.command}: ${words[mark.outcome] || mark.outcome}`;
+  const title = `${mark.by || "someone"}, ${new Date(mark.at).toLocaleString()}: ${mark.detail}`;
+  const attributes = { className: "agent-command-mark action-mark", "data-outcome": mark.outcome, title };
+  if (mark.bulk_run) return h("a", { ...attributes, href: urlFor(urls, "bulkRun", mark.bulk_run) }, text);
+  return h("span", attributes, text);
+}
+
+function selectCell(agent) {
+  const box = h("input", { type: "checkbox", name: "agent", value: agent.id, form: "agent-bulk", "aria-label": `Select ${agent.name}` });
+  box.checked = selected.has(agent.id);
+  box.addEventListener("change", () => {
+    if (box.checked) selected.add(agent.id);
+    else selected.delete(agent.id);
+    showSelection();
+  });
+  return h("td", { className: "agent-select" }, box);
+}
+
+function showSelection() {
+  const count = document.getElementById("agent-bulk-count");
+  if (!count) return;
+  count.textContent = String(selected.size);
+  document.getElementById("agent-bulk-selected").disabled = selected.size === 0;
+}
+
 function renderRow(agent) {
   const cells = {
     silence: h(
@@ -64,7 +95,15 @@ function renderRow(agent) {
   const tr = h(
     "tr",
     { "data-agent-id": agent.id },
-    cell("agent-name", h("a", { href: urlFor(urls, "detail", agent.id) }, agent.name), " ", cells.silence),
+    config.mayCommand ? selectCell(agent) : null,
+    cell(
+      "agent-name",
+      h("a", { href: urlFor(urls, "detail", agent.id) }, agent.name),
+      " ",
+      cells.silence,
+      " ",
+      commandMark(commandMarks[agent.id]),
+    ),
     cells.state,
     cells.uptime,
     cells.heartbeat,
@@ -95,6 +134,7 @@ function pageLink(label, params, rel) {
 
 function render(snapshot) {
   filters = snapshot.filters || {};
+  commandMarks = snapshot.commands || {};
   rows.clear();
   tbody.replaceChildren(...snapshot.agents.map(renderRow));
   for (const id of [...newAgents]) if (rows.has(id)) newAgents.delete(id);
@@ -108,6 +148,8 @@ function render(snapshot) {
   if (snapshot.next) links.push(pageLink("Next ›", { after: snapshot.next }, "next"));
   pager.replaceChildren(...links);
   errorLine.hidden = true;
+  for (const id of [...selected]) if (!rows.has(id)) selected.delete(id); // ticked rows no longer shown
+  showSelection();
   table.dataset.ready = "true";
 }
 
@@ -165,7 +207,30 @@ function tick() {
   }
 }
 
-startLive({
+const selectAll = document.getElementById("agent-select-all");
+if (selectAll) {
+  selectAll.addEventListener("change", () => {
+    for (const [id, row] of rows) {
+      const box = row.tr.querySelector(".agent-select input");
+      box.checked = selectAll.checked;
+      if (selectAll.checked) selected.add(id);
+      else selected.delete(id);
+    }
+    showSelection();
+  });
+}
+
+// A bulk run of this user moved on (mistersmith/actions.js): the rows' command marks are read again.
+let bulkProgress = "";
+window.addEventListener("mistersmith:actions", (event) => {
+  const progress = JSON.stringify((event.detail.bulk || []).map((run) => [run.id, run.counts]));
+  if (progress === bulkProgress) return;
+  const first = bulkProgress === "";
+  bulkProgress = progress;
+  if (!first && live.socket) live.reloadSnapshot(live.socket);
+});
+
+const live = startLive({
   topics: ["agents"],
   loadSnapshot: async () => {
     try {

@@ -157,7 +157,11 @@ export class LiveConnection {
     this.topics = topics;
     this.filters = filters;
     this.loadSnapshot = loadSnapshot;
-    this.applyEvents = applyEvents;
+    // The page applies the events, then anyone else on the page may hear them (actions.js: a restart's outcome).
+    this.applyEvents = (topic, events) => {
+      applyEvents(topic, events);
+      window.dispatchEvent(new CustomEvent("mistersmith:frame", { detail: { topic, events } }));
+    };
     this.badge = badge || document.getElementById("live-badge");
     this.path = path;
     this.state = "connecting";
