@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from django.conf import settings
 from django.db import models, transaction
 from django.utils import timezone
 
@@ -186,3 +187,30 @@ class CatchUp(models.Model):
     @property
     def done(self) -> int:
         return min(self.total, max(0, self.applied_sequence - self.first_sequence + 1))
+
+
+class SavedView(models.Model):
+    """A person's named state of a live page: the page's path and its query string (filters, replay
+    position, selected node: docs/live.md "State in the URL"), opened again from the page's Views menu.
+
+    Each user sees and changes only their own; a name is unique per user and page, so saving under
+    a name kept already replaces that view's query.
+    """
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="saved_views")
+    page = models.CharField(max_length=200, help_text="The live page's path, e.g. /admin/events/.")
+    name = models.CharField(max_length=80)
+    query = models.CharField(max_length=2000, blank=True, help_text="The query string, without '?'.")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["page", "name"]
+        constraints = [models.UniqueConstraint(fields=["user", "page", "name"], name="saved_view_unique_name")]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.page})"
+
+    @property
+    def url(self) -> str:
+        """Where the view opens: its page with its query."""
+        return f"{self.page}?{self.query}" if self.query else self.page

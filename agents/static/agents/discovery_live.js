@@ -2,7 +2,7 @@
  * The discoveries live page: the snapshot of the newest matching discoveries, then new ones
  * pushed by the server with the same filter (it filters, so a narrow filter costs no traffic).
  */
-import { agentLinks, getJson, h, readJson, startLive } from "../mistersmith/live.js";
+import { agentLinks, getJson, h, readJson, startLive, urlState } from "../mistersmith/live.js";
 import { longText } from "./agents_common.js";
 
 const KEEP = 100;
@@ -94,9 +94,20 @@ const live = startLive({
   applyEvents,
 });
 
+const FILTER_NAMES = ["types", "agent_roles", "min_confidence", "keywords", "subscriber"];
+
+/** An applied filter is a new history entry (Back returns to the one before). */
 form.addEventListener("submit", (event) => {
   event.preventDefault();
   const filter = currentFilter();
-  history.replaceState(null, "", `?${new URLSearchParams(filter)}`);
+  urlState.write(Object.fromEntries(FILTER_NAMES.map((name) => [name, filter[name]])), "push");
   live.resubscribe({ filters: { discoveries: filter } });
+});
+
+/** Back and Forward: the form as the URL has it, and the server's stream filtered again. */
+urlState.onPop((query) => {
+  const types = (query.get("types") || "").split(",");
+  for (const box of form.querySelectorAll("input[name=types]")) box.checked = types.includes(box.value);
+  for (const name of FILTER_NAMES.slice(1)) form.elements[name].value = query.get(name) ?? "";
+  live.resubscribe({ filters: { discoveries: currentFilter() } });
 });

@@ -6,7 +6,7 @@
  *
  * Everything is text nodes (h()); nothing is parsed as HTML.
  */
-import { h } from "../mistersmith/live.js";
+import { h, urlState } from "../mistersmith/live.js";
 
 /** "13:45:07" in the browser's zone for an ISO time (the whole date and time in its title). */
 export function clockText(iso) {
@@ -26,9 +26,13 @@ export class OutputPane {
     this.count = count;
     this.fileName = fileName;
     this.needle = "";
-    filter.value = new URLSearchParams(window.location.search).get("output") || "";
+    filter.value = urlState.get("output");
     filter.addEventListener("input", () => {
       this.keepFilterInUrl();
+      this.refilter();
+    });
+    urlState.onPop((params) => {
+      filter.value = params.get("output") ?? "";
       this.refilter();
     });
     download.addEventListener("click", () => this.download());
@@ -90,10 +94,7 @@ export class OutputPane {
   }
 
   keepFilterInUrl() {
-    const url = new URL(window.location.href);
-    if (this.filter.value) url.searchParams.set("output", this.filter.value);
-    else url.searchParams.delete("output");
-    window.history.replaceState(window.history.state, "", url);
+    urlState.write({ output: this.filter.value }, "typing", "output");
   }
 
   /** The chunks shown, "ISO time  text" each, as a file the browser saves. */

@@ -14,7 +14,7 @@
  * order, as get_supervision_tree sorts); this file never sorts.
  */
 
-import { fillUrl, getJson, h, readJson } from "../mistersmith/live.js";
+import { fillUrl, getJson, h, readJson, urlState } from "../mistersmith/live.js";
 import { createPanel } from "./tree_panel.js";
 import { renderRow } from "./tree_render.js";
 import { startSearch } from "./tree_search.js";
@@ -238,15 +238,17 @@ function setActive(item, focus = true, block = "nearest") {
   }
 }
 
-function select(item) {
+/**
+ * Select a node and show its panel. ``history``: "push" (a person chose it: Back returns to the
+ * node before), "replace" (the page's first selection), "none" (Back or Forward brought it).
+ */
+function select(item, history = "push") {
   if (!item.classList.contains("tree-node")) return;
   const previous = selectedId && elements.get(selectedId);
   if (previous) previous.setAttribute("aria-selected", "false");
   item.setAttribute("aria-selected", "true");
   selectedId = item.dataset.nodeId;
-  const url = new URL(window.location.href);
-  url.searchParams.set("node", selectedId);
-  window.history.replaceState(null, "", url);
+  if (history !== "none") urlState.write({ node: selectedId }, history);
   panel.show(selectedId);
 }
 
@@ -328,7 +330,7 @@ tree.addEventListener("click", (event) => {
 // --- Opening the path to a node ------------------------------------------------------------------
 
 /** Load what is missing on the way to a node, expand its ancestors, focus and select it. */
-async function openPath(id) {
+async function openPath(id, history = "push") {
   let path;
   try {
     path = await getJson(urlFor(config.pathUrl, id));
@@ -343,13 +345,24 @@ async function openPath(id) {
   const item = elements.get(path.selected);
   if (!item) return;
   setActive(item, true, "center");
-  select(item);
+  select(item, history);
 }
 
 // --- Search ----------------------------------------------------------------------------------
 
+const searchInput = document.getElementById("tree-search-input");
+searchInput.value = urlState.get("find"); // the text searched for last, kept in the URL
+searchInput.addEventListener("input", () => urlState.write({ find: searchInput.value }, "typing", "find"));
+
+/** Back and Forward: the search text and the selected node as the URL has them. */
+urlState.onPop((query) => {
+  searchInput.value = query.get("find") ?? "";
+  const wanted = query.get("node");
+  if (wanted && wanted !== selectedId) openPath(wanted, "none");
+});
+
 startSearch({
-  input: document.getElementById("tree-search-input"),
+  input: searchInput,
   list: document.getElementById("tree-search-results"),
   searchUrl: config.searchUrl,
   filters: config.filters,
@@ -375,7 +388,7 @@ function start() {
   const selected = initial.selected && elements.get(initial.selected);
   if (selected) {
     setActive(selected, true, "center");
-    select(selected);
+    select(selected, "replace");
   } else if (tree.firstElementChild) {
     setActive(tree.firstElementChild, false);
   }

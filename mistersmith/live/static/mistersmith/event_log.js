@@ -8,7 +8,7 @@
  * h() (text nodes), never through HTML.
  */
 
-import { getJson, h, readJson, startLive, subjectWithAgentLinks } from "./live.js";
+import { getJson, h, readJson, startLive, subjectWithAgentLinks, urlState } from "./live.js";
 import { heartbeatsHiddenInUrl, isHeartbeat, keepHeartbeatsInUrl, payloadView } from "./payload.js";
 import { BadPattern, compilePattern } from "./subjects.js";
 
@@ -181,11 +181,32 @@ class LiveTail {
   }
 }
 
+/** Replay form fields -> their query parameters (the live filters use stream, subject, text). */
+const REPLAY_PARAMS = {
+  stream: "replay",
+  subject: "replay_subject",
+  start_sequence: "from_sequence",
+  start_time: "from_time",
+  limit: "limit",
+};
+const FILTER_PARAMS = { "filter-stream": "stream", "filter-subject": "subject", "filter-text": "text" };
+
+/** What a replay asked for, comparable with the URL's (a "Load more" does not change it). */
+const replayKey = (params) =>
+  ["stream", "subject", "start_sequence", "start_time"].map((field) => params[field] ?? "").join("\n");
+
+/** The live filters and pause as the URL has them (on load, Back and Forward). */
+function filtersFromUrl(query) {
+  for (const [id, param] of Object.entries(FILTER_PARAMS)) $(id).value = query.get(param) ?? "";
+  $("filter-heartbeats").checked = heartbeatsHiddenInUrl();
+}
+
 class Replay {
   constructor(form) {
     this.form = form;
     this.body = $("replay-rows");
     this.params = null;
+    this.asked = replayKey({});
     this.nextSequence = null;
     this.count = 0;
     form.addEventListener("submit", (submit) => {
@@ -195,8 +216,40 @@ class Replay {
     $("replay-more").addEventListener("click", () => this.more());
   }
 
+  /** A replay asked for from the form: its position goes into the URL as a new history entry. */
   start() {
     const params = Object.fromEntries(new FormData(this.form).entries());
+    const inUrl = Object.fromEntries(Object.entries(REPLAY_PARAMS).map(([field, param]) => [param, params[field]]));
+    urlState.write(inUrl, "push");
+    this.run(params);
+  }
+
+  /** The replay the URL names (on load, Back and Forward): the form filled in and read again. */
+  fromUrl(query) {
+    if (!query.get(REPLAY_PARAMS.stream)) {
+      this.clear();
+      return;
+    }
+    for (const [field, param] of Object.entries(REPLAY_PARAMS)) {
+      const input = this.form.elements[field];
+      input.value = query.get(param) ?? (field === "limit" ? input.defaultValue : "");
+    }
+    this.run(Object.fromEntries(new FormData(this.form).entries()));
+  }
+
+  clear() {
+    this.asked = replayKey({});
+    this.body.replaceChildren();
+    this.params = null;
+    this.nextSequence = null;
+    this.count = 0;
+    $("replay-table").hidden = true;
+    $("replay-more").hidden = true;
+    $("replay-status").textContent = "";
+  }
+
+  run(params) {
+    this.asked = replayKey(params);
     this.body.replaceChildren();
     this.count = 0;
     this.load(params);
@@ -238,16 +291,38 @@ class Replay {
   }
 }
 
-$("filter-heartbeats").checked = heartbeatsHiddenInUrl(); // before the tail reads the filters
+filtersFromUrl(urlState.params()); // before the tail reads the filters
 const tail = new LiveTail($("live-rows"), config.maxRows);
+if (urlState.get("paused")) tail.pause();
 $("filter-heartbeats").addEventListener("change", () => {
   keepHeartbeatsInUrl($("filter-heartbeats").checked);
   tail.refilter();
 });
-for (const id of ["filter-stream", "filter-subject", "filter-text"]) $(id).addEventListener("input", () => tail.refilter());
-$("pause-button").addEventListener("click", () => (tail.paused ? tail.resume() : tail.pause()));
+for (const [id, param] of Object.entries(FILTER_PARAMS)) {
+  const field = $(id);
+  const mode = field.tagName === "SELECT" ? "push" : "typing";
+  field.addEventListener("input", () => {
+    urlState.write({ [param]: field.value }, mode, id);
+    tail.refilter();
+  });
+}
+$("pause-button").addEventListener("click", () => {
+  if (tail.paused) tail.resume();
+  else tail.pause();
+  urlState.write({ paused: tail.paused }, "push");
+});
 tail.refreshCounts();
-new Replay($("replay-form"));
+const replay = new Replay($("replay-form"));
+replay.fromUrl(urlState.params());
+urlState.onPop((query) => {
+  filtersFromUrl(query);
+  tail.refilter();
+  if (Boolean(query.get("paused")) !== tail.paused) (tail.paused ? tail.resume() : tail.pause());
+  const wanted = query.get(REPLAY_PARAMS.stream)
+    ? replayKey(Object.fromEntries(Object.entries(REPLAY_PARAMS).map(([field, param]) => [field, query.get(param) ?? ""])))
+    : replayKey({});
+  if (wanted !== replay.asked) replay.fromUrl(query);
+});
 
 window.misterSmithEventLog = tail;
 startLive({

@@ -394,3 +394,41 @@ export function subjectWithAgentLinks(subject, templates) {
   const at = subject.toLowerCase().indexOf(id);
   return h("span", {}, subject.slice(0, at), agentLinks(id, templates, subject.slice(at, at + id.length)), subject.slice(at + id.length));
 }
+
+/**
+ * Page state in the query string, so a reload, a shared link and the back button keep it
+ * (docs/live.md "State in the URL"). Every live page reads and writes its state through this one
+ * helper; the other query parameters stay as they are.
+ *
+ * write(values, mode): a value that is "", null, undefined or false removes its parameter.
+ * mode "replace" changes the current history entry (a toggle nobody goes back to); "push" adds
+ * an entry (deliberate navigation: a replay, a selected node, a filter applied); "typing" pushes
+ * on the first keystroke into a field and replaces on the next ones, so one burst of typing is one
+ * entry and Back returns to what was there before it. A write that changes nothing is dropped.
+ * onPop(callback) calls back with the URL's parameters when Back or Forward changes them.
+ */
+export const urlState = {
+  params() {
+    return new URLSearchParams(window.location.search);
+  },
+  get(name, fallback = "") {
+    return this.params().get(name) ?? fallback;
+  },
+  write(values, mode = "replace", field = "") {
+    const url = new URL(window.location.href);
+    for (const [name, value] of Object.entries(values)) {
+      if (value === "" || value === null || value === undefined || value === false) url.searchParams.delete(name);
+      else url.searchParams.set(name, value === true ? "1" : String(value));
+    }
+    if (url.href === window.location.href) return false;
+    const typingIn = window.history.state && window.history.state.typingIn;
+    const push = mode === "push" || (mode === "typing" && typingIn !== field);
+    const state = mode === "typing" ? { typingIn: field } : null;
+    if (push) window.history.pushState(state, "", url);
+    else window.history.replaceState(mode === "replace" ? window.history.state : state, "", url);
+    return true;
+  },
+  onPop(callback) {
+    window.addEventListener("popstate", () => callback(this.params()));
+  },
+};

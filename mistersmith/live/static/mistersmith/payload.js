@@ -6,7 +6,7 @@
  *
  * The payload is put in the page with textContent (h() text nodes), never parsed as HTML.
  */
-import { h } from "./live.js";
+import { h, urlState } from "./live.js";
 
 /**
  * A heartbeat: the runtime's Heartbeat agent event (by kind when the page knows it, else by the
@@ -26,13 +26,10 @@ export function isHeartbeat(event) {
  * (replaceState: a toggle is no new history entry; the other query parameters stay). */
 export const HEARTBEATS_PARAM = "heartbeats";
 export function heartbeatsHiddenInUrl() {
-  return new URLSearchParams(window.location.search).get(HEARTBEATS_PARAM) === "hide";
+  return urlState.get(HEARTBEATS_PARAM) === "hide";
 }
 export function keepHeartbeatsInUrl(hidden) {
-  const url = new URL(window.location.href);
-  if (hidden) url.searchParams.set(HEARTBEATS_PARAM, "hide");
-  else url.searchParams.delete(HEARTBEATS_PARAM);
-  window.history.replaceState(window.history.state, "", url);
+  urlState.write({ [HEARTBEATS_PARAM]: hidden ? "hide" : "" });
 }
 
 /** Put ``text`` on the clipboard; where the Clipboard API is not offered (an insecure origin),
