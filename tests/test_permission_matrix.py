@@ -290,6 +290,11 @@ EXPECTED: dict[str, Callable[[dict[str, Any]], list[Case]]] = {
     ],
     # A person's own recent restarts and bulk runs (every live page reads it): any staff, their own only.
     "actions:mine": lambda o: [Case(reverse("actions:mine"), staff_json())],
+    # A person's saved views of the live pages: any staff, their own only (a view of nobody's is a 404).
+    "saved_views:list": lambda o: [Case(reverse("saved_views:list") + "?page=/admin/events/", staff_json())],
+    "saved_views:detail": lambda o: [
+        Case(reverse("saved_views:detail", args=[2**31 - 1]), staff_json(ok=404), method="DELETE")
+    ],
     "discovery_pages:page": lambda o: [Case(reverse("discovery_pages:page"), admin_page("agents.view_discovery"))],
     "discovery_pages:snapshot": lambda o: [
         Case(reverse("discovery_pages:snapshot"), admin_page("agents.view_discovery"))

@@ -6,7 +6,7 @@
  *
  * No value is ever parsed as HTML: everything goes through h() and textContent.
  */
-import { ago, flash, getJson, h, readJson, startLive, timeElement } from "../mistersmith/live.js";
+import { ago, flash, getJson, h, readJson, startLive, timeElement, urlState } from "../mistersmith/live.js";
 import { heartbeatsHiddenInUrl, keepHeartbeatsInUrl, payloadView } from "../mistersmith/payload.js";
 import { OutputPane } from "./output_pane.js";
 import {
@@ -315,6 +315,10 @@ hideHeartbeats.checked = heartbeatsHiddenInUrl();
 showHeartbeats();
 hideHeartbeats.addEventListener("change", () => {
   keepHeartbeatsInUrl(hideHeartbeats.checked);
+  showHeartbeats();
+});
+urlState.onPop(() => {
+  hideHeartbeats.checked = heartbeatsHiddenInUrl();
   showHeartbeats();
 });
 

@@ -6,26 +6,34 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('mistersmith', '0005_framed_position'),
+        ("mistersmith", "0005_framed_position"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='SavedView',
+            name="SavedView",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('page', models.CharField(help_text="The live page's path, e.g. /admin/events/.", max_length=200)),
-                ('name', models.CharField(max_length=80)),
-                ('query', models.CharField(blank=True, help_text="The query string, without '?'.", max_length=2000)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('user', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='saved_views', to=settings.AUTH_USER_MODEL)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("page", models.CharField(help_text="The live page's path, e.g. /admin/events/.", max_length=200)),
+                ("name", models.CharField(max_length=80)),
+                ("query", models.CharField(blank=True, help_text="The query string, without '?'.", max_length=2000)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "user",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="saved_views",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['page', 'name'],
-                'constraints': [models.UniqueConstraint(fields=('user', 'page', 'name'), name='saved_view_unique_name')],
+                "ordering": ["page", "name"],
+                "constraints": [
+                    models.UniqueConstraint(fields=("user", "page", "name"), name="saved_view_unique_name")
+                ],
             },
         ),
     ]
