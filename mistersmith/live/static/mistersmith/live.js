@@ -429,6 +429,10 @@ export const urlState = {
     return true;
   },
   onPop(callback) {
-    window.addEventListener("popstate", () => callback(this.params()));
+    window.addEventListener("popstate", () => {
+      // typing after Back starts an entry of its own rather than rewriting the one returned to
+      if (window.history.state && window.history.state.typingIn) window.history.replaceState(null, "");
+      callback(this.params());
+    });
   },
 };
