@@ -12,6 +12,7 @@ from playwright.sync_api import expect
 from mistersmith.jetstream import client as nats
 from mistersmith.live.models import SavedView
 from supervision.models import SupervisionNode
+from tests.e2e.conftest import docs_screenshot
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -175,6 +176,7 @@ def test_save_open_and_delete_a_view(live_page, admin_user, script_errors):
     page.click("#saved-views > summary")
     link = page.locator("#saved-views-list a")
     expect(link).to_have_text(name)  # the name is text, never markup
+    docs_screenshot(page, "saved-views-menu")
     link.click()
     expect(page.locator("#live-badge")).to_have_attribute("data-state", "live")
     assert query(page) == {"stream": "SYSTEM_EVENTS", "text": "restart"}
