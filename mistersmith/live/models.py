@@ -194,8 +194,11 @@ class SavedView(models.Model):
     position, selected node: docs/live.md "State in the URL"), opened again from the page's Views menu.
 
     Each user sees and changes only their own; a name is unique per user and page, so saving under
-    a name kept already replaces that view's query.
+    a name kept already replaces that view's query. Not part of state snapshots
+    (operations/snapshots/tables.py): a person's settings point at this installation's users.
     """
+
+    in_snapshots = False
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="saved_views")
     page = models.CharField(max_length=200, help_text="The live page's path, e.g. /admin/events/.")

@@ -132,3 +132,13 @@ def test_a_page_holds_at_most_fifty_views(alice):
     assert response.status_code == 400
     assert "at most 50" in response.json()["error"]
     assert save(client, name="v7", query="text=x").status_code == 200  # replacing one is still fine
+
+
+def test_saved_views_are_not_part_of_state_snapshots():
+    """A person's settings point at this installation's users: a snapshot restored elsewhere must
+    not carry them (operations/snapshots/tables.py skips models with ``in_snapshots = False``)."""
+    from mistersmith.operations.snapshots.tables import state_tables
+
+    tables = {spec.table for spec in state_tables()}
+    assert SavedView._meta.db_table not in tables
+    assert "mistersmith_deadletter" in tables  # the live app's state is still there

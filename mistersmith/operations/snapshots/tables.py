@@ -58,6 +58,8 @@ def state_tables() -> list[TableSpec]:
         for model in apps.get_app_config(label).get_models(include_auto_created=True):
             if model._meta.proxy or not model._meta.managed:
                 continue
+            if not getattr(model, "in_snapshots", True):  # a person's settings (SavedView), not state
+                continue
             found[model._meta.db_table] = TableSpec(model._meta.db_table, component_of(model), model)
     return sorted(found.values(), key=lambda spec: (COMPONENT_ORDER.index(spec.component), spec.table))
 
