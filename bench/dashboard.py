@@ -13,6 +13,8 @@ from bench.support import admin_client, bench_database, measure
 
 TARGET = {"median_ms": 300}
 SNAPSHOTS = {"rates": {"parts": "rates"}, "database_parts": {"parts": "agents,nodes,rates"}, "everything": {}}
+# The charts with history (dashboard:charts): 7d holds every one of the million failures.
+CHART_WINDOWS = ("1h", "24h", "7d")
 
 
 def run() -> Iterator[dict]:
@@ -27,3 +29,11 @@ def run() -> Iterator[dict]:
                 return response
 
             yield {"figure": f"dashboard_snapshot_{name}", "failures": FAILURES, **measure(get), "target": TARGET}
+        for window in CHART_WINDOWS:
+
+            def get_charts(window=window):
+                response = client.get("/admin/live/charts/", {"window": window})
+                assert response.status_code == 200, response.content[:200]
+                return response
+
+            yield {"figure": f"charts_{window}", "failures": FAILURES, **measure(get_charts), "target": TARGET}
