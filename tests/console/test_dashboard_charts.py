@@ -7,7 +7,9 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from django.core.cache import caches
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
@@ -196,3 +198,41 @@ def test_the_queries_read_the_window_through_the_time_indexes(nodes):
             plan = "\n".join(row[0] for row in cursor.fetchall())
             assert index in plan, plan
             assert "Seq Scan on " + table not in plan, plan
+
+
+def test_settled_buckets_are_kept_and_the_newest_read_again(admin_client, nodes):
+    """After one request, a late row in a settled bucket shows only once the kept counts are gone;
+    a row in the current bucket shows at once (it is read again on every request)."""
+    charts(admin_client, "6h")
+    data_before = charts(admin_client, "6h")
+    now = timezone.now()
+    settled_at = now - dt.timedelta(hours=2)
+    for at in (settled_at, now):
+        SupervisionFailure.objects.create(node=nodes["Service"], failure_reason="Crash", failure_detail="x", occurred_at=at)
+    data = charts(admin_client, "6h")
+    newest = index_of(data, now)
+    assert non_zero(data["failures"]["by_reason"]["Crash"]) == {newest: 1}
+    assert data_before["failures"]["total"] == 0
+    caches[history.CACHE].clear()
+    data = charts(admin_client, "6h")
+    assert non_zero(data["failures"]["by_reason"]["Crash"]) == {index_of(data, settled_at): 1, newest: 1}
+
+
+def test_a_warm_request_reads_only_the_unsettled_buckets(admin_client, nodes, monkeypatch):
+    reads: list[tuple[str, dt.timedelta]] = []
+    read = history._read
+
+    def recorded(family, step, start, end):
+        reads.append((family.name, end - start))
+        return read(family, step, start, end)
+
+    monkeypatch.setattr(history, "_read", recorded)
+    charts(admin_client, "7d")
+    assert reads == [("failures", dt.timedelta(days=7)), ("restarts", dt.timedelta(days=7))]  # cold: all of it
+    reads.clear()
+    with CaptureQueriesContext(connection) as queries:
+        charts(admin_client, "7d")
+    # Warm: failures settle 5 minutes after their hour, restarts an hour after theirs.
+    assert [name for name, _ in reads] == ["failures", "restarts"]
+    assert reads[0][1] <= dt.timedelta(hours=2) and reads[1][1] <= dt.timedelta(hours=3), reads
+    assert len([q for q in queries.captured_queries if "generate_series" in q["sql"]]) == 2

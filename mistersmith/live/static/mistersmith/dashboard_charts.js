@@ -8,7 +8,7 @@
  * - GET dashboard:charts?window=… gives the buckets' start times (epoch seconds, UTC) and a count
  *   per bucket for each series; families the user may not see are absent (and their figure too).
  * - Hovering shows every series' value at that bucket in the legend under the chart (uPlot's
- *   cursor and live legend); axes are labelled in UTC.
+ *   cursor and live legend); the time axis is labelled in UTC, 24-hour, with the date at each new day.
  * - Colours follow the admin's theme (light, dark, or the system's via prefers-color-scheme): the
  *   axes read the admin's CSS variables and the charts are drawn again when the theme changes.
  * - The data is re-read every minute; the last bucket holds now and is still filling.
@@ -54,6 +54,18 @@ function timeValue(data) {
   return (u, seconds) => (seconds == null ? "–" : format(utc(seconds)));
 }
 
+const hourMinute = uPlot.fmtDate("{HH}:{mm}");
+const monthDay = uPlot.fmtDate("{MM}-{DD}");
+
+/** The x axis' tick labels: 24-hour UTC times, with the date under the first tick of each day. */
+function timeTicks(u, splits) {
+  return splits.map((seconds, i) => {
+    const date = utc(seconds);
+    const newDay = i === 0 || utc(splits[i - 1]).getDate() !== date.getDate();
+    return newDay ? `${hourMinute(date)}\n${monthDay(date)}` : hourMinute(date);
+  });
+}
+
 function options(figureId, keys, data, width) {
   const colours = themeColours();
   const axis = { stroke: colours.text, grid: { stroke: colours.grid, width: 1 }, ticks: { stroke: colours.grid, width: 1 } };
@@ -75,7 +87,7 @@ function options(figureId, keys, data, width) {
         value: (u, v) => (v == null ? "–" : numbers.format(v)),
       })),
     ],
-    axes: [{ ...axis }, { ...axis, size: 44 }],
+    axes: [{ ...axis, values: timeTicks }, { ...axis, size: 44 }],
   };
 }
 
