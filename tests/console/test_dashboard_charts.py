@@ -176,7 +176,7 @@ def test_the_queries_read_the_window_through_the_time_indexes(nodes):
             ("supervision_restarts", "started_at", "restart_attempt_number, restart_delay_ms", "1, 0"),
         ):
             cursor.execute(
-                f"INSERT INTO {table} (id, node_id, {column}, {extra_columns}) "  # noqa: S608 (fixed names)
+                f"INSERT INTO {table} (id, node_id, {column}, {extra_columns}) "
                 f"SELECT gen_random_uuid(), %s, now() - interval '30 days' - g * interval '1 second', {extra_values} "
                 "FROM generate_series(1, 20000) g",
                 [nodes["Worker"].pk],
@@ -208,7 +208,9 @@ def test_settled_buckets_are_kept_and_the_newest_read_again(admin_client, nodes)
     now = timezone.now()
     settled_at = now - dt.timedelta(hours=2)
     for at in (settled_at, now):
-        SupervisionFailure.objects.create(node=nodes["Service"], failure_reason="Crash", failure_detail="x", occurred_at=at)
+        SupervisionFailure.objects.create(
+            node=nodes["Service"], failure_reason="Crash", failure_detail="x", occurred_at=at
+        )
     data = charts(admin_client, "6h")
     newest = index_of(data, now)
     assert non_zero(data["failures"]["by_reason"]["Crash"]) == {newest: 1}

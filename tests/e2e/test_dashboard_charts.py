@@ -64,7 +64,8 @@ def hover_bucket(page, figure: str, bucket: int) -> None:
         }""",
         [figure, bucket],
     )
-    page.mouse.move(x, y)
+    page.mouse.move(x, y + 20)  # arrive from inside the plot, as a hand would: uPlot follows mousemove
+    page.mouse.move(x, y, steps=4)
 
 
 def legend_value(page, figure: str, series: str):

@@ -159,7 +159,8 @@ def bucket_counts(family: Family, window: Window, start: dt.datetime, now: dt.da
     from the first bucket not kept to the window's end (whose settled buckets are then kept)."""
     step = int(window.step.total_seconds())
     starts = [start + i * window.step for i in range(window.buckets)]
-    settled = {b: f"{family.name}:{step}:{int(b.timestamp())}" for b in starts if b + window.step <= now - family.settle}
+    settled_before = now - family.settle - window.step
+    settled = {b: f"{family.name}:{step}:{int(b.timestamp())}" for b in starts if b <= settled_before}
     kept = caches[CACHE].get_many(list(settled.values()))
     counts = {b: kept[key] for b, key in settled.items() if key in kept}
     first_missing = next((b for b in starts if b not in counts), None)

@@ -101,7 +101,11 @@ function draw(figure, series, data) {
   const previous = state.charts[figure.id];
   if (previous) previous.destroy();
   const width = Math.max(240, holder.clientWidth || figure.clientWidth || 600);
-  state.charts[figure.id] = new uPlot(options(figure.id, keys, data, width), [data.buckets, ...keys.map((k) => series[k])], holder);
+  const chart = new uPlot(options(figure.id, keys, data, width), [data.buckets, ...keys.map((k) => series[k])], holder);
+  // uPlot re-measures its plot on scroll and resize only; the panels above grow as they fill, so
+  // measure again when the pointer enters, or the hovered bucket would be read from a stale position.
+  chart.over.addEventListener("mouseenter", () => chart.syncRect());
+  state.charts[figure.id] = chart;
 }
 
 function render() {
