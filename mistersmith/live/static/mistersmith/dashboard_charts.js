@@ -14,6 +14,7 @@
  * - The data is re-read every minute; the last bucket holds now and is still filling.
  */
 import { getJson, readJson } from "./live.js";
+import { plot, themedAxes, utc } from "./uplot_look.js";
 
 const config = readJson("dashboard-config");
 const panel = document.getElementById("panel-history");
@@ -39,13 +40,6 @@ const windowLinks = () => [...panel.querySelectorAll("[data-window]")];
 const defaultWindow = () => (panel.querySelector("[data-default]") || windowLinks()[0]).dataset.window;
 const urlWindow = () => new URLSearchParams(window.location.search).get("window") || defaultWindow();
 
-function themeColours() {
-  const style = getComputedStyle(document.documentElement);
-  const read = (name, fallback) => style.getPropertyValue(name).trim() || fallback;
-  return { text: read("--body-fg", "#333"), grid: read("--hairline-color", "#e8e8e8") };
-}
-
-const utc = (seconds) => uPlot.tzDate(new Date(seconds * 1000), "Etc/UTC");
 const label = (key) => key.replace(/_/g, " ");
 
 function timeValue(data) {
@@ -54,26 +48,11 @@ function timeValue(data) {
   return (u, seconds) => (seconds == null ? "–" : format(utc(seconds)));
 }
 
-const hourMinute = uPlot.fmtDate("{HH}:{mm}");
-const monthDay = uPlot.fmtDate("{MM}-{DD}");
-
-/** The x axis' tick labels: 24-hour UTC times, with the date under the first tick of each day. */
-function timeTicks(u, splits) {
-  return splits.map((seconds, i) => {
-    const date = utc(seconds);
-    const newDay = i === 0 || utc(splits[i - 1]).getDate() !== date.getDate();
-    return newDay ? `${hourMinute(date)}\n${monthDay(date)}` : hourMinute(date);
-  });
-}
-
 function options(figureId, keys, data, width) {
-  const colours = themeColours();
-  const axis = { stroke: colours.text, grid: { stroke: colours.grid, width: 1 }, ticks: { stroke: colours.grid, width: 1 } };
   const colour = (key, i) => (figureId === "history-restarts" && OUTCOME_COLOURS[key]) || PALETTE[i % PALETTE.length];
   return {
     width,
     height: HEIGHT,
-    tzDate: utc,
     scales: { x: { time: true }, y: { range: (u, min, max) => [0, Math.max(1, max)] } },
     cursor: { points: { size: 6 } },
     legend: { live: true },
@@ -87,7 +66,7 @@ function options(figureId, keys, data, width) {
         value: (u, v) => (v == null ? "–" : numbers.format(v)),
       })),
     ],
-    axes: [{ ...axis, values: timeTicks }, { ...axis, size: 44 }],
+    axes: themedAxes(),
   };
 }
 
@@ -101,11 +80,7 @@ function draw(figure, series, data) {
   const previous = state.charts[figure.id];
   if (previous) previous.destroy();
   const width = Math.max(240, holder.clientWidth || figure.clientWidth || 600);
-  const chart = new uPlot(options(figure.id, keys, data, width), [data.buckets, ...keys.map((k) => series[k])], holder);
-  // uPlot re-measures its plot on scroll and resize only; the panels above grow as they fill, so
-  // measure again when the pointer enters, or the hovered bucket would be read from a stale position.
-  chart.over.addEventListener("mouseenter", () => chart.syncRect());
-  state.charts[figure.id] = chart;
+  state.charts[figure.id] = plot(options(figure.id, keys, data, width), [data.buckets, ...keys.map((k) => series[k])], holder);
 }
 
 function render() {
