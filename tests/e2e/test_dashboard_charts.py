@@ -142,3 +142,25 @@ def test_an_unknown_window_is_said_in_the_panel(charts_page):
     page.locator(".history-windows a", has_text="1 hour").click()
     expect(page.locator("#panel-history [data-error]")).to_be_hidden()
     expect(page.locator("#history-restarts .uplot canvas")).to_have_count(1)
+
+
+def test_the_axes_follow_the_theme(charts_page):
+    page = charts_page
+    stroke = """() => {
+      const u = window.misterSmithCharts.charts["history-restarts"];
+      const axis = u.axes[0].stroke;
+      return [typeof axis === "function" ? axis(u, 0) : axis,
+              getComputedStyle(document.documentElement).getPropertyValue("--body-fg").trim()];
+    }"""
+    page.emulate_media(color_scheme="dark")
+    open_dashboard(page)
+    expect(page.locator("#history-restarts .uplot canvas")).to_have_count(1)
+    dark, dark_fg = page.evaluate(stroke)
+    assert dark == dark_fg
+    page.emulate_media(color_scheme="light")  # the system's theme changes: the charts are drawn again
+    page.wait_for_function(
+        "() => window.misterSmithCharts.charts['history-restarts'].axes[0].stroke("
+        "window.misterSmithCharts.charts['history-restarts'], 0) !== " + repr(dark)
+    )
+    light, light_fg = page.evaluate(stroke)
+    assert light == light_fg and light != dark
