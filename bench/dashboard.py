@@ -14,7 +14,12 @@ from bench.changelist import FAILURES, ensure_failures
 from bench.support import admin_client, bench_database, measure
 
 TARGET = {"median_ms": 300}
-SNAPSHOTS = {"rates": {"parts": "rates"}, "database_parts": {"parts": "agents,nodes,rates"}, "everything": {}}
+SNAPSHOTS = {
+    "rates": {"parts": "rates"},
+    "attention": {"parts": "attention"},  # one statement of bounded counts, plus the feeds' freshness (NATS)
+    "database_parts": {"parts": "attention,agents,nodes,rates"},
+    "everything": {},
+}
 # The charts with history (dashboard:charts): 7d holds every one of the million failures. Warm:
 # settled buckets kept (every request after a worker's first); cold: the cache emptied each time.
 CHART_WINDOWS = ("1h", "24h", "7d")
