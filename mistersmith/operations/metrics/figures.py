@@ -170,10 +170,7 @@ LEFT JOIN pg_stat_user_tables s ON s.relid = c.oid
 
 RESTARTS_SQL = """
 SELECT outcome, origin, count(*) FROM (
-    SELECT CASE WHEN completed_at IS NULL THEN 'pending'
-                WHEN success THEN 'succeeded'
-                WHEN error_message LIKE 'Timed out:%%' THEN 'timed_out'
-                ELSE 'failed' END AS outcome,
+    SELECT {outcome} AS outcome,
            CASE WHEN command_sequence IS NOT NULL THEN 'console' ELSE 'runtime' END AS origin
     FROM supervision_restarts
     WHERE started_at > now() - make_interval(secs => %(window)s)
@@ -244,7 +241,9 @@ def _discoveries(scrape: Scrape, held: dict[str, int]) -> None:
 
 
 def _restarts(scrape: Scrape, cursor: Any, window: int) -> None:
-    cursor.execute(RESTARTS_SQL, {"window": window, "cap": RECENT_CAP})
+    from supervision.services import RESTART_OUTCOME_SQL
+
+    cursor.execute(RESTARTS_SQL.format(outcome=RESTART_OUTCOME_SQL), {"window": window, "cap": RECENT_CAP})
     counts = {(outcome, origin): n for outcome, origin, n in cursor.fetchall()}
     family = scrape.gauge(
         "mistersmith_supervision_restarts_recent",
