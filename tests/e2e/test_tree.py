@@ -11,6 +11,7 @@ from agents.models import Agent
 from mistersmith.simulator import demo
 from supervision import selectors
 from supervision.models import SupervisionFailure, SupervisionNode, SupervisionPolicy, SupervisionRestart
+from tests.e2e.conftest import docs_screenshot
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -263,6 +264,7 @@ def test_budget_badge_on_the_row_and_budget_line_in_the_panel(logged_in_page, li
     assert line.inner_text().startswith("1 of 2 restarts used in 600 s; next slot frees at ")
     assert line.locator("time").get_attribute("datetime")
     assert line.locator(".tree-budget-warning").inner_text() == f"; one more failure escalates to {root.node_id}"
+    docs_screenshot(page.locator("#content-main"), "restart-budget")
 
 
 def test_budget_filter_shows_the_nodes_one_failure_from_escalating(logged_in_page, live_server, small_tree):
