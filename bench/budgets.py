@@ -28,7 +28,7 @@ def _all_rows() -> int:
     from supervision import budgets
 
     with connection.cursor() as cursor:
-        cursor.execute(budgets.ALL_BUDGETS_SQL + "SELECT id, used, max_restarts, escalates FROM budgets")
+        cursor.execute(budgets.ALL_NODES_SQL)
         return len(cursor.fetchall())
 
 
