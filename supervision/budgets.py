@@ -16,7 +16,8 @@ number fewer than ``max_restarts``. So, in SQL, with the same ``now()`` as the r
 Two reads: :data:`WINDOW_JOIN` and :data:`BUDGET_COLUMNS` are spliced into the tree's per-node
 statement (selectors.NODES_SQL: one index range per node shown), and :func:`budget_summary`
 counts every node's budget in one set-based statement (failures read once, from the time index,
-back to the longest policy window; then grouped per node and filtered by each node's own window).
+back to the longest policy window up to an hour; then grouped per node and filtered by each node's
+own window; nodes with longer windows counted one index range each).
 """
 
 from __future__ import annotations
@@ -52,25 +53,38 @@ up.id AS budget_parent_id, up.node_id AS budget_parent_name,
 CASE WHEN p.id IS NOT NULL THEN should_restart(n.id) END AS runtime_should_restart
 """
 
+# Windows longer than this are counted per node instead (see ALL_BUDGETS_SQL).
+LONG_WINDOW_SECONDS = 3600
+
 # Every policy's budget in one statement: ``budgets(id, used, max_restarts, escalates)``, ``id`` the
-# node's (a node without a policy has no budget). Failures are read once from
-# supervision_failures_time_idx back to the longest window any policy has, then kept only inside
-# their own node's window. The range's upper bound ('infinity', never false) is there for the
-# planner: it cannot know the horizon (a subquery) when it plans, and a range of two unknown
-# bounds is estimated narrow (0.5 %), so it reads the time index instead of every failure.
-ALL_BUDGETS_SQL = """
+# node's (a node without a policy has no budget). Two paths to the failures in the windows:
+#
+# - windows up to LONG_WINDOW_SECONDS (the runtime's default is 60 s): the failures are read once
+#   from supervision_failures_time_idx back to the longest such window, then kept only inside their
+#   own node's window. The range's upper bound ('infinity', never false) is there for the planner:
+#   it cannot know the horizon (a subquery) when it plans, and a range of two unknown bounds is
+#   estimated narrow (0.5 %), so it reads the time index instead of every failure;
+# - longer windows: one range of supervision_failures_node_time_idx per such node, so that one
+#   policy of 30 days does not make every node's count read 30 days of failures.
+ALL_BUDGETS_SQL = f"""
 WITH horizon AS (
     SELECT now() - make_interval(secs => coalesce(max(time_window_seconds), 0)) AS since,
            'infinity'::timestamptz AS until
-    FROM supervision_policies
+    FROM supervision_policies WHERE time_window_seconds <= {LONG_WINDOW_SECONDS}
 ),
 recent AS (
     SELECT f.node_id, count(*) AS used
     FROM supervision_failures f
-    JOIN supervision_policies p ON p.node_id = f.node_id
+    JOIN supervision_policies p ON p.node_id = f.node_id AND p.time_window_seconds <= {LONG_WINDOW_SECONDS}
     WHERE f.occurred_at > (SELECT since FROM horizon) AND f.occurred_at < (SELECT until FROM horizon)
       AND f.occurred_at > now() - make_interval(secs => p.time_window_seconds)
     GROUP BY f.node_id
+    UNION ALL
+    SELECT p.node_id, (
+        SELECT count(*) FROM supervision_failures f
+        WHERE f.node_id = p.node_id AND f.occurred_at > now() - make_interval(secs => p.time_window_seconds)
+    )
+    FROM supervision_policies p WHERE p.time_window_seconds > {LONG_WINDOW_SECONDS}
 ),
 budgets AS (
     SELECT p.node_id AS id, coalesce(r.used, 0) AS used, p.max_restarts,

@@ -126,17 +126,18 @@ def test_budgets_agree_with_should_restart_for_random_policies_and_failures():
     root = make_node("b-rand-root")
     now = db_now()
     nodes = []
-    for index in range(80):
+    for index in range(120):
         node = make_node(f"b-rand-{index}", root)
         if rng.random() < 0.9:
             SupervisionPolicy.objects.create(
                 node=node,
                 max_restarts=rng.randint(0, 6),
-                time_window_seconds=rng.choice([1, 5, 30, 60, 300, 600]),
+                # Both paths of the all-nodes count: windows up to an hour, and longer ones.
+                time_window_seconds=rng.choice([1, 5, 30, 60, 300, 600, budgets.LONG_WINDOW_SECONDS, 7200]),
                 escalate_on_limit=rng.random() < 0.7,
             )
         for _ in range(rng.randint(0, 9)):
-            fail(node, now - timedelta(seconds=rng.uniform(0, 700)))
+            fail(node, now - timedelta(seconds=rng.uniform(0, 9000)))
         nodes.append(node)
     summary = budgets.budget_summary()
     rows = {row["id"]: row for row in selectors.nodes_for_refresh([n.pk for n in nodes])}

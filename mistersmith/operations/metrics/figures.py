@@ -293,9 +293,16 @@ def _dead_letters(scrape: Scrape, cursor: Any, window: int) -> None:
 def _restart_budgets(scrape: Scrape) -> None:
     """Every node's restart budget (supervision/budgets.py), counted in one statement: aggregate
     gauges only, never one series per node (100,000 nodes would be 100,000 series)."""
+    from django.db import DatabaseError, transaction
+
     from supervision import budgets
 
-    summary = budgets.budget_summary()
+    try:
+        with transaction.atomic():  # a savepoint: a timeout here leaves the rest of the scrape intact
+            summary = budgets.budget_summary()
+    except DatabaseError:
+        logger.warning("restart budgets not read within the scrape's statement timeout", exc_info=True)
+        return
     family = scrape.gauge(
         "mistersmith_restart_budget_nodes",
         "Supervision nodes by restart budget state: exhausted (no restart left in the policy window), "
