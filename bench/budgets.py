@@ -7,8 +7,8 @@ with one policy's window stretched, inside a rolled-back transaction, to 1 hour 
 read from the time index: every failure of the last hour) and to 30 days (counted on that node's
 own index range).
 
-Target (issue 15): budgets for all nodes in one query; this bench holds it to under 500 ms median
-with today's windows (a scrape's statement timeout is 1.5 s).
+Target (issue 15): budgets for all nodes in one query; this bench holds the summary to under
+500 ms median (a scrape's statement timeout is 1.5 s).
 """
 
 from __future__ import annotations
@@ -52,7 +52,9 @@ def _figures(label: str) -> Iterator[dict]:
         "summary": summary,
         "target": TARGET,
     }
-    yield {"figure": "budgets_all_nodes_rows", **common, "rows": _all_rows(), **measure(_all_rows), "target": TARGET}
+    # No target: what the console reads is the summary (and the escalating ids); fetching 101,001
+    # rows into Python is the reference for a consumer that wants every node's budget.
+    yield {"figure": "budgets_all_nodes_rows", **common, "rows": _all_rows(), **measure(_all_rows)}
 
 
 def run() -> Iterator[dict]:
