@@ -289,6 +289,33 @@ def _dead_letters(scrape: Scrape, cursor: Any, window: int) -> None:
         recent.add_metric([stream, reason], in_window)
 
 
+def _restart_budgets(scrape: Scrape) -> None:
+    """Every node's restart budget (supervision/budgets.py), counted in one statement: aggregate
+    gauges only, never one series per node (100,000 nodes would be 100,000 series)."""
+    from django.db import DatabaseError, transaction
+
+    from supervision import budgets
+
+    try:
+        with transaction.atomic():  # a savepoint: a timeout here leaves the rest of the scrape intact
+            summary = budgets.budget_summary()
+    except DatabaseError:
+        logger.warning("restart budgets not read within the scrape's statement timeout", exc_info=True)
+        return
+    family = scrape.gauge(
+        "mistersmith_restart_budget_nodes",
+        "Supervision nodes by restart budget state: exhausted (no restart left in the policy window), "
+        "last_slot (one left), ok, no_policy.",
+        ["state"],
+    )
+    for state in budgets.STATES:
+        family.add_metric([state], summary[state])
+    scrape.gauge(
+        "mistersmith_nodes_one_failure_from_escalation",
+        "Supervision nodes whose next failure exhausts the restart budget and escalates to the parent.",
+    ).add_metric([], summary["escalating"])
+
+
 def _positions(scrape: Scrape, prefix: str) -> None:
     from mistersmith.live.models import BridgePosition
 
@@ -317,6 +344,7 @@ def database_metrics(scrape: Scrape) -> None:
         _restarts(scrape, cursor, window)
         _failures(scrape, cursor, window)
         _dead_letters(scrape, cursor, window)
+        _restart_budgets(scrape)
         _positions(scrape, bridge_consumer_prefix())
         _runtime_answers(scrape)
 

@@ -5,7 +5,7 @@
  */
 
 import { getJson, h, timeElement } from "../mistersmith/live.js";
-import { childStatesText, childrenText, failuresInWindow, policySummary, restartsText, statusBadge, typeText } from "./tree_render.js";
+import { budgetLine, childStatesText, childrenText, failuresInWindow, policySummary, restartsText, statusBadge, typeText } from "./tree_render.js";
 
 function link(href, text, className = null) {
   return href ? h("a", { href, className }, text) : null;
@@ -39,6 +39,7 @@ function details(node) {
     ["Children", childrenText(node)],
     ["Child states", childStatesText(node)],
     ["Failures in window", failuresInWindow(node)],
+    ["Restart budget", budgetLine(node)],
     ["Restarts", restartsText(node)],
     ["Last failure", node.last_failure_at ? timeElement(node.last_failure_at) : "none"],
     ["Updated", timeElement(node.updated_at)],
