@@ -5,7 +5,9 @@ theme, whether it comes from the system setting or from the admin's theme toggle
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import struct
 import subprocess
 import sys
@@ -26,6 +28,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 PHONE = {"width": 390, "height": 844}
 MIN_CONTRAST = 4.5
+DELIVERY = 15_000  # ms: a message published to the shared NATS reaching the page, on a busy machine
 DARK_BODY = "rgb(18, 18, 18)"  # the admin's dark --body-bg
 DARK_SELECTED_ROW = "rgb(0, 54, 58)"  # the admin's dark --selected-row
 
@@ -70,6 +73,7 @@ TOO_WIDE = """(width) => [...document.querySelectorAll("body *")]
 
 # The contrast of every piece of text inside ``element``: its colour (times the opacities above it)
 # over the backgrounds of it and its ancestors, composed as the browser paints them; WCAG 2 ratio.
+# With the element's own background, read in the same call (a live page may redraw the element).
 CONTRASTS = """(element) => {
   const parse = (colour) => {
     const parts = colour.match(/\\(([^)]+)\\)/)[1].split(/[\\s,\\/]+/).filter(Boolean).map(Number);
@@ -114,7 +118,7 @@ CONTRASTS = """(element) => {
     const hasText = [...node.childNodes].some((child) => child.nodeType === 3 && child.textContent.trim());
     if (hasText && node.getClientRects().length && getComputedStyle(node).visibility !== "hidden") found.push(measure(node));
   }
-  return found;
+  return { background: getComputedStyle(element).backgroundColor, texts: found };
 }"""
 
 # Stop every "changed" flash at its first frame (the most highlighted), as soon as it starts.
@@ -154,8 +158,24 @@ def live(page) -> None:
     expect(page.locator("#live-badge")).to_have_attribute("data-state", "live")
 
 
-def contrasts(locator) -> list[dict]:
-    return locator.evaluate(CONTRASTS)
+def highlighted(locator) -> tuple[str, list[dict]]:
+    """The element's background and the contrast of each piece of its text, read at once."""
+    for _ in range(5):  # a live page may redraw the element as it is read: read the one drawn next
+        expect(locator).to_be_visible()
+        measured = locator.evaluate(CONTRASTS)
+        if measured["texts"]:
+            break
+    return measured["background"], measured["texts"]
+
+
+def selected_highlight(locator) -> tuple[str, list[dict]]:
+    """As ``highlighted``, once a live redraw's flash (which fades the row's background) is over."""
+    for _ in range(5):
+        background, texts = highlighted(locator)
+        if background == DARK_SELECTED_ROW:
+            break
+        locator.evaluate("node => Promise.all(node.getAnimations({ subtree: true }).map((a) => a.finished))")
+    return background, texts
 
 
 def assert_readable(found: list[dict], where: str) -> None:
@@ -220,7 +240,9 @@ def test_every_live_page_fits_a_phone_and_its_tables_are_cards(phone_page, phone
         page.goto(f"{base}/admin/events/")
         live(page)
         publish(f"agent.{agent.pk}.output", {"Output": {"agent_id": str(agent.pk), "content": f"{marker} " * 30}})
-        expect(page.locator(f"#live-rows tr[data-subject='agent.{agent.pk}.output']").first).to_be_visible()
+        expect(page.locator(f"#live-rows tr[data-subject='agent.{agent.pk}.output']").first).to_be_visible(
+            timeout=DELIVERY
+        )
 
     def agents_list():
         page.goto(f"{base}/admin/agents/live/")
@@ -239,7 +261,7 @@ def test_every_live_page_fits_a_phone_and_its_tables_are_cards(phone_page, phone
         page.goto(f"{base}/admin/discoveries/?keywords={marker}")
         live(page)
         publish(f"discoveries.{marker}.patterns", discovery_payload(1, agent=marker, content=f"{marker} " + "y" * 90))
-        expect(page.locator("#discovery-table tbody tr").filter(has_text=marker)).to_have_count(1)
+        expect(page.locator("#discovery-table tbody tr").filter(has_text=marker)).to_have_count(1, timeout=DELIVERY)
 
     def tree():
         page.goto(f"{base}/admin/supervision/tree/?node={sup.pk}")
@@ -309,40 +331,40 @@ def test_choosing_a_tree_node_on_a_phone_goes_to_its_details(logged_in_page, liv
     assert errors == []
 
 
-@pytest.fixture
-def dark_context(browser, asgi_server, admin_user):
-    """A page on the running console whose system setting is dark (prefers-color-scheme)."""
-    context = browser.new_context(bypass_csp=True, color_scheme="dark", viewport=PHONE)
+@contextlib.contextmanager
+def phone_in_scheme(browser, server, color_scheme: str):
+    """A logged-in phone-sized page on the running console whose system setting is ``color_scheme``;
+    fails on any uncaught script error."""
+    context = browser.new_context(bypass_csp=True, color_scheme=color_scheme, viewport=PHONE)
     page = context.new_page()
     page.set_default_timeout(15_000)
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
-    log_in(page, asgi_server.url)
-    page.server = asgi_server
+    log_in(page, server.url)
+    page.server = server
     yield page
     context.close()
     assert errors == []
+
+
+@pytest.fixture
+def dark_context(browser, asgi_server, admin_user):
+    """A page whose system setting is dark (prefers-color-scheme)."""
+    with phone_in_scheme(browser, asgi_server, "dark") as page:
+        yield page
 
 
 @pytest.fixture
 def toggled_dark_page(browser, asgi_server, admin_user):
     """A page whose system setting is light, turned dark with the admin's own theme toggle."""
-    context = browser.new_context(bypass_csp=True, color_scheme="light", viewport=PHONE)
-    page = context.new_page()
-    page.set_default_timeout(15_000)
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    log_in(page, asgi_server.url)
-    page.server = asgi_server
-    html = page.locator("html")
-    for _ in range(3):
-        if html.get_attribute("data-theme") == "dark":
-            break
-        page.locator("button.theme-toggle").first.click()
-    expect(html).to_have_attribute("data-theme", "dark")
-    yield page
-    context.close()
-    assert errors == []
+    with phone_in_scheme(browser, asgi_server, "light") as page:
+        html = page.locator("html")
+        for _ in range(3):
+            if html.get_attribute("data-theme") == "dark":
+                break
+            page.locator("button.theme-toggle").first.click()
+        expect(html).to_have_attribute("data-theme", "dark")
+        yield page
 
 
 def body_background(page) -> str:
@@ -362,18 +384,20 @@ def test_dark_system_setting_flashed_stale_and_degraded_rows_stay_readable(dark_
         {"StateChanged": {"agent_id": str(agent.pk), "old_state": "Running", "new_state": "Error"}},
     )
     row = page.locator(f"tr[data-agent-id='{agent.pk}']")
-    expect(row).to_have_class("agent-stale")  # no longer matches the filter: marked
+    expect(row).to_have_class(re.compile(r"\bagent-stale\b"), timeout=DELIVERY)  # no longer matches the filter: marked
     flashed = row.locator("td.changed[data-frozen='true']")
     expect(flashed.locator(".agent-state")).to_have_text("Error")
-    assert flashed.evaluate("cell => getComputedStyle(cell).backgroundColor") == DARK_SELECTED_ROW
-    assert_readable(contrasts(row), "the stale agents row with its flashed Error state")
+    background, texts = highlighted(flashed)
+    assert background == DARK_SELECTED_ROW  # the flash's first frame
+    assert_readable(texts, "the flashed Error state")
+    assert_readable(highlighted(row)[1], "the stale agents row")
 
     page.goto(f"{page.server.url}/admin/state/verify/")
     degraded = page.locator("#verify-rows tr[data-status='degraded']").first
     expect(degraded).to_be_visible()
     assert body_background(page) == DARK_BODY
-    assert_readable(contrasts(degraded), "a degraded verify_state row")
-    assert_readable(contrasts(page.locator(".verify-summary")), "verify_state's summary")
+    assert_readable(highlighted(degraded)[1], "a degraded verify_state row")
+    assert_readable(highlighted(page.locator(".verify-summary"))[1], "verify_state's summary")
 
 
 def test_admin_theme_toggle_dark_selected_tree_row_and_search_hit_stay_readable(toggled_dark_page, phone_world):
@@ -384,14 +408,17 @@ def test_admin_theme_toggle_dark_selected_tree_row_and_search_hit_stay_readable(
     assert body_background(page) == DARK_BODY
     selected = page.locator(f"li[data-node-id='{sup.pk}'][aria-selected='true'] > .tree-row")
     expect(selected.locator(".tree-status-badge")).to_have_text("failed")
-    assert selected.evaluate("row => getComputedStyle(row).backgroundColor") == DARK_SELECTED_ROW
-    assert_readable(contrasts(selected), "the selected tree row of a failed node")
-    assert_readable(contrasts(page.locator("#tree-panel table tbody tr").first), "a failure row in the panel")
+    background, texts = selected_highlight(selected)
+    assert background == DARK_SELECTED_ROW
+    assert_readable(texts, "the selected tree row of a failed node")
+    failure = page.locator("#tree-panel table tbody tr", has_text="HeartbeatTimeout")
+    assert_readable(highlighted(failure)[1], "a failure row in the panel")
 
     page.fill("#tree-search-input", "phone-super")
-    hit = page.locator("#tree-search-results li").first
-    expect(hit).to_be_visible()
+    expect(page.locator("#tree-search-results li[data-node-id]").first).to_be_visible()
     page.keyboard.press("ArrowDown")
-    expect(hit).to_have_attribute("aria-selected", "true")
-    assert hit.evaluate("li => getComputedStyle(li).backgroundColor") == DARK_SELECTED_ROW
-    assert_readable(contrasts(hit), "the chosen search hit")
+    hit = page.locator("#tree-search-results li[aria-selected='true']")
+    expect(hit).to_have_count(1)
+    background, texts = selected_highlight(hit)
+    assert background == DARK_SELECTED_ROW
+    assert_readable(texts, "the chosen search hit")
