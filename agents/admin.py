@@ -25,7 +25,9 @@ from agents.models import (
     SessionMessage,
 )
 from mistersmith.live.admin import DatabaseFilledOnAddMixin, ReadOnlyAdmin, RuntimeOwnedMixin
+from mistersmith.web.admin_scale import IndexedValuesFilter, LightChangelistMixin
 from mistersmith.web.forms import IndexedTextLimitMixin
+from mistersmith.web.links import AgentLinksMixin
 
 
 class AgentForm(forms.ModelForm):
@@ -71,11 +73,12 @@ class SessionInline(admin.TabularInline):
 
 
 @admin.register(Agent)
-class AgentAdmin(DatabaseFilledOnAddMixin, IndexedTextLimitMixin, admin.ModelAdmin):
+class AgentAdmin(LightChangelistMixin, DatabaseFilledOnAddMixin, IndexedTextLimitMixin, admin.ModelAdmin):
     form = AgentForm
     indexed_text_fields = ("name",)  # under the list's sort indexes: a huge name would fail them
     list_display = ["name", "agent_type", "status", "model", "supervision_node", "last_heartbeat", "state_changed_at"]
-    list_filter = ["status", "agent_type", "model", "enable_mcp"]
+    # agent_type and model are free text: their values through their indexes (migration 0008), no DISTINCT scan
+    list_filter = ["status", ("agent_type", IndexedValuesFilter), ("model", IndexedValuesFilter), "enable_mcp"]
     list_select_related = ["supervision_node"]
     search_fields = ["name", "=id", "agent_type"]
     autocomplete_fields = ["supervision_node"]
@@ -104,7 +107,7 @@ class AgentAdmin(DatabaseFilledOnAddMixin, IndexedTextLimitMixin, admin.ModelAdm
 
 
 @admin.register(AgentInstance)
-class AgentInstanceAdmin(DatabaseFilledOnAddMixin, RuntimeOwnedMixin, admin.ModelAdmin):
+class AgentInstanceAdmin(LightChangelistMixin, DatabaseFilledOnAddMixin, RuntimeOwnedMixin, admin.ModelAdmin):
     runtime_owned_fields = ("status", "last_heartbeat")
     list_display = ["id", "agent", "status", "host_name", "port", "last_heartbeat", "started_at"]
     list_filter = ["status", ("last_heartbeat", admin.DateFieldListFilter)]
@@ -162,7 +165,7 @@ class SessionMessageAdmin(RuntimeOwnedMixin, admin.ModelAdmin):
 
 
 @admin.register(AgentAnomaly)
-class AgentAnomalyAdmin(ReadOnlyAdmin):
+class AgentAnomalyAdmin(AgentLinksMixin, ReadOnlyAdmin):
     """Events the projection refused: shown to operators, written only by the bridge."""
 
     list_display = ["recorded_at", "agent_id", "event_kind", "current_state", "attempted_state", "detail"]
@@ -172,7 +175,7 @@ class AgentAnomalyAdmin(ReadOnlyAdmin):
 
 
 @admin.register(Discovery)
-class DiscoveryAdmin(ReadOnlyAdmin):
+class DiscoveryAdmin(AgentLinksMixin, ReadOnlyAdmin):
     """The store's content (the newest 1,000); written by the bridge from the DISCOVERIES stream."""
 
     list_display = ["timestamp", "agent_role", "agent_id", "discovery_type", "confidence", "content"]
@@ -182,7 +185,7 @@ class DiscoveryAdmin(ReadOnlyAdmin):
 
 
 @admin.register(AgentCommandRecord)
-class AgentCommandRecordAdmin(ReadOnlyAdmin):
+class AgentCommandRecordAdmin(AgentLinksMixin, ReadOnlyAdmin):
     """Who sent which command to which agent and what came of it: written only by agents.commands."""
 
     list_display = ["requested_at", "agent_name", "agent_id", "command", "requested_by_name", "outcome", "detail"]

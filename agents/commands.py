@@ -336,8 +336,8 @@ def _no_responders(reply: Any) -> bool:
 class _Recorder:
     """Writes the one record of a command (and its line in the agent's admin history)."""
 
-    def __init__(self, user: Any, agent: Agent, command: str) -> None:
-        self.user, self.agent, self.command = user, agent, command
+    def __init__(self, user: Any, agent: Agent, command: str, bulk_run_id: uuid.UUID | None = None) -> None:
+        self.user, self.agent, self.command, self.bulk_run_id = user, agent, command, bulk_run_id
         self.arguments: dict[str, Any] = {}
         self.message_id: uuid.UUID | None = None
         self.started = time.monotonic()
@@ -356,6 +356,7 @@ class _Recorder:
             detail=detail[:2000],
             response_excerpt=_excerpt(reply) if reply else "",
             duration_ms=int((time.monotonic() - self.started) * 1000) if sent else None,
+            bulk_run_id=self.bulk_run_id,
         )
         if getattr(self.user, "pk", None) is not None:
             LogEntry.objects.log_actions(
@@ -376,13 +377,14 @@ def send_agent_command(
     graceful: bool = True,
     timeout_s: int | None = None,
     reply_timeout: float | None = None,
+    bulk_run_id: uuid.UUID | None = None,
 ) -> CommandResult:
     """Send ``command`` (Pause, Resume, Stop, Status, HealthCheck) to ``agent`` and wait for the answer.
 
     ``graceful`` and ``timeout_s`` are Stop's: a graceful stop lets the agent finish within
     ``timeout_s`` seconds (default: the agent's timeout_seconds, capped at 30 s; at most 120 s).
     ``reply_timeout`` is how long to wait for the answer (default 5 s, plus the stop timeout for a
-    graceful stop).
+    graceful stop). ``bulk_run_id``: the bulk run (agents.bulk) the command is one of, on its record.
 
     Returns the record and the runtime's answer, which may be a refusal (``response.success`` false).
     Raises PermissionDenied without ``agents.command_agent``, ValueError for a bad command or
@@ -395,7 +397,7 @@ def send_agent_command(
     stop_timeout: int | None = None
     if command == AgentCommand.STOP and graceful:
         stop_timeout = check_stop_timeout(timeout_s) if timeout_s is not None else default_stop_timeout(agent)
-    recorder = _Recorder(user, agent, command)
+    recorder = _Recorder(user, agent, command, bulk_run_id)
     state = Agent.objects.filter(pk=agent.pk).values_list("status", flat=True).first()
     recorder.arguments = command_body(command, agent.pk, graceful=graceful, timeout_s=stop_timeout)[command]
     if state is None:

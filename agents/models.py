@@ -247,6 +247,35 @@ class CommandOutcome(models.TextChoices):
     UNAVAILABLE = "unavailable", "unavailable: NATS or the runtime could not be reached"
 
 
+class BulkCommandRun(models.Model):
+    """One bulk Pause, Resume or Stop of many agents (agents.bulk): who asked, for which agents, and
+    when it ended. Each agent's command is an :class:`AgentCommandRecord` pointing here, written as
+    its answer comes; the run's page lists them (an agent without one yet is still pending)."""
+
+    class Scope(models.TextChoices):
+        SELECTION = "selection", "the selected agents"
+        FILTER = "filter", "every agent matching a filter"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    command = models.CharField(max_length=16, choices=AgentCommand.choices)
+    scope = models.CharField(max_length=16, choices=Scope.choices)
+    filters = models.JSONField(default=dict, blank=True, help_text="The list's filter, for scope 'filter'.")
+    agent_ids = models.JSONField(default=list, help_text="The agents, in the order they are sent.")
+    total = models.PositiveIntegerField()
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    requested_by_name = models.CharField(max_length=150, blank=True)
+    requested_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-requested_at"]
+
+    def __str__(self) -> str:
+        return f"{self.command} of {self.total} agents by {self.requested_by_name or 'someone'}"
+
+
 class AgentCommandRecord(models.Model):
     """Who sent which command to which agent, and what came of it (written by agents.commands only).
 
@@ -267,6 +296,9 @@ class AgentCommandRecord(models.Model):
     detail = models.TextField(blank=True, help_text="What the console told the user.")
     response_excerpt = models.TextField(blank=True, help_text="The start of the runtime's reply, as received.")
     duration_ms = models.PositiveIntegerField(null=True, blank=True, help_text="From sending to the answer.")
+    bulk_run = models.ForeignKey(
+        BulkCommandRun, on_delete=models.SET_NULL, null=True, blank=True, related_name="records", editable=False
+    )
 
     class Meta:
         ordering = ["-requested_at", "-id"]

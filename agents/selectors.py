@@ -18,13 +18,15 @@ import base64
 import binascii
 import json
 import uuid
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from django.db.models import BooleanField, Count, F, OuterRef, QuerySet, Subquery, Window
 from django.db.models.expressions import RawSQL
 from django.db.models.functions import Length, RowNumber, Substr
+from django.utils import timezone
 
 from agents.lifecycle import ACTIVE_STATES, AgentState
 from agents.models import (
@@ -35,6 +37,7 @@ from agents.models import (
     InteractiveSession,
     SessionMessage,
 )
+from agents.silence import LAST_HEARD, is_silent, quiet_since, silent_filter
 from agents.texts import PREVIEW_CHARS
 from mistersmith.web.admin_scale import EstimatedCountPaginator
 
@@ -59,10 +62,12 @@ def _iso(value: Any) -> str | None:
 
 @dataclass(frozen=True)
 class ListFilter:
-    """The list's filter and position: a state, a name fragment, and a keyset cursor."""
+    """The list's filter and position: a state, a name fragment, silent agents only (agents/silence.py),
+    and a keyset cursor."""
 
     state: str = ""
     search: str = ""
+    silent: bool = False
     after: tuple[str, str] | None = None
     before: tuple[str, str] | None = None
 
@@ -78,10 +83,18 @@ class ListFilter:
         after, before = query.get("after"), query.get("before")
         if after and before:
             raise ValueError("Give after or before, not both.")
-        return cls(state, search, decode_cursor(after) if after else None, decode_cursor(before) if before else None)
+        silent = (query.get("silent") or "") in ("1", "true", "on")
+        return cls(
+            state,
+            search,
+            silent,
+            decode_cursor(after) if after else None,
+            decode_cursor(before) if before else None,
+        )
 
     def as_query(self) -> dict[str, str]:
-        return {key: value for key, value in (("state", self.state), ("q", self.search)) if value}
+        pairs = (("state", self.state), ("q", self.search), ("silent", "1" if self.silent else ""))
+        return {key: value for key, value in pairs if value}
 
 
 def encode_cursor(name: str, pk: Any) -> str:
@@ -110,7 +123,14 @@ def _filtered(filters: ListFilter) -> QuerySet:
         agents = agents.filter(status=filters.state)
     if filters.search:
         agents = agents.filter(name__icontains=filters.search)
+    if filters.silent:
+        agents = agents.alias(last_heard=LAST_HEARD).filter(silent_filter())
     return agents
+
+
+def matching_agents(filters: ListFilter) -> QuerySet:
+    """Every agent the list's state and name filter match, whatever page the list is on (bulk actions)."""
+    return _filtered(filters)
 
 
 def _newest_instance_start() -> Subquery:
@@ -119,8 +139,9 @@ def _newest_instance_start() -> Subquery:
     return Subquery(newest)
 
 
-def agent_row(agent: Agent) -> dict[str, Any]:
-    """One agent as the list and the detail page draw it (``instance_started`` annotated)."""
+def agent_row(agent: Agent, since: Any = None) -> dict[str, Any]:
+    """One agent as the list and the detail page draw it (``instance_started`` annotated); ``silent``
+    by agents/silence.py with the threshold ``since`` (read now when not given)."""
     up = agent.status in UP_STATES
     node = agent.supervision_node
     return {
@@ -132,6 +153,7 @@ def agent_row(agent: Agent) -> dict[str, Any]:
         "up_since": _iso(getattr(agent, "instance_started", None) or agent.created_at) if up else None,
         "state_changed_at": _iso(agent.state_changed_at),
         "last_heartbeat": _iso(agent.last_heartbeat),
+        "silent": is_silent(agent.status, agent.last_heartbeat, agent.state_changed_at, since or quiet_since()),
         "created_at": _iso(agent.created_at),
         "config": {
             "model": agent.model,
@@ -170,6 +192,7 @@ class AgentPage:
 
 def agent_page(filters: ListFilter) -> AgentPage:
     """One page of agents by name: 2 to 3 queries (count, rows; the planner's estimate past the limit)."""
+    since = quiet_since()
     matching = _filtered(filters)
     counter = EstimatedCountPaginator(matching, PAGE_SIZE)  # it counts without the ordering
     rows = matching.select_related("supervision_node").annotate(instance_started=_newest_instance_start())
@@ -184,7 +207,7 @@ def agent_page(filters: ListFilter) -> AgentPage:
     if filters.before:
         found.reverse()
     page = AgentPage(
-        rows=[agent_row(agent) for agent in found],
+        rows=[agent_row(agent, since) for agent in found],
         total=counter.count,
         total_is_estimate=counter.is_estimate,
         filters=filters.as_query(),
@@ -258,51 +281,44 @@ def agent_details(agent: Agent, hidden: Collection[str] = ()) -> dict[str, Any]:
 
     ``hidden`` names the parts this user may not see ("instances", "sessions", "messages",
     "anomalies", "commands"): they are not read, and come back empty."""
-    instances = (
-        [
-            {
-                "id": str(instance.pk),
-                "status": instance.status,
-                "host_name": instance.host_name,
-                "port": instance.port,
-                "last_heartbeat": _iso(instance.last_heartbeat),
-                "started_at": _iso(instance.started_at),
-            }
-            for instance in AgentInstance.objects.filter(agent_id=agent.pk).order_by("-started_at")[:DETAIL_INSTANCES]
-        ]
-        if "instances" not in hidden
-        else []
+
+    def rows(part: str, queryset: Any, row: Callable[[Any], dict[str, Any]]) -> list[dict[str, Any]]:
+        return [] if part in hidden else [row(record) for record in queryset]
+
+    instances = rows(
+        "instances",
+        AgentInstance.objects.filter(agent_id=agent.pk).order_by("-started_at")[:DETAIL_INSTANCES],
+        lambda instance: {
+            "id": str(instance.pk),
+            "status": instance.status,
+            "host_name": instance.host_name,
+            "port": instance.port,
+            "last_heartbeat": _iso(instance.last_heartbeat),
+            "started_at": _iso(instance.started_at),
+        },
     )
-    anomalies = (
-        [
-            {
-                "recorded_at": _iso(anomaly.recorded_at),
-                "event_kind": anomaly.event_kind,
-                "current_state": anomaly.current_state,
-                "attempted_state": anomaly.attempted_state,
-                "detail": anomaly.detail,
-                "sequence": anomaly.stream_sequence,
-            }
-            for anomaly in AgentAnomaly.objects.filter(agent_id=agent.pk).order_by("-recorded_at")[:DETAIL_ANOMALIES]
-        ]
-        if "anomalies" not in hidden
-        else []
+    anomalies = rows(
+        "anomalies",
+        AgentAnomaly.objects.filter(agent_id=agent.pk).order_by("-recorded_at")[:DETAIL_ANOMALIES],
+        lambda anomaly: {
+            "recorded_at": _iso(anomaly.recorded_at),
+            "event_kind": anomaly.event_kind,
+            "current_state": anomaly.current_state,
+            "attempted_state": anomaly.attempted_state,
+            "detail": anomaly.detail,
+            "sequence": anomaly.stream_sequence,
+        },
     )
-    commands = (
-        [
-            {
-                "requested_at": _iso(record.requested_at),
-                "command": record.command,
-                "outcome": record.outcome,
-                "requested_by": record.requested_by_name,
-                "detail": record.detail,
-            }
-            for record in AgentCommandRecord.objects.filter(agent_id=agent.pk).order_by("-requested_at", "-id")[
-                :DETAIL_COMMANDS
-            ]
-        ]
-        if "commands" not in hidden
-        else []
+    commands = rows(
+        "commands",
+        AgentCommandRecord.objects.filter(agent_id=agent.pk).order_by("-requested_at", "-id")[:DETAIL_COMMANDS],
+        lambda record: {
+            "requested_at": _iso(record.requested_at),
+            "command": record.command,
+            "outcome": record.outcome,
+            "requested_by": record.requested_by_name,
+            "detail": record.detail,
+        },
     )
     return {
         "agent": agent_row(agent),
@@ -310,4 +326,33 @@ def agent_details(agent: Agent, hidden: Collection[str] = ()) -> dict[str, Any]:
         "sessions": _sessions(agent.pk, with_messages="messages" not in hidden) if "sessions" not in hidden else [],
         "anomalies": anomalies,
         "commands": commands,
+    }
+
+
+RECENT_COMMAND_MINUTES = 30
+
+
+def recent_commands(agent_ids: Collection[uuid.UUID | str]) -> dict[str, dict[str, Any]]:
+    """Each agent's newest command of the last RECENT_COMMAND_MINUTES (one query, on the index
+    agent_cmd_agent_time_idx): the live list marks its row with the outcome, so a command's result
+    (one agent's, or a bulk run's) stays in sight after the reply."""
+    if not agent_ids:
+        return {}
+    since = timezone.now() - timedelta(minutes=RECENT_COMMAND_MINUTES)
+    newest = (
+        AgentCommandRecord.objects.filter(agent_id__in=list(agent_ids), requested_at__gte=since)
+        .order_by("agent_id", "-requested_at", "-id")
+        .distinct("agent_id")
+        .values("agent_id", "command", "outcome", "detail", "requested_at", "requested_by_name", "bulk_run_id")
+    )
+    return {
+        str(row["agent_id"]): {
+            "command": row["command"],
+            "outcome": row["outcome"],
+            "detail": row["detail"][:300],
+            "at": row["requested_at"].isoformat(),
+            "by": row["requested_by_name"],
+            "bulk_run": str(row["bulk_run_id"]) if row["bulk_run_id"] else None,
+        }
+        for row in newest
     }

@@ -14,6 +14,7 @@ import sys
 
 BENCHMARKS = [
     "changelist",
+    "changelist_ratio",
     "seed",
     "cold_start",
     "restarts",

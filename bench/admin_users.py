@@ -37,7 +37,8 @@ TOKEN = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
 
 numbers = itertools.count()
 everyone_in = Event()
-state = {"logged_in": 0, "login_failures": 0, "started": None, "login": {}}
+state = {"logged_in": 0, "login_failures": 0, "login_retries": 0, "started": None, "login": {}}
+LOGIN_ATTEMPTS = 3
 
 
 def summary(entry, count: int, response_times: dict, seconds: float | None) -> dict:
@@ -98,6 +99,7 @@ def write_result(environment, **_kwargs) -> None:
             "seconds": round(seconds, 1),
             "logged_in": state["logged_in"],
             "login_failures": state["login_failures"],
+            "login_retries": state["login_retries"],
             "overall": summary(overall_facts, count, merged, seconds),
             "pages": pages,
             "logins": state["login"],
@@ -113,8 +115,7 @@ def write_result(environment, **_kwargs) -> None:
 class AdminUser(FastHttpUser):
     wait_time = between(THINK / 2, THINK * 3 / 2)
 
-    def on_start(self) -> None:
-        username = f"{PREFIX}-{next(numbers)}"
+    def log_in(self, username: str) -> bool:
         form = self.client.get("/admin/login/", name="login form")
         match = TOKEN.search(form.text or "")
         body = urlencode(
@@ -130,10 +131,21 @@ class AdminUser(FastHttpUser):
             "/admin/login/", data=body, headers=headers, name="login", allow_redirects=False, catch_response=True
         ) as response:
             if response.status_code == 302 and response.headers.get("Location") == "/admin/":
+                return True
+            response.failure(f"login of {username}: {response.status_code}")
+            return False
+
+    def on_start(self) -> None:
+        """Log in (again after a failure, up to LOGIN_ATTEMPTS: on a busy machine 200 password hashes
+        at once can outlast the client's timeout, and a user left out would only add error pages)."""
+        username = f"{PREFIX}-{next(numbers)}"
+        for _ in range(LOGIN_ATTEMPTS):
+            if self.log_in(username):
                 state["logged_in"] += 1
-            else:
-                state["login_failures"] += 1
-                response.failure(f"login of {username}: {response.status_code}")
+                break
+            state["login_retries"] += 1
+        else:
+            state["login_failures"] += 1
         if state["logged_in"] + state["login_failures"] == self.environment.runner.target_user_count:
             start_browsing(self.environment)
         everyone_in.wait()

@@ -12,7 +12,12 @@ from bench.changelist import FAILURES, ensure_failures
 from bench.support import admin_client, bench_database, measure
 
 TARGET = {"median_ms": 300}
-SNAPSHOTS = {"rates": {"parts": "rates"}, "database_parts": {"parts": "agents,nodes,rates"}, "everything": {}}
+SNAPSHOTS = {
+    "rates": {"parts": "rates"},
+    "attention": {"parts": "attention"},  # one statement of bounded counts, plus the feeds' freshness (NATS)
+    "database_parts": {"parts": "attention,agents,nodes,rates"},
+    "everything": {},
+}
 
 
 def run() -> Iterator[dict]:

@@ -47,6 +47,7 @@ TICK_SECONDS = 0.005  # the publisher's pacing step: 5 events per step at 1,000/
 STATE_CHANGE_EVERY = 50
 WARMUP_EVENTS = 200
 DRAIN_SECONDS = 10  # after the last publish: how long sockets may take to receive the rest
+BENCH_SOCKETS_PER_USER = 100_000  # the bench servers' per-user socket bound: one user holds them all
 
 
 @dataclass
@@ -213,7 +214,11 @@ def _answers(url: str) -> bool:
 
 def start_server(port: int, prefix: str | None, *, workers: int = 1, **env: str) -> subprocess.Popen:
     """The console's ASGI app under uvicorn on the bench database, with the bridge in process when a
-    consumer ``prefix`` is given; ``workers`` > 1: uvicorn's own worker processes; ``env``: added."""
+    consumer ``prefix`` is given; ``workers`` > 1: uvicorn's own worker processes; ``env``: added.
+
+    One bench user holds every socket of a run (50 here, 500 in load_sockets): the per-user bound
+    (LIVE_SOCKETS_PER_USER, 20) would close the 21st with 4429, so it is lifted unless ``env`` sets it."""
+    env.setdefault("LIVE_SOCKETS_PER_USER", str(BENCH_SOCKETS_PER_USER))
     if prefix:
         env.update(MISTERSMITH_BRIDGE_IN_PROCESS="1", MISTERSMITH_BRIDGE_PREFIX=prefix)
     command = [sys.executable, "-m", "uvicorn", "mistersmith.asgi:application", "--host", "127.0.0.1"]

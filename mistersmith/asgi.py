@@ -17,15 +17,17 @@ django_asgi_app = get_asgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402  (needs Django set up first)
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from django.conf import settings  # noqa: E402
 
 from mistersmith.live.routing import websocket_urlpatterns  # noqa: E402
+from mistersmith.web.concurrency import BoundedHttp  # noqa: E402
 from mistersmith.web.security import SiteOriginValidator  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
 router = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        "http": BoundedHttp(django_asgi_app, settings.HTTP_CONCURRENCY, settings.HTTP_QUEUE_SECONDS),
         "websocket": SiteOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )

@@ -171,6 +171,13 @@ DATABASES = {
 DATABASE_ROUTERS = ["hive.routers.HiveRouter"]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# HTTP requests one worker process serves at a time; the next wait their turn on its event loop
+# (mistersmith.web.concurrency; docs/deploy.md, "Pages under load"). At most the pool's size:
+# a request beyond the pool would wait for a connection instead, up to DB_POOL_TIMEOUT.
+# Page reads (GET, HEAD) only; a read waits HTTP_QUEUE_SECONDS at most, then is served anyway.
+HTTP_CONCURRENCY = max(1, min(int(os.environ.get("HTTP_CONCURRENCY", 8)), DATABASE_POOL["max_size"]))
+HTTP_QUEUE_SECONDS = env_seconds("HTTP_QUEUE_SECONDS", 10, 0.1, 600)
+
 # --- NATS and the channel layer ----------------------------------------------------------------
 # NATS_URL unset: the embedded server is started on first use (mistersmith.jetstream.client).
 NATS_URL = os.environ.get("NATS_URL", "")
@@ -299,6 +306,15 @@ CONTENT_SECURITY_POLICY = {
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",  # first: refuses a locked-out pair before any password check
     "django.contrib.auth.backends.ModelBackend",
+]
+# Django's hashers; PBKDF2 (the default, first) gives the request's database connection back to
+# the pool while it hashes (mistersmith.web.passwords: a login storm starved the pool).
+PASSWORD_HASHERS = [
+    "mistersmith.web.passwords.ConnectionReleasingPBKDF2PasswordHasher",
+    "django.contrib.auth.hashers.PBKDF2SHA1PasswordHasher",
+    "django.contrib.auth.hashers.Argon2PasswordHasher",
+    "django.contrib.auth.hashers.BCryptSHA256PasswordHasher",
+    "django.contrib.auth.hashers.ScryptPasswordHasher",
 ]
 AXES_ENABLED = env_bool("LOGIN_THROTTLING", True)
 AXES_FAILURE_LIMIT = int(os.environ.get("LOGIN_FAILURE_LIMIT", 5))

@@ -37,6 +37,7 @@ urlpatterns = [
     path("admin/supervision/", include("supervision.urls")),
     path("admin/live/", include(("mistersmith.console.dashboard.urls", "dashboard"))),
     path("admin/events/", include(("mistersmith.console.event_log.urls", "event_log"))),
+    path("admin/actions/", include(("mistersmith.console.actions.urls", "actions"))),
     path("admin/agents/live/", include(("agents.page_urls", "agent_pages"))),
     path("admin/discoveries/", include(("agents.discovery_urls", "discovery_pages"))),
     path("admin/state/", include(("mistersmith.operations.verify.urls", "verify_state"))),

@@ -16,7 +16,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
 from mistersmith.live.admin import DatabaseFilledOnAddMixin, RuntimeOwnedMixin
-from mistersmith.web.admin_scale import LargeTableAdmin
+from mistersmith.web.admin_scale import LargeTableAdmin, LightChangelistMixin
 from mistersmith.web.forms import LOADED_VALUES_FIELD, STORABLE_JSON, ConcurrentEditGuard, IndexedTextLimitMixin
 from supervision import cascade, policies, services
 from supervision.models import (
@@ -148,7 +148,7 @@ class LatestRestartsInline(LatestForNodeInline):
 
 
 @admin.register(SupervisionNode)
-class SupervisionNodeAdmin(DatabaseFilledOnAddMixin, IndexedTextLimitMixin, admin.ModelAdmin):
+class SupervisionNodeAdmin(LightChangelistMixin, DatabaseFilledOnAddMixin, IndexedTextLimitMixin, admin.ModelAdmin):
     form = NodeForm
     formfield_overrides = STORABLE_JSON  # jsonb refuses \u0000 and NaN: a field error, not a server error
     indexed_text_fields = ("node_id",)  # unique: a huge name would fail its index
@@ -321,7 +321,7 @@ class SupervisionNodeAdmin(DatabaseFilledOnAddMixin, IndexedTextLimitMixin, admi
 
 
 @admin.register(SupervisionPolicy)
-class SupervisionPolicyAdmin(DatabaseFilledOnAddMixin, PolicyDelayPreviewMixin, admin.ModelAdmin):
+class SupervisionPolicyAdmin(LightChangelistMixin, DatabaseFilledOnAddMixin, PolicyDelayPreviewMixin, admin.ModelAdmin):
     form = PolicyForm
     list_display = [
         "node",
@@ -380,6 +380,24 @@ class NodeHistoryMixin:
     def node_link(self, obj: Any) -> str:
         url = reverse("admin:supervision_supervisionnode_change", args=[obj.node_id])
         return format_html('<a href="{}">{}</a>', url, obj.node.node_id)
+
+    def get_list_display(self, request: HttpRequest) -> list[Any]:
+        """The node column with the node's place in the tree too, for a user who may open the tree."""
+        columns = list(super().get_list_display(request))  # type: ignore[misc]
+        if "node_link" not in columns or not request.user.has_perm("supervision.view_supervisionnode"):
+            return columns
+
+        def node_and_tree(obj: Any) -> str:
+            return format_html(
+                '{} <a href="{}" class="node-tree-link" title="Its place in the supervision tree">(tree)</a>',
+                self.node_link(obj),
+                node_tree_url(obj.node_id),
+            )
+
+        node_and_tree.short_description = "node"  # type: ignore[attr-defined]
+        node_and_tree.admin_order_field = "node__node_id"  # type: ignore[attr-defined]
+        columns[columns.index("node_link")] = node_and_tree
+        return columns
 
     def get_search_results(self, request: HttpRequest, queryset: QuerySet, search_term: str) -> tuple[QuerySet, bool]:
         term = search_term.strip()
@@ -464,7 +482,12 @@ class SupervisionRestartAdmin(RuntimeOwnedMixin, NodeHistoryMixin, LargeTableAdm
 
 @admin.register(SupervisionChildState)
 class SupervisionChildStateAdmin(
-    DatabaseFilledOnAddMixin, RuntimeOwnedMixin, NodeHistoryMixin, IndexedTextLimitMixin, admin.ModelAdmin
+    LightChangelistMixin,
+    DatabaseFilledOnAddMixin,
+    RuntimeOwnedMixin,
+    NodeHistoryMixin,
+    IndexedTextLimitMixin,
+    admin.ModelAdmin,
 ):
     formfield_overrides = STORABLE_JSON
     indexed_text_fields = ("child_id",)

@@ -231,6 +231,18 @@ EXPECTED: dict[str, Callable[[dict[str, Any]], list[Case]]] = {
     "agent_pages:detail": lambda o: [
         Case(reverse("agent_pages:detail", args=[o["agent"].pk]), admin_page("agents.view_agent"))
     ],
+    # The agent's place in the tree: its node selected (needs the view of nodes too; no node: 404).
+    "agent_pages:tree": lambda o: [
+        Case(
+            reverse("agent_pages:tree", args=[o["agent"].pk]),
+            admin_page(
+                "agents.view_agent",
+                ok=("to", f"{reverse('supervision:tree')}?node={o['agent'].supervision_node_id}")
+                if o["agent"].supervision_node_id
+                else 404,
+            ),
+        )
+    ],
     "agent_pages:detail_snapshot": lambda o: [
         Case(
             reverse("agent_pages:detail_snapshot", args=[o["agent"].pk]),
@@ -260,6 +272,24 @@ EXPECTED: dict[str, Callable[[dict[str, Any]], list[Case]]] = {
             data={"command": "no-such-command"},
         )
     ],
+    # Bulk agent commands (issue 14): the command permission; an unknown command goes back to the list
+    # with its error (nothing planned, nothing sent); a run that does not exist is a 404 past the checks.
+    "agent_pages:bulk": lambda o: [
+        Case(
+            reverse("agent_pages:bulk"),
+            admin_page("agents.command_agent", ok=("to", reverse("agent_pages:list"))),
+            method="POST",
+            data={"command": "no-such-command", "scope": "selection"},
+        )
+    ],
+    "agent_pages:bulk_run": lambda o: [
+        Case(reverse("agent_pages:bulk_run", args=[uuid.uuid4()]), admin_page("agents.command_agent", ok=404))
+    ],
+    "agent_pages:bulk_results": lambda o: [
+        Case(reverse("agent_pages:bulk_results", args=[uuid.uuid4()]), admin_page("agents.command_agent", ok=404))
+    ],
+    # A person's own recent restarts and bulk runs (every live page reads it): any staff, their own only.
+    "actions:mine": lambda o: [Case(reverse("actions:mine"), staff_json())],
     "discovery_pages:page": lambda o: [Case(reverse("discovery_pages:page"), admin_page("agents.view_discovery"))],
     "discovery_pages:snapshot": lambda o: [
         Case(reverse("discovery_pages:snapshot"), admin_page("agents.view_discovery"))

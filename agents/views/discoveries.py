@@ -11,6 +11,7 @@ from agents import discoveries
 from agents.models import DiscoveryType
 from mistersmith.live.positions import stream_positions
 from mistersmith.web.access import admin_page, live_page_context
+from mistersmith.web.links import agent_link_templates
 
 SNAPSHOT_SIZE = 100
 PERMISSION = "agents.view_discovery"
@@ -26,6 +27,7 @@ def discovery_live(request: HttpRequest) -> HttpResponse:
         query=request.GET,
         snapshot_size=SNAPSHOT_SIZE,
         capacity=discoveries.CAPACITY,
+        agent_links=agent_link_templates(request.user),
     )
     return TemplateResponse(request, "agents/discovery_live.html", context)
 

@@ -12,10 +12,11 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlencode
 
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.views.decorators.csrf import csrf_protect
@@ -32,6 +33,7 @@ from agents.models import (
     InteractiveSession,
     SessionMessage,
 )
+from agents.silence import silent_seconds
 from mistersmith.jetstream.client import NatsUnavailable
 from mistersmith.jetstream.messages import readable_payload
 from mistersmith.jetstream.reader import read_message
@@ -40,6 +42,7 @@ from mistersmith.web.access import admin_page, hidden_parts, json_endpoint, live
 from supervision.views.tree import node_tree_url
 
 VIEW_PERMISSION = "agents.view_agent"
+NODE_VIEW_PERMISSION = "supervision.view_supervisionnode"
 URL_PLACEHOLDER = uuid.UUID(int=0)
 HISTORY_COUNT = 100
 View = Callable[..., HttpResponse]
@@ -60,6 +63,7 @@ def _urls() -> dict[str, str]:
     return {
         "placeholder": str(URL_PLACEHOLDER),
         "detail": reverse("agent_pages:detail", args=[URL_PLACEHOLDER]),
+        "tree": reverse("agent_pages:tree", args=[URL_PLACEHOLDER]),
         "detailSnapshot": reverse("agent_pages:detail_snapshot", args=[URL_PLACEHOLDER]),
         "command": reverse("agent_pages:command", args=[URL_PLACEHOLDER]),
         "text": reverse("agent_pages:text", args=[URL_PLACEHOLDER]),
@@ -68,6 +72,8 @@ def _urls() -> dict[str, str]:
         "node": node_tree_url(URL_PLACEHOLDER),
         "list": reverse("agent_pages:list"),
         "listSnapshot": reverse("agent_pages:list_snapshot"),
+        "commandLog": reverse("admin:agents_agentcommandrecord_changelist"),
+        "bulkRun": reverse("agent_pages:bulk_run", args=[URL_PLACEHOLDER]),
     }
 
 
@@ -79,7 +85,8 @@ def agent_list(request: HttpRequest) -> HttpResponse:
         error = ""
     except ValueError as problem:
         filters, error = selectors.ListFilter(), str(problem)
-    config = {"urls": _urls(), "query": request.GET.dict() if not error else {}}
+    config = {"urls": _urls(), "query": request.GET.dict() if not error else {}, "silentSeconds": silent_seconds()}
+    config["mayCommand"] = request.user.has_perm(commands.PERMISSION)  # the bulk actions (agents.bulk)
     context = live_page_context(
         request,
         "Live agents",
@@ -102,7 +109,10 @@ def agent_list_snapshot(request: HttpRequest) -> JsonResponse:
     with transaction.atomic():
         page = selectors.agent_page(filters)
         positions = stream_positions()
-    return JsonResponse({**page.as_json(), "positions": positions})
+    body = {**page.as_json(), "positions": positions}
+    if may_view(request, AgentCommandRecord):  # each row's newest command and its outcome
+        body["commands"] = selectors.recent_commands([row["id"] for row in page.rows])
+    return JsonResponse(body)
 
 
 def _agent_or_404(agent_id: uuid.UUID) -> Agent:
@@ -125,11 +135,39 @@ def agent_detail(request: HttpRequest, agent_id: uuid.UUID) -> HttpResponse:
             command: sorted(allowed) if allowed is not None else None
             for command, allowed in commands.ALLOWED_FROM.items()
         },
+        "restartUrl": _node_restart_url(request, agent),
+        "restartStates": RESTART_STATES,
         "defaultStopTimeout": commands.default_stop_timeout(agent),
         "maxStopTimeout": commands.MAX_STOP_TIMEOUT_SECONDS,
     }
     context = live_page_context(request, f"Agent {agent.name}", agent=agent, page_config=config)
     return TemplateResponse(request, "agents/live_detail.html", context)
+
+
+# An agent in these states is brought back by restarting its supervision node (the supervisor
+# starts a new incarnation): its page offers that restart to those who may ask for it.
+RESTART_STATES = [AgentState.ERROR.value, AgentState.TERMINATED.value]
+RESTART_PERMISSION = "supervision.restart_node"
+
+
+def _node_restart_url(request: HttpRequest, agent: Agent) -> str | None:
+    """The restart page of the agent's node, coming back to this agent; None without a node or the right."""
+    if agent.supervision_node_id is None or not request.user.has_perm(RESTART_PERMISSION):
+        return None
+    back = reverse("agent_pages:detail", args=[agent.pk])
+    return f"{reverse('supervision:restart', args=[agent.supervision_node_id])}?{urlencode({'next': back})}"
+
+
+@page_view
+def agent_in_tree(request: HttpRequest, agent_id: uuid.UUID) -> HttpResponse:
+    """The agent's place in the supervision tree: its node, selected (for links that hold only an
+    agent id: events, discoveries, anomalies, dead letters). 404 when the agent has no node."""
+    if not request.user.has_perm(NODE_VIEW_PERMISSION):
+        raise PermissionDenied
+    node_id = Agent.objects.filter(pk=agent_id).values_list("supervision_node_id", flat=True).first()
+    if node_id is None:
+        raise Http404("This agent has no supervision node (or there is no such agent).")
+    return HttpResponseRedirect(node_tree_url(node_id))
 
 
 @json_view()

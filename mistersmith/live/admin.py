@@ -12,6 +12,7 @@ from django.http import HttpRequest
 
 from mistersmith.live.models import BridgePosition, DeadLetter
 from mistersmith.web import user_admin
+from mistersmith.web.links import agent_column, agent_id_in_subject
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -91,6 +92,13 @@ class DeadLetterAdmin(ReadOnlyAdmin):
     list_filter = ["reason", "stream", ("received_at", admin.DateFieldListFilter)]
     search_fields = ["subject", "error"]
     date_hierarchy = "received_at"
+
+    def get_list_display(self, request: HttpRequest) -> list[Any]:
+        """After the subject, the agent it names (agent.<uuid>.…) as links to the agent."""
+        columns = list(super().get_list_display(request))
+        agent = agent_column(request.user, lambda letter: agent_id_in_subject(letter.subject), "agent")
+        columns.insert(columns.index("subject") + 1, agent)
+        return columns
 
 
 @admin.register(BridgePosition)

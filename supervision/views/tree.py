@@ -196,6 +196,10 @@ def _panel_links(user: AbstractBaseUser | AnonymousUser, node: dict[str, Any]) -
         "failures": _if_allowed(user, "supervisionfailure", history),
         "restarts": _if_allowed(user, "supervisionrestart", history),
         "restart": _restart_url(pk) if user.has_perm(RESTART_PERMISSION) else None,
+        # the node's agent, on its live page (agents/page_urls.py), for whom may view agents
+        "agent": reverse("agent_pages:detail", args=[node["agent"]["id"]])
+        if node.get("agent") and user.has_perm("agents.view_agent")
+        else None,
     }
 
 

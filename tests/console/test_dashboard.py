@@ -26,7 +26,15 @@ pytestmark = pytest.mark.django_db
 
 PAGE = reverse("dashboard:page")
 SNAPSHOT = reverse("dashboard:snapshot")
-ALL_PANELS = ["panel-agents", "panel-nodes", "panel-rates", "panel-pool", "panel-streams", "panel-events"]
+ALL_PANELS = [
+    "panel-attention",
+    "panel-agents",
+    "panel-nodes",
+    "panel-rates",
+    "panel-pool",
+    "panel-streams",
+    "panel-events",
+]
 
 
 def make_user(django_user_model, *perms: str, staff: bool = True):
@@ -286,12 +294,12 @@ def test_each_panel_follows_its_permission(client, django_user_model):
     client.force_login(make_user(django_user_model, "agents.view_agent", "supervision.view_supervisionfailure"))
     html = client.get(PAGE).content.decode()
     shown = {panel for panel in ALL_PANELS if f'id="{panel}"' in html}
-    assert shown == {"panel-agents", "panel-rates", "panel-pool", "panel-events"}
+    assert shown == {"panel-attention", "panel-agents", "panel-rates", "panel-pool", "panel-events"}
     assert 'id="rate-failures"' in html and 'id="rate-restarts"' not in html
     config = json.loads(html.split('<script id="dashboard-config" type="application/json">')[1].split("</script>")[0])
     assert config["topics"] == ["agents", "system"] and config["eventLog"] is False
     data = snapshot(client)
-    assert data["parts"] == ["agents", "rates", "pool", "events"]
+    assert data["parts"] == ["attention", "agents", "rates", "pool", "events"]
     assert "failures" in data["rates"] and "restarts" not in data["rates"]
     assert client.get(SNAPSHOT, {"parts": "nodes"}).status_code == 403
 

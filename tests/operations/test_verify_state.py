@@ -387,3 +387,39 @@ def test_the_socket_round_trip_gives_back_its_socket_slot_every_time(settings):
         row = asyncio.run(verify_live.round_trip_row())
         assert row.status == OK, row
     assert OPEN_SOCKETS[None] == 0
+
+
+# --- the page's order and fix links (mistersmith/operations/verify/fixes.py) -----------------------
+
+
+def test_the_page_and_its_json_list_failed_then_degraded_rows_first_with_links_to_the_fix(
+    admin_client, client, make_user, healthy
+):
+    agent = Agent.objects.create(name="fix-agent", status="Running")
+    with connection.cursor() as cursor:  # undone with the test's transaction
+        cursor.execute("ALTER TABLE agents DROP CONSTRAINT agents_status_check")
+    Agent.objects.filter(pk=agent.pk).update(status="Sleeping")  # failed: lifecycle states
+    InteractiveSession.objects.create(agent=agent, state="Ready", pid=dead_pid())  # degraded: sessions
+    report = admin_client.get(reverse("verify_state:json")).json()
+    statuses = [row["status"] for row in report["rows"]]
+    first_ok = statuses.index(OK)
+    assert statuses[0] == FAILED and DEGRADED in statuses[:first_ok]
+    assert statuses[:first_ok] == sorted(statuses[:first_ok], key=[FAILED, DEGRADED].index)
+    assert OK not in statuses[:first_ok] and set(statuses[first_ok:]) == {OK}
+    rows = {(row["component"], row["check"]): row for row in report["rows"]}
+    lifecycle = rows[("agent_state", "lifecycle states")]
+    assert lifecycle["fix"] == {"label": "Agents in the admin", "url": reverse("admin:agents_agent_changelist")}
+    sessions = rows[("sessions", "live sessions have a process")]
+    assert sessions["status"] == DEGRADED
+    assert admin_client.get(sessions["fix"]["url"]).context["cl"].result_count == 1
+    assert all(row["fix"] is None for row in report["rows"] if row["status"] == OK)
+    page = admin_client.get(reverse("verify_state:page")).content.decode()
+    assert page.index("lifecycle states") < page.index("live sessions have a process") < page.index("<td>db_pool</td>")
+    assert f'<a class="verify-fix" href="{reverse("admin:agents_agent_changelist")}">Agents in the admin</a>' in page
+
+    # staff who may not open the pages get the hints without links, never a dead link
+    client.force_login(make_user(staff=True))
+    report = client.get(reverse("verify_state:json")).json()
+    assert report["rows"][0]["status"] == FAILED
+    assert all(row["fix"] is None for row in report["rows"])
+    assert 'class="verify-fix"' not in client.get(reverse("verify_state:page")).content.decode()

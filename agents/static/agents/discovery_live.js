@@ -2,10 +2,11 @@
  * The discoveries live page: the snapshot of the newest matching discoveries, then new ones
  * pushed by the server with the same filter (it filters, so a narrow filter costs no traffic).
  */
-import { getJson, h, startLive } from "../mistersmith/live.js";
+import { agentLinks, getJson, h, readJson, startLive } from "../mistersmith/live.js";
 import { longText } from "./agents_common.js";
 
 const KEEP = 100;
+const agentLinkTemplates = readJson("discovery-agent-links"); // null: the user may not view agents
 const form = document.getElementById("discovery-filter");
 const body = document.querySelector("#discovery-table tbody");
 const statsLine = document.getElementById("discovery-stats");
@@ -34,7 +35,7 @@ function row(discovery) {
     { className: "discovery-row", "data-type": discovery.discovery_type },
     h("td", {}, h("time", { datetime: discovery.timestamp }, new Date(discovery.timestamp).toLocaleString())),
     h("td", {}, discovery.discovery_type),
-    h("td", {}, h("code", {}, discovery.agent_id)),
+    h("td", {}, h("code", {}, agentLinks(discovery.agent_id, agentLinkTemplates))),
     h("td", {}, discovery.agent_role),
     h("td", {}, Number.isFinite(confidence) ? confidence.toFixed(2) : "?"),
     h("td", { className: "discovery-content" }, longText(discovery.content)),

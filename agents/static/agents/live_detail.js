@@ -49,7 +49,7 @@ let agent = null; // the agent's row as the snapshot gave it, kept current by ev
 const seen = new Set(); // stream sequences already in the history
 let seenFloor = 0; // events at or below it are older than the whole table (see forgetOldSequences)
 let historyHidden = false; // this user may not see the stored history: live events draw no row either
-const live = { state: null, uptime: null, heartbeat: null };
+const live = { state: null, uptime: null, heartbeat: null, restart: null };
 
 function definitions(list, pairs) {
   list.replaceChildren(...pairs.flatMap(([term, value]) => [h("dt", {}, term), h("dd", {}, value)]));
@@ -60,13 +60,18 @@ function renderFacts() {
   live.uptime = h("span", { id: "agent-uptime" }, since(agent.up_since));
   live.heartbeat = h("span", { id: "agent-heartbeat", title: agent.last_heartbeat || "" }, ago(agent.last_heartbeat));
   const node = agent.node ? h("a", { href: urlFor(urls, "node", agent.node.id) }, `${agent.node.name} (${agent.node.status})`) : "—";
+  // Error or Terminated: the way back is a restart of its node, through the supervisor.
+  live.restart = config.restartUrl
+    ? h("a", { id: "agent-node-restart", className: "agent-restart-link", href: config.restartUrl }, "Restart through the supervisor")
+    : null;
+  const nodeFacts = live.restart ? h("span", {}, node, " ", live.restart) : node;
   definitions(facts, [
     ["State", live.state],
     ["Uptime", live.uptime],
     ["Last heartbeat", live.heartbeat],
     ["Id", h("code", {}, agent.id)],
     ["Type", agent.agent_type],
-    ["Supervision node", node],
+    ["Supervision node", nodeFacts],
     ["Created", timeElement(agent.created_at)],
     ["Admin", h("a", { href: urlFor(urls, "admin", agent.id) }, "Change in the admin")],
   ]);
@@ -80,6 +85,11 @@ function renderFacts() {
     ["Allowed tools", c.allowed_tools && c.allowed_tools.length ? c.allowed_tools.join(", ") : "every tool"],
   ]);
   updateButtons();
+  updateRestart();
+}
+
+function updateRestart() {
+  if (live.restart) live.restart.hidden = !config.restartStates.includes(agent.status);
 }
 
 function rowsOf(tbody, items, makeRow, emptyText, columns) {
@@ -292,6 +302,7 @@ function applyEvent(event, texts) {
     live.uptime.textContent = since(agent.up_since);
     flash(live.state);
     updateButtons();
+    updateRestart();
   }
 }
 

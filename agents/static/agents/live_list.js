@@ -23,14 +23,66 @@ const newLink = document.getElementById("agents-new-link");
 
 const rows = new Map(); // agent id -> {agent, tr, cells}
 const newAgents = new Set(); // ids of spawned agents not on this page
+const selected = new Set(); // ids ticked for a bulk action (kept across snapshot reloads)
 let filters = {};
+let commandMarks = {}; // agent id -> its newest command of the last 30 min (the snapshot's "commands")
 
 function cell(className, ...children) {
   return h("td", { className }, ...children);
 }
 
+const ACTIVE = new Set(["Running", "Idle", "Processing"]);
+
+/** Silent (agents/silence.py): active, and last heard from (heartbeat, else state change) too long ago. */
+function isSilent(agent, now = Date.now()) {
+  const heard = agent.last_heartbeat || agent.state_changed_at;
+  return ACTIVE.has(agent.status) && Boolean(heard) && now - Date.parse(heard) > config.silentSeconds * 1000;
+}
+
+/** The row's "silent" mark follows the agent: set past the threshold, cleared by a heartbeat or a move. */
+function markSilence(row, now = Date.now()) {
+  const silent = isSilent(row.agent, now);
+  if (row.tr.hasAttribute("data-silent") === silent) return;
+  row.tr.toggleAttribute("data-silent", silent);
+  row.cells.silence.hidden = !silent;
+}
+
+/** The row's mark for its newest command: what was asked and how it ended (a bulk run's links to the run). */
+function commandMark(mark) {
+  if (!mark) return null;
+  const words = { ok: "done", refused: "refused", timeout: "no answer", error: "failed", unavailable: "unavailable" };
+  const text = `${mark.command}: ${words[mark.outcome] || mark.outcome}`;
+  const title = `${mark.by || "someone"}, ${new Date(mark.at).toLocaleString()}: ${mark.detail}`;
+  const attributes = { className: "agent-command-mark action-mark", "data-outcome": mark.outcome, title };
+  if (mark.bulk_run) return h("a", { ...attributes, href: urlFor(urls, "bulkRun", mark.bulk_run) }, text);
+  return h("span", attributes, text);
+}
+
+function selectCell(agent) {
+  const box = h("input", { type: "checkbox", name: "agent", value: agent.id, form: "agent-bulk", "aria-label": `Select ${agent.name}` });
+  box.checked = selected.has(agent.id);
+  box.addEventListener("change", () => {
+    if (box.checked) selected.add(agent.id);
+    else selected.delete(agent.id);
+    showSelection();
+  });
+  return h("td", { className: "agent-select" }, box);
+}
+
+function showSelection() {
+  const count = document.getElementById("agent-bulk-count");
+  if (!count) return;
+  count.textContent = String(selected.size);
+  document.getElementById("agent-bulk-selected").disabled = selected.size === 0;
+}
+
 function renderRow(agent) {
   const cells = {
+    silence: h(
+      "span",
+      { className: "agent-silent-mark", title: `No heartbeat or event for more than ${config.silentSeconds} s` },
+      "silent",
+    ),
     state: cell("agent-state-cell", stateBadge(agent.status)),
     uptime: cell("agent-uptime", since(agent.up_since)),
     heartbeat: cell("agent-heartbeat", ago(agent.last_heartbeat)),
@@ -43,7 +95,15 @@ function renderRow(agent) {
   const tr = h(
     "tr",
     { "data-agent-id": agent.id },
-    cell("agent-name", h("a", { href: urlFor(urls, "detail", agent.id) }, agent.name)),
+    config.mayCommand ? selectCell(agent) : null,
+    cell(
+      "agent-name",
+      h("a", { href: urlFor(urls, "detail", agent.id) }, agent.name),
+      " ",
+      cells.silence,
+      " ",
+      commandMark(commandMarks[agent.id]),
+    ),
     cells.state,
     cells.uptime,
     cells.heartbeat,
@@ -60,7 +120,10 @@ function renderRow(agent) {
       h("a", { href: urlFor(urls, "admin", agent.id) }, "Admin"),
     ),
   );
-  rows.set(agent.id, { agent: { ...agent }, tr, cells });
+  const row = { agent: { ...agent }, tr, cells };
+  cells.silence.hidden = true;
+  markSilence(row);
+  rows.set(agent.id, row);
   return tr;
 }
 
@@ -71,6 +134,7 @@ function pageLink(label, params, rel) {
 
 function render(snapshot) {
   filters = snapshot.filters || {};
+  commandMarks = snapshot.commands || {};
   rows.clear();
   tbody.replaceChildren(...snapshot.agents.map(renderRow));
   for (const id of [...newAgents]) if (rows.has(id)) newAgents.delete(id);
@@ -84,6 +148,8 @@ function render(snapshot) {
   if (snapshot.next) links.push(pageLink("Next ›", { after: snapshot.next }, "next"));
   pager.replaceChildren(...links);
   errorLine.hidden = true;
+  for (const id of [...selected]) if (!rows.has(id)) selected.delete(id); // ticked rows no longer shown
+  showSelection();
   table.dataset.ready = "true";
 }
 
@@ -114,6 +180,7 @@ function applyEvent(event) {
       row.agent.last_heartbeat = latest;
       row.cells.heartbeat.textContent = ago(latest);
       row.cells.heartbeat.title = latest;
+      markSilence(row);
     }
     return;
   }
@@ -121,6 +188,8 @@ function applyEvent(event) {
   if (!state || state === row.agent.status) return;
   row.agent.up_since = nextUpSince(row.agent, state, event.at);
   row.agent.status = state;
+  row.agent.state_changed_at = event.at || new Date().toISOString();
+  markSilence(row);
   row.cells.state.replaceChildren(stateBadge(state));
   row.cells.uptime.textContent = since(row.agent.up_since);
   flash(row.cells.state);
@@ -134,10 +203,34 @@ function tick() {
   for (const row of rows.values()) {
     row.cells.uptime.textContent = since(row.agent.up_since, now);
     row.cells.heartbeat.textContent = ago(row.agent.last_heartbeat, now);
+    markSilence(row, now);
   }
 }
 
-startLive({
+const selectAll = document.getElementById("agent-select-all");
+if (selectAll) {
+  selectAll.addEventListener("change", () => {
+    for (const [id, row] of rows) {
+      const box = row.tr.querySelector(".agent-select input");
+      box.checked = selectAll.checked;
+      if (selectAll.checked) selected.add(id);
+      else selected.delete(id);
+    }
+    showSelection();
+  });
+}
+
+// A bulk run of this user moved on (mistersmith/actions.js): the rows' command marks are read again.
+let bulkProgress = "";
+window.addEventListener("mistersmith:actions", (event) => {
+  const progress = JSON.stringify((event.detail.bulk || []).map((run) => [run.id, run.counts]));
+  if (progress === bulkProgress) return;
+  const first = bulkProgress === "";
+  bulkProgress = progress;
+  if (!first && live.socket) live.reloadSnapshot(live.socket);
+});
+
+const live = startLive({
   topics: ["agents"],
   loadSnapshot: async () => {
     try {

@@ -20,7 +20,8 @@ from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import connection, transaction
 from django.utils import timezone
 
-from mistersmith.console.dashboard import runtime, selectors
+from mistersmith.console.dashboard import attention, runtime, selectors
+from mistersmith.console.dashboard.freshness import page_freshness
 from mistersmith.jetstream.client import NatsUnavailable
 from mistersmith.live.positions import stream_positions
 
@@ -31,9 +32,12 @@ VIEW_NODE = "supervision.view_supervisionnode"
 VIEW_FAILURE = "supervision.view_supervisionfailure"
 VIEW_RESTART = "supervision.view_supervisionrestart"
 VIEW_EVENT_LOG = "mistersmith.view_event_log"
+VIEW_DEAD_LETTER = attention.VIEW_DEAD_LETTER
 
 # part -> any one of these permissions shows it.
 PART_PERMISSIONS: dict[str, tuple[str, ...]] = {
+    # first on the page: what needs someone now (each item then follows its own permission)
+    "attention": (VIEW_AGENT, VIEW_NODE, VIEW_FAILURE, VIEW_DEAD_LETTER, VIEW_EVENT_LOG),
     "agents": (VIEW_AGENT,),
     "nodes": (VIEW_NODE,),
     "rates": (VIEW_FAILURE, VIEW_RESTART),
@@ -42,7 +46,7 @@ PART_PERMISSIONS: dict[str, tuple[str, ...]] = {
     "events": (VIEW_EVENT_LOG, VIEW_AGENT, VIEW_NODE),
 }
 PARTS = tuple(PART_PERMISSIONS)
-DATABASE_PARTS = ("agents", "nodes", "rates")
+DATABASE_PARTS = ("attention", "agents", "nodes", "rates")
 
 # Live topics (mistersmith/live/consumer.py) and the permission each needs there.
 TOPIC_PERMISSIONS = {"agents": VIEW_AGENT, "supervision": VIEW_NODE, "system": VIEW_AGENT, "events": VIEW_EVENT_LOG}
@@ -95,6 +99,8 @@ class NatsReads:
 
 def _database_parts(user: User, parts: Iterable[str]) -> dict[str, Any]:
     data: dict[str, Any] = {"positions": stream_positions()}
+    if "attention" in parts:
+        data["attention"] = attention.attention(user)
     if "agents" in parts:
         data["agents"] = {"counts": selectors.agent_state_counts()}
     if "nodes" in parts:
@@ -132,6 +138,10 @@ def build_snapshot(user: User, parts: list[str]) -> dict[str, Any]:
     data["generated_at"] = timezone.now().isoformat()
     data["parts"] = parts
     nats = NatsReads()
+    if "attention" in parts:
+        freshness = nats.read(page_freshness)
+        data["attention"]["items"] += attention.stale_feed_items(freshness)
+        data["attention"]["freshness_error"] = freshness.get("error")
     if "pool" in parts:
         data["pool"]["console"] = selectors.console_pool_stats()
         # A system.health message, should any publisher send one (the runtime itself does not).

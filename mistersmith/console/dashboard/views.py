@@ -17,8 +17,10 @@ from agents.lifecycle import AgentState
 from mistersmith.console.dashboard import panels
 from mistersmith.console.dashboard.freshness import page_freshness
 from mistersmith.jetstream.client import NatsUnavailable
-from mistersmith.web.access import SAFE_METHODS, admin_page, json_endpoint, live_page_context
-from supervision.models import NodeStatus
+from mistersmith.web.access import SAFE_METHODS, admin_page, json_endpoint, live_page_context, may_view
+from mistersmith.web.links import PLACEHOLDER, agent_link_templates
+from supervision.models import NodeStatus, SupervisionNode
+from supervision.views.tree import node_tree_url
 
 # How often the page asks for what changes without an event (stream figures, the console's pool).
 POLL_SECONDS = 5
@@ -38,12 +40,15 @@ def dashboard_page(request: HttpRequest) -> HttpResponse:
         "nodeStatuses": list(NodeStatus.values),
         "pollSeconds": POLL_SECONDS,
         "refetchSeconds": REFETCH_SECONDS,
+        "agentLinks": agent_link_templates(request.user),
+        "nodeTreeUrl": node_tree_url(PLACEHOLDER) if request.user.has_perm(panels.VIEW_NODE) else None,
+        "placeholder": str(PLACEHOLDER),
     }
     series = [
-        (name, label)
-        for name, label, permission in (
-            ("failures", "Failures", panels.VIEW_FAILURE),
-            ("restarts", "Restarts", panels.VIEW_RESTART),
+        (name, label, reverse(f"admin:supervision_{model}_changelist"), time_field)
+        for name, label, permission, model, time_field in (
+            ("failures", "Failures", panels.VIEW_FAILURE, "supervisionfailure", "occurred_at"),
+            ("restarts", "Restarts", panels.VIEW_RESTART, "supervisionrestart", "started_at"),
         )
         if request.user.has_perm(permission)
     ]
@@ -55,11 +60,24 @@ def dashboard_page(request: HttpRequest) -> HttpResponse:
         agent_states=AgentState.values,
         node_statuses=NodeStatus.values,
         dashboard_config=config,
+        count_links=count_links(request),
     )
     return TemplateResponse(request, "mistersmith/dashboard.html", context)
 
 
 page = dashboard_page
+
+
+def count_links(request: HttpRequest) -> dict[str, str | None]:
+    """Where the count panels' numbers lead: the live agents list (``?state=``, the agents panel
+    needs the same permission) and the nodes' changelist (``?status__exact=``) for a user the admin
+    shows nodes; None where the user could not follow the link."""
+    return {
+        "agents": reverse("agent_pages:list"),
+        "nodes": reverse("admin:supervision_supervisionnode_changelist")
+        if may_view(request, SupervisionNode)
+        else None,
+    }
 
 
 @json_endpoint(methods=SAFE_METHODS)

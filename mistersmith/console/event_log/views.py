@@ -21,6 +21,7 @@ from mistersmith.jetstream.client import NatsUnavailable
 from mistersmith.jetstream.messages import readable_payload
 from mistersmith.jetstream.reader import MAX_LIMIT, read_message, stream_names
 from mistersmith.web.access import SAFE_METHODS, admin_page, json_endpoint, live_page_context
+from mistersmith.web.links import agent_link_templates
 
 PERMISSION = "mistersmith.view_event_log"
 LIVE_ROWS = 500  # the live tail keeps at most this many rows in the page
@@ -54,6 +55,7 @@ def event_log_page(request: HttpRequest) -> HttpResponse:
         "messageUrl": reverse("event_log:message"),
         "streams": stream_names(),
         "maxRows": LIVE_ROWS,
+        "agentLinks": agent_link_templates(request.user),
     }
     context = live_page_context(
         request,

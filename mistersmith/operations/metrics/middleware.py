@@ -24,7 +24,16 @@ def bounded_method(method: str | None) -> str:
 
 
 class BoundedPrometheusAfterMiddleware(PrometheusAfterMiddleware):
-    """PrometheusAfterMiddleware whose ``method`` label never holds a client's made-up method."""
+    """PrometheusAfterMiddleware whose ``method`` label never holds a client's made-up method.
+
+    Synchronous only, as the innermost middleware: Django then runs the middleware inside it
+    (sessions, CSRF, auth, messages, axes) in one worker thread, instead of each of them, in async
+    mode, hopping to that thread and back for its request and again for its response (about a
+    dozen hops per request, CPU the load test paid on every page: docs/deploy.md, "Pages under load").
+    """
+
+    async_capable = False
+    sync_capable = True
 
     def _method(self, request: HttpRequest) -> str:
         return bounded_method(request.method)

@@ -19,7 +19,6 @@ from psycopg_pool import PoolTimeout
 
 from mistersmith.operations.verify.matrix import DEGRADED, PROBE_TIMEOUT, Row, judged, listing, plural
 
-HEARTBEAT_SILENCE_SECONDS = 300  # an active agent unheard of this long is reported (the pool's idle timeout)
 ANOMALY_WINDOW = dt.timedelta(hours=1)
 PID_REUSE_TOLERANCE = dt.timedelta(seconds=60)  # a process newer than its session by more is another one
 SESSIONS_CHECKED = 10_000  # live sessions whose process is looked up (a few µs each); the rest are counted
@@ -93,16 +92,17 @@ def agent_rows() -> list[Row]:
     the contract knows, and no events refused by the lifecycle lately."""
     from agents.lifecycle import ACTIVE_STATES, TERMINAL_STATES, AgentState
     from agents.models import Agent, AgentAnomaly, AgentInstance, InstanceStatus
+    from agents.silence import LAST_HEARD, silent_filter, silent_seconds
 
     row = partial(judged, "agent_state")
     now = timezone.now()
-    quiet_since = now - dt.timedelta(seconds=HEARTBEAT_SILENCE_SECONDS)
+    threshold = silent_seconds()  # agents/silence.py: the one definition of a silent agent
     active = Q(status__in=ACTIVE_STATES)
-    silent = Q(last_heartbeat__lt=quiet_since) | Q(last_heartbeat__isnull=True, state_changed_at__lt=quiet_since)
+    silent = silent_filter(now - dt.timedelta(seconds=threshold))
     # Every known state falls in exactly one part (active, ended, or its own name), so the
     # parts add up to the total: a Paused or Starting agent is counted, not left out.
     between = [state for state in AgentState if state not in ACTIVE_STATES and state not in TERMINAL_STATES]
-    counts = Agent.objects.aggregate(
+    counts = Agent.objects.alias(last_heard=LAST_HEARD).aggregate(
         total=Count("id"),
         unknown=Count("id", filter=~Q(status__in=AgentState.values)),
         active=Count("id", filter=active),
@@ -123,7 +123,7 @@ def agent_rows() -> list[Row]:
         ),
         row(
             "heartbeats",
-            f"active agents heard from within {HEARTBEAT_SILENCE_SECONDS} s",
+            f"active agents heard from within {threshold} s",
             f"{silent_count} of {active_count} active silent"
             if silent_count
             else f"{active_count} active, none silent",

@@ -19,6 +19,7 @@ from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
+from mistersmith.operations.verify.fixes import page_rows
 from mistersmith.operations.verify.matrix import DEGRADED, FAILED, OK
 from mistersmith.operations.verify.report import READINESS_COMPONENTS, readiness, run
 from mistersmith.web.access import SAFE_METHODS, admin_page, json_endpoint
@@ -42,6 +43,7 @@ def verify_page(request: HttpRequest) -> HttpResponse:
         **admin.site.each_context(request),
         "title": "State verification",
         "report": report,
+        "rows": page_rows(report, request.user),  # failed and degraded first, with their fix links
         "counts": report.counts,
         "refresh_seconds": _refresh_seconds(request),
         "json_url": reverse("verify_state:json"),
@@ -52,7 +54,9 @@ def verify_page(request: HttpRequest) -> HttpResponse:
 
 @json_endpoint(methods=SAFE_METHODS)
 def verify_json(request: HttpRequest) -> JsonResponse:
-    return JsonResponse(run().as_dict())
+    """The report; its rows as the page shows them (failed and degraded first, each with its fix link)."""
+    report = run()
+    return JsonResponse({**report.as_dict(), "rows": page_rows(report, request.user)})
 
 
 @never_cache

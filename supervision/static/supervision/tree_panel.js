@@ -81,6 +81,7 @@ export function createPanel(element, { nodeUrl, remember }) {
           h("li", {}, link(links.change, "Change this node in the admin")),
           links.restart ? h("li", {}, link(links.restart, "Restart…", "tree-restart")) : null,
           h("li", {}, link(links.tree, "Link to this node in the tree")),
+          links.agent ? h("li", {}, link(links.agent, "Its agent's live page", "tree-agent-link")) : null,
         ),
       ),
       section("Policy", h("p", {}, policySummary(node.policy)), h("p", {}, link(links.policy, policyLinkText))),

@@ -11,13 +11,16 @@
  *   shows its figures when it is newer than the last answer.
  * - events: the event log's messages (users with that right); others see the agents and
  *   supervision events summarized.
+ * - attention: the "needs attention" items (console/dashboard/attention.py), each count a link to the
+ *   list it counts; re-read after agent and supervision events and with the polled figures, since
+ *   silence and staleness grow without any event.
  * - Stream health and the console's own pool are polled every few seconds: they are figures the
  *   servers keep (message and byte counts, consumer lag, open connections), not events; nothing is
  *   published when a stream grows or a consumer falls behind, so there is nothing to subscribe to.
  *
  * Every value from the runtime is set through textContent (h(), svg()), never as HTML.
  */
-import { ago, flash, getJson, h, readJson, startLive } from "./live.js";
+import { ago, flash, getJson, h, readJson, startLive, subjectWithAgentLinks } from "./live.js";
 
 const config = readJson("dashboard-config");
 const SVG_NS = "http://www.w3.org/2000/svg";
@@ -87,6 +90,38 @@ function renderCounts(panelId, counts) {
   panel.dataset.ready = "true";
 }
 
+/* ---- needs attention ------------------------------------------------------------------------ */
+
+function attentionItem(item) {
+  const first = item.links[0];
+  const count = `${numbers.format(item.count)}${item.capped ? "+" : ""}`;
+  const countElement = first
+    ? h("a", { className: "attention-count", href: first.url, title: first.label }, count)
+    : h("span", { className: "attention-count" }, count);
+  const links = item.links.map((link) => h("a", { href: link.url, className: "attention-link" }, link.label));
+  const separated = links.flatMap((link, index) => (index ? [" · ", link] : [link]));
+  return h(
+    "li",
+    { "data-key": item.key, "data-count": item.count },
+    countElement,
+    h("span", { className: "attention-text" }, item.text),
+    h("span", { className: "attention-links" }, ...separated),
+  );
+}
+
+function renderAttention(attention) {
+  const panel = document.getElementById("panel-attention");
+  if (!panel || !attention) return;
+  const before = new Map([...panel.querySelectorAll("[data-list] li")].map((li) => [li.dataset.key, li.dataset.count]));
+  const items = attention.items.map(attentionItem);
+  for (const li of items) if (before.get(li.dataset.key) !== li.dataset.count && panel.dataset.ready) flash(li);
+  panel.querySelector("[data-list]").replaceChildren(...items);
+  panel.querySelector("[data-empty]").hidden = items.length > 0;
+  showError(panel, attention.freshness_error ? `Stale feeds unknown: ${attention.freshness_error}` : "");
+  panel.dataset.state = items.length ? "attention" : "ok";
+  panel.dataset.ready = "true";
+}
+
 /* ---- rates ----------------------------------------------------------------------------------- */
 
 const hhmm = (date) => date.toISOString().slice(11, 16);
@@ -124,7 +159,13 @@ function drawSeries(figure, name, series, start) {
   });
   chart.append(svg("line", { class: "base", x1: 0, x2: CHART.width, y1: CHART.height - 0.5, y2: CHART.height - 0.5 }));
   figure.querySelector("[data-chart]").replaceChildren(chart);
-  setText(figure.querySelector("[data-total]"), `${numbers.format(total)} in the last hour`);
+  const totalLink = figure.querySelector("[data-total]");
+  setText(totalLink, `${numbers.format(total)} in the last hour`);
+  if (totalLink.dataset.listUrl) {
+    // the changelist of the rows counted: those since the window's first minute
+    const query = new URLSearchParams({ [`${totalLink.dataset.timeField}__gte`]: start.toISOString() });
+    totalLink.href = `${totalLink.dataset.listUrl}?${query}`;
+  }
   figure.querySelector("[data-peak]").textContent = `(peak ${numbers.format(peak)}/min)`;
   figure.dataset.total = String(total);
 }
@@ -344,6 +385,18 @@ function renderStreams(data) {
 
 /* ---- latest events --------------------------------------------------------------------------- */
 
+const NODE_IN_TEXT = /\bnode ([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\b/i;
+
+/** "restart requested for node <uuid>": the node's id a link to its place in the tree (if the user may see it). */
+function withNodeLinks(text) {
+  const found = config.nodeTreeUrl && NODE_IN_TEXT.exec(text);
+  if (!found) return text;
+  const id = found[1];
+  const start = found.index + found[0].length - id.length;
+  const link = h("a", { href: config.nodeTreeUrl.replace(config.placeholder, id), className: "node-link" }, id);
+  return h("span", {}, text.slice(0, start), link, text.slice(start + id.length));
+}
+
 function eventItem(item, fresh) {
   const time = item.time ? new Date(item.time) : new Date();
   const li = h(
@@ -354,8 +407,8 @@ function eventItem(item, fresh) {
     h(
       "span",
       {},
-      h("span", { className: "event-subject" }, item.subject || ""),
-      h("span", { className: "event-text" }, item.text || ""),
+      h("span", { className: "event-subject" }, subjectWithAgentLinks(item.subject || "", config.agentLinks)),
+      h("span", { className: "event-text" }, withNodeLinks(item.text || "")),
     ),
   );
   if (fresh) li.classList.add("changed");
@@ -429,6 +482,7 @@ function supervisionSummary(event) {
 /* ---- loading --------------------------------------------------------------------------------- */
 
 function render(data) {
+  if (data.attention) renderAttention(data.attention);
   if (data.agents) renderCounts("panel-agents", data.agents.counts);
   if (data.nodes) renderCounts("panel-nodes", data.nodes.counts);
   if (data.rates) renderRates(data.rates);
@@ -475,12 +529,12 @@ async function runRefetch() {
 
 function applyEvents(topic, events) {
   if (topic === "agents") {
-    if (events.some((event) => event.status)) refetch("agents");
+    if (events.some((event) => event.status)) refetch("agents", "attention");
     if (!config.eventLog) addEvents(events.map(agentSummary));
   } else if (topic === "supervision") {
     const requested = events.filter((event) => event.kind === "restart_requested").length;
     if (requested) bumpRestarts(requested);
-    refetch("rates", "nodes");
+    refetch("rates", "nodes", "attention");
     // The server words supervision events (task allocation, lifecycle, health, errors): re-read them.
     if (!config.eventLog) {
       addEvents(events.filter((event) => event.kind.startsWith("restart_")).map(supervisionSummary));
@@ -500,7 +554,8 @@ function applyEvents(topic, events) {
 function startTimers() {
   // Figures that change without an event: polled.
   setInterval(() => {
-    if (!document.hidden) refetch("streams", "pool");
+    // silence and staleness grow without an event: the attention panel is re-read with them
+    if (!document.hidden) refetch("streams", "pool", "attention");
   }, config.pollSeconds * 1000);
   // The hour's window moves on each minute (and the runtime writes failures without an event).
   const untilNextMinute = 60000 - (Date.now() % 60000) + 500;

@@ -8,7 +8,7 @@
  * h() (text nodes), never through HTML.
  */
 
-import { getJson, h, readJson, startLive } from "./live.js";
+import { getJson, h, readJson, startLive, subjectWithAgentLinks } from "./live.js";
 import { heartbeatsHiddenInUrl, isHeartbeat, keepHeartbeatsInUrl, payloadView } from "./payload.js";
 import { BadPattern, compilePattern } from "./subjects.js";
 
@@ -37,7 +37,7 @@ export function eventRow(event) {
     h("td", { className: "nowrap" }, h("time", { datetime: event.time, title: event.time }, utcText(event.time))),
     h("td", { className: "nowrap" }, event.stream),
     h("td", { className: "num" }, event.sequence),
-    h("td", { className: "subject" }, event.subject),
+    h("td", { className: "subject" }, subjectWithAgentLinks(event.subject, config.agentLinks)),
     h("td", { className: "num" }, event.size),
     h(
       "td",

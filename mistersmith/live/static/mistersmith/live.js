@@ -157,7 +157,11 @@ export class LiveConnection {
     this.topics = topics;
     this.filters = filters;
     this.loadSnapshot = loadSnapshot;
-    this.applyEvents = applyEvents;
+    // The page applies the events, then anyone else on the page may hear them (actions.js: a restart's outcome).
+    this.applyEvents = (topic, events) => {
+      applyEvents(topic, events);
+      window.dispatchEvent(new CustomEvent("mistersmith:frame", { detail: { topic, events } }));
+    };
     this.badge = badge || document.getElementById("live-badge");
     this.path = path;
     this.state = "connecting";
@@ -352,4 +356,41 @@ export function startLive(options) {
   const live = new LiveConnection(options).start();
   window.misterSmithLive = live;
   return live;
+}
+
+/* ---- links to agents (mistersmith/web/links.py: the same rule and URL templates) -------------- */
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+const AGENT_SUBJECT = /^(?:supervision\.)?agent\.([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\./i;
+
+/** The agent a subject is about (agent.<uuid>.events, supervision.agent.<uuid>.…), or null. */
+export function agentIdInSubject(subject) {
+  const found = AGENT_SUBJECT.exec(subject || "");
+  return found ? found[1].toLowerCase() : null;
+}
+
+/**
+ * An agent id as links: the id to its live page, then a "tree" mark to its place in the supervision tree.
+ * `templates` is the page's agent_link_templates() (null: the user may not view agents, so the
+ * bare id; a null `tree`: no tree link). `text` replaces the id as the first link's text.
+ */
+export function agentLinks(id, templates, text = null) {
+  const label = text ?? id;
+  if (!id || !templates || !UUID.test(id)) return h("span", {}, label ?? "—");
+  const url = (template) => template.replace(templates.placeholder, id);
+  const links = [h("a", { href: url(templates.detail), className: "agent-link" }, label)];
+  if (templates.tree) {
+    // Its words come from CSS (live.css): the id's text around it stays what it was (a subject reads whole).
+    const title = "Its place in the supervision tree";
+    links.push(h("a", { href: url(templates.tree), className: "agent-tree-link", title, "aria-label": title }));
+  }
+  return h("span", { className: "agent-links", "data-agent-id": id }, ...links);
+}
+
+/** A subject with the agent it names made links (the subject itself stays as text around them). */
+export function subjectWithAgentLinks(subject, templates) {
+  const id = agentIdInSubject(subject);
+  if (!id || !templates) return subject;
+  const at = subject.toLowerCase().indexOf(id);
+  return h("span", {}, subject.slice(0, at), agentLinks(id, templates, subject.slice(at, at + id.length)), subject.slice(at + id.length));
 }

@@ -21,9 +21,18 @@ function cell(row, field) {
     td.append(icon);
   }
   td.append(document.createTextNode(String(row[field] ?? "")));
+  if (field === "hint" && row.fix) {
+    // where the fix is (mistersmith/operations/verify/fixes.py): offered only to whom may open it
+    const link = document.createElement("a");
+    link.className = "verify-fix";
+    link.href = row.fix.url;
+    link.textContent = row.fix.label;
+    td.append(" ", link);
+  }
   return td;
 }
 
+// The server sends the rows worst first (failed, degraded, then ok): drawn in its order.
 function draw(report) {
   rows.replaceChildren(
     ...report.rows.map((row) => {
