@@ -238,7 +238,8 @@ function setActive(item, focus = true, block = "nearest") {
   }
 }
 
-function select(item) {
+/** Select ``item`` and show its panel; ``reveal``: the user chose it (on a phone, go to the panel). */
+function select(item, reveal = true) {
   if (!item.classList.contains("tree-node")) return;
   const previous = selectedId && elements.get(selectedId);
   if (previous) previous.setAttribute("aria-selected", "false");
@@ -247,7 +248,7 @@ function select(item) {
   const url = new URL(window.location.href);
   url.searchParams.set("node", selectedId);
   window.history.replaceState(null, "", url);
-  panel.show(selectedId);
+  panel.show(selectedId, { reveal });
 }
 
 function activate(item) {
@@ -375,7 +376,7 @@ function start() {
   const selected = initial.selected && elements.get(initial.selected);
   if (selected) {
     setActive(selected, true, "center");
-    select(selected);
+    select(selected, false);
   } else if (tree.firstElementChild) {
     setActive(tree.firstElementChild, false);
   }
