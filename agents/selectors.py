@@ -18,7 +18,7 @@ import base64
 import binascii
 import json
 import uuid
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -281,51 +281,44 @@ def agent_details(agent: Agent, hidden: Collection[str] = ()) -> dict[str, Any]:
 
     ``hidden`` names the parts this user may not see ("instances", "sessions", "messages",
     "anomalies", "commands"): they are not read, and come back empty."""
-    instances = (
-        [
-            {
-                "id": str(instance.pk),
-                "status": instance.status,
-                "host_name": instance.host_name,
-                "port": instance.port,
-                "last_heartbeat": _iso(instance.last_heartbeat),
-                "started_at": _iso(instance.started_at),
-            }
-            for instance in AgentInstance.objects.filter(agent_id=agent.pk).order_by("-started_at")[:DETAIL_INSTANCES]
-        ]
-        if "instances" not in hidden
-        else []
+
+    def rows(part: str, queryset: Any, row: Callable[[Any], dict[str, Any]]) -> list[dict[str, Any]]:
+        return [] if part in hidden else [row(record) for record in queryset]
+
+    instances = rows(
+        "instances",
+        AgentInstance.objects.filter(agent_id=agent.pk).order_by("-started_at")[:DETAIL_INSTANCES],
+        lambda instance: {
+            "id": str(instance.pk),
+            "status": instance.status,
+            "host_name": instance.host_name,
+            "port": instance.port,
+            "last_heartbeat": _iso(instance.last_heartbeat),
+            "started_at": _iso(instance.started_at),
+        },
     )
-    anomalies = (
-        [
-            {
-                "recorded_at": _iso(anomaly.recorded_at),
-                "event_kind": anomaly.event_kind,
-                "current_state": anomaly.current_state,
-                "attempted_state": anomaly.attempted_state,
-                "detail": anomaly.detail,
-                "sequence": anomaly.stream_sequence,
-            }
-            for anomaly in AgentAnomaly.objects.filter(agent_id=agent.pk).order_by("-recorded_at")[:DETAIL_ANOMALIES]
-        ]
-        if "anomalies" not in hidden
-        else []
+    anomalies = rows(
+        "anomalies",
+        AgentAnomaly.objects.filter(agent_id=agent.pk).order_by("-recorded_at")[:DETAIL_ANOMALIES],
+        lambda anomaly: {
+            "recorded_at": _iso(anomaly.recorded_at),
+            "event_kind": anomaly.event_kind,
+            "current_state": anomaly.current_state,
+            "attempted_state": anomaly.attempted_state,
+            "detail": anomaly.detail,
+            "sequence": anomaly.stream_sequence,
+        },
     )
-    commands = (
-        [
-            {
-                "requested_at": _iso(record.requested_at),
-                "command": record.command,
-                "outcome": record.outcome,
-                "requested_by": record.requested_by_name,
-                "detail": record.detail,
-            }
-            for record in AgentCommandRecord.objects.filter(agent_id=agent.pk).order_by("-requested_at", "-id")[
-                :DETAIL_COMMANDS
-            ]
-        ]
-        if "commands" not in hidden
-        else []
+    commands = rows(
+        "commands",
+        AgentCommandRecord.objects.filter(agent_id=agent.pk).order_by("-requested_at", "-id")[:DETAIL_COMMANDS],
+        lambda record: {
+            "requested_at": _iso(record.requested_at),
+            "command": record.command,
+            "outcome": record.outcome,
+            "requested_by": record.requested_by_name,
+            "detail": record.detail,
+        },
     )
     return {
         "agent": agent_row(agent),

@@ -19,6 +19,7 @@ BENCHMARKS = [
     "cold_start",
     "restarts",
     "tree",
+    "budgets",
     "dashboard",
     "bridge",
     "live_latency",

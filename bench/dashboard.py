@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from django.core.cache import caches
+
 from bench.changelist import FAILURES, ensure_failures
 from bench.support import admin_client, bench_database, measure
 
@@ -18,6 +20,9 @@ SNAPSHOTS = {
     "database_parts": {"parts": "attention,agents,nodes,rates"},
     "everything": {},
 }
+# The charts with history (dashboard:charts): 7d holds every one of the million failures. Warm:
+# settled buckets kept (every request after a worker's first); cold: the cache emptied each time.
+CHART_WINDOWS = ("1h", "24h", "7d")
 
 
 def run() -> Iterator[dict]:
@@ -32,3 +37,16 @@ def run() -> Iterator[dict]:
                 return response
 
             yield {"figure": f"dashboard_snapshot_{name}", "failures": FAILURES, **measure(get), "target": TARGET}
+        for window in CHART_WINDOWS:
+            for cold in (True, False):
+
+                def get_charts(window=window, cold=cold):
+                    if cold:  # nothing kept: every bucket read from the tables (a worker's first request)
+                        caches["charts"].clear()
+                    response = client.get("/admin/live/charts/", {"window": window})
+                    assert response.status_code == 200, response.content[:200]
+                    return response
+
+                figures = measure(get_charts, repeat=5 if cold else 9)
+                name = f"charts_{window}_cold" if cold else f"charts_{window}"
+                yield {"figure": name, "failures": FAILURES, **figures, "target": None if cold else TARGET}

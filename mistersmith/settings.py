@@ -259,6 +259,18 @@ STATICFILES_DIRS = [BASE_DIR / "static"] if (BASE_DIR / "static").exists() else 
 SERVESTATIC_USE_FINDERS = True
 SERVESTATIC_AUTOREFRESH = DEBUG
 
+# --- Caches ---------------------------------------------------------------------------------------
+# "charts": the dashboard's settled chart buckets (mistersmith/console/dashboard/history.py), per
+# process; a few thousand small dicts (every window's buckets of both families).
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    "charts": {
+        "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+        "LOCATION": "charts",
+        "OPTIONS": {"MAX_ENTRIES": 5000},
+    },
+}
+
 # --- Security: headers, cookies, TLS, CSP, login throttling (docs/security.md) ------------------
 # Production sits behind a proxy that terminates TLS: plain http is redirected, cookies are
 # secure-only and HSTS is sent (on https requests only). Development stays on plain http.

@@ -3,7 +3,8 @@
 The tree can hold 100,000 nodes, so the page never reads it whole. Each read picks a *selection*
 of node ids (the top levels, one page of a node's children, the path to a node, the nodes that
 match a filter) and then reads everything the page shows about them in the same statement:
-policy, agent name, child count, failures in the policy window, restarts, last failure and
+policy, agent name, child count, failures in the policy window (the restart budget, see
+budgets.py), restarts, last failure and
 child-state counts, each a correlated subquery on an index. A read is one query whatever the
 tree's size, and its cost grows with the nodes shown, not the nodes stored.
 
@@ -24,7 +25,7 @@ from typing import Any
 from django.db import connection
 from django.db.models import Case, IntegerField, When
 
-from supervision import rules
+from supervision import budgets, rules
 from supervision.models import (
     ChildState,
     NodeStatus,
@@ -73,10 +74,7 @@ SELECT n.id, n.node_id AS name, n.node_type, n.node_type_detail, n.status, n.par
        n.agent_id, a.name AS agent_name, n.updated_at, n.terminated_at,
        p.id AS policy_id, p.supervision_strategy, p.max_restarts, p.time_window_seconds,
        p.backoff_strategy, p.backoff_factor, p.min_restart_delay_ms, p.max_restart_delay_ms,
-       CASE WHEN p.id IS NOT NULL THEN (
-           SELECT count(*) FROM supervision_failures f
-           WHERE f.node_id = n.id AND f.occurred_at > now() - make_interval(secs => p.time_window_seconds)
-       ) END AS failures_in_window,
+       {budget_columns},
        (SELECT max(f.occurred_at) FROM supervision_failures f WHERE f.node_id = n.id) AS last_failure_at,
        (SELECT count(*) FROM (
            SELECT 1 FROM supervision_restarts r WHERE r.node_id = n.id LIMIT {restart_cap}
@@ -88,6 +86,7 @@ FROM picked
 JOIN supervision_nodes n ON n.id = picked.id
 LEFT JOIN supervision_policies p ON p.node_id = n.id
 LEFT JOIN agents a ON a.id = n.agent_id
+{window_join}
 CROSS JOIN LATERAL (
     SELECT count(*) AS child_count, {status_counts} FROM supervision_nodes c WHERE c.parent_node_id = n.id
 ) kids
@@ -186,6 +185,7 @@ def node_json(row: Mapping[str, Any]) -> dict[str, Any]:
         "failures_in_window": failures,
         # The runtime's should_restart(), from the figures already read (no query per node).
         "restart_allowed": rules.restart_allowed(_Limit(row["max_restarts"]) if policy else None, failures or 0),
+        "budget": budgets.budget_json(row),
         "restarts": row["restarts"],
         "restarts_capped": row["restarts"] >= RESTART_COUNT_CAP,
         "last_failure_at": _iso(row["last_failure_at"]),
@@ -287,10 +287,13 @@ def path_to(node: NodeId) -> TreeSlice:
     )
 
 
-def filtered_tree(status: str | None = None, node_type: str | None = None) -> TreeSlice:
-    """The nodes with this status and/or type (the first ``FILTER_LIMIT`` by name), with their
-    ancestors so each shows where it sits: one query for them all, one to tell whether more matched."""
+def filtered_tree(status: str | None = None, node_type: str | None = None, escalating: bool = False) -> TreeSlice:
+    """The nodes with this status and/or type, and/or one failure from escalating (the first
+    ``FILTER_LIMIT`` by name), with their ancestors so each shows where it sits: one query for
+    them all, one to tell whether more matched."""
     conditions, params = _filter_conditions("m", status, node_type)
+    if escalating:
+        conditions.append(f"m.id IN {budgets.ESCALATING_IDS_SQL}")
     where = " AND ".join(conditions) or "true"
     ctes = f"""
     seeds AS (SELECT m.id FROM supervision_nodes m WHERE {where} ORDER BY m.node_id LIMIT %(limit)s),
@@ -367,6 +370,12 @@ def nodes_for_refresh(node_ids: Iterable[NodeId], agent_ids: Iterable[NodeId] = 
     return [node_json(row) for row in rows]
 
 
+def node_budget(node: NodeId) -> dict[str, Any] | None:
+    """One node's restart budget (budgets.budget_json), read as the tree reads it: one query."""
+    rows = nodes_for_refresh([node])
+    return rows[0]["budget"] if rows else None
+
+
 def node_details(node: NodeId, hidden: Collection[str] = ()) -> dict[str, Any] | None:
     """A node's panel: its :func:`node_json`, latest failures and restarts, and some child states
     (problems first). Four queries, each bounded; None when the node does not exist. The parts
@@ -396,7 +405,12 @@ def node_details(node: NodeId, hidden: Collection[str] = ()) -> dict[str, Any] |
 def _fetch_nodes(ctes: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Run :data:`NODES_SQL` over the selection the ``ctes`` define; rows as dicts."""
     sql = NODES_SQL.format(
-        ctes=ctes, restart_cap=RESTART_COUNT_CAP, state_counts=STATE_COUNTS_SQL, status_counts=STATUS_COUNTS_SQL
+        ctes=ctes,
+        budget_columns=budgets.BUDGET_COLUMNS,
+        window_join=budgets.WINDOW_JOIN,
+        restart_cap=RESTART_COUNT_CAP,
+        state_counts=STATE_COUNTS_SQL,
+        status_counts=STATUS_COUNTS_SQL,
     )
     with connection.cursor() as cursor:
         cursor.execute(sql, params)

@@ -285,6 +285,16 @@ def complete_restart(answer: RestartCompleted) -> str:
     return "duplicate" if SupervisionRestart.objects.filter(pk=answer.restart_id).exists() else "unknown"
 
 
+# A restart's outcome as the console names it, from its row alone (an SQL expression over a row of
+# supervision_restarts): pending until it completes, then succeeded, timed out (marked so by
+# expire_overdue_restarts below) or failed. The dashboard's charts and the metrics use it.
+RESTART_OUTCOMES = ("succeeded", "failed", "timed_out", "pending")
+RESTART_OUTCOME_SQL = """CASE WHEN completed_at IS NULL THEN 'pending'
+                WHEN success THEN 'succeeded'
+                WHEN error_message LIKE 'Timed out:%%' THEN 'timed_out'
+                ELSE 'failed' END"""
+
+
 def expire_overdue_restarts() -> int:
     """Mark the console's restarts that got no answer within their delay plus the escalation timeout."""
     with connection.cursor() as cursor:

@@ -101,3 +101,14 @@ def stop_after():
     yield keep
     for service in reversed(services):
         service.stop()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_chart_cache():
+    """The dashboard's charts keep settled buckets per process (history.py): a test's rows must not
+    be hidden by what an earlier test's request kept."""
+    from django.core.cache import caches
+
+    caches["charts"].clear()
+    yield
+    caches["charts"].clear()

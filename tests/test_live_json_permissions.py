@@ -151,15 +151,18 @@ def test_the_tree_hides_failures_restarts_child_states_and_policies_without_thei
     assert set(panel["hidden"]) == set(PANEL_PARTS)
     for name, answer in limited.items():
         assert node_in(answer, troubled_node)["policy"] == {"hidden": True}, name
+        assert node_in(answer, troubled_node)["budget"] == {"hidden": True}, name  # the policy's figures
     assert "secret failure detail" not in str(limited)
     page = client_with("view_supervisionnode").get(reverse("supervision:tree"), {"node": str(troubled_node.pk)})
     assert page.status_code == 200 and '"max_restarts": 7' not in page.content.decode()
+    assert '"max": 7' not in page.content.decode()
 
     full = tree_jsons(client_with("view_supervisionnode", *PANEL_PARTS.values()), troubled_node)
     assert full["panel"]["hidden"] == {}
     assert [len(full["panel"][part]) for part in ("failures", "restarts", "child_states")] == [1, 1, 1]
     for name, answer in full.items():
         assert node_in(answer, troubled_node)["policy"]["max_restarts"] == 7, name
+        assert node_in(answer, troubled_node)["budget"]["max"] == 7, name
 
 
 def test_supervision_frames_name_the_nodes_to_redraw_not_the_events_body():

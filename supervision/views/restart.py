@@ -15,7 +15,7 @@ from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme, urlencode
 
 from mistersmith.web.access import admin_page
-from supervision import services
+from supervision import selectors, services
 
 RESTART_PERMISSION = "supervision.restart_node"
 MESSAGE_LEVEL = {
@@ -41,6 +41,7 @@ def render_confirmation(request: HttpRequest, plan: services.RestartPlan, *, sta
         **admin.site.each_context(request),
         "title": f"Restart {plan.node}?",
         "plan": plan,
+        "budget": selectors.node_budget(plan.node.pk),
         "next": _next_url(request, plan.node.pk),
         "opts": plan.node._meta,
     }

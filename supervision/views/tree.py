@@ -58,7 +58,7 @@ def tree_page(request: HttpRequest) -> HttpResponse:
     filters = _filters(request)
     deep_link = _uuid_or_none(request.GET.get("node"))
     if filters:
-        tree = selectors.filtered_tree(filters.get("status"), filters.get("type"))
+        tree = selectors.filtered_tree(filters.get("status"), filters.get("type"), "budget" in filters)
     else:
         tree = selectors.top_levels(scope=_uuid_or_none(request.GET.get("root")), deep_link=deep_link)
     context = live_page_context(
@@ -137,6 +137,7 @@ PANEL_PART_MODELS = {
     "policy": SupervisionPolicy,
 }
 HIDDEN_POLICY = {"hidden": True}
+ESCALATING_FILTER = "escalating"  # ?budget=escalating: the nodes one failure from escalating
 
 
 def hidden_panel_parts(request: HttpRequest) -> dict[str, str]:
@@ -151,6 +152,7 @@ def _visible_nodes(request: HttpRequest, nodes: list[dict[str, Any]]) -> list[di
         for node in nodes:
             if node["policy"] is not None:
                 node["policy"] = HIDDEN_POLICY
+                node["budget"] = HIDDEN_POLICY  # the budget is the policy's figures
     return nodes
 
 
@@ -225,12 +227,14 @@ def _client_config(filters: dict[str, str]) -> dict[str, Any]:
 
 
 def _filters(request: HttpRequest) -> dict[str, str]:
-    """The status and type filters of the query string; unknown values are dropped."""
+    """The status, type and budget filters of the query string; unknown values are dropped."""
     filters = {}
     if (status := request.GET.get("status")) in NodeStatus.values:
         filters["status"] = status
     if (node_type := request.GET.get("type")) in NodeType.values:
         filters["type"] = node_type
+    if request.GET.get("budget") == ESCALATING_FILTER:
+        filters["budget"] = ESCALATING_FILTER
     return filters
 
 

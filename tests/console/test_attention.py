@@ -199,4 +199,25 @@ def test_the_panel_is_one_statement(admin_client):
     with CaptureQueriesContext(connection) as queries:
         snapshot(admin_client, "attention")
     counting = [q["sql"] for q in queries.captured_queries if "capped" in q["sql"]]
-    assert len(counting) == 1 and counting[0].count("LIMIT") == 8
+    assert len(counting) == 1 and counting[0].count("LIMIT") == 9
+
+
+def test_nodes_one_failure_from_escalating_link_to_the_tree_filter(admin_client, node, django_user_model):
+    from supervision.models import SupervisionPolicy
+
+    root = SupervisionNode.objects.create(node_id="attention-root", node_type="RootSupervisor")
+    node.parent = root
+    node.save()
+    SupervisionPolicy.objects.create(node=node, max_restarts=2, time_window_seconds=3600)
+    SupervisionPolicy.objects.create(node=root, max_restarts=5, time_window_seconds=3600)  # far from its limit
+    assert "escalation_forecast" not in items(admin_client)
+    failures(node, 1, at=ago(minutes=5))
+    forecast = items(admin_client)["escalation_forecast"]
+    assert forecast["count"] == 1 and "one failure from escalating" in forecast["text"]
+    tree = admin_client.get(forecast["links"][0]["url"])
+    assert tree.status_code == 200
+    assert tree.context["tree"]["matches"] == [str(node.pk)]
+    # Without the policy permission the forecast (the policies' figures) is not shown.
+    viewer = make_user(django_user_model, "supervision.view_supervisionnode")
+    admin_client.force_login(viewer)
+    assert "escalation_forecast" not in items(admin_client)

@@ -58,9 +58,10 @@ def test_the_page_loads_with_counts_charts_and_streams(seeded, dashboard):
     expect(count_cell(page, "panel-nodes", "failed")).to_have_text("1")
     expect(count_cell(page, "panel-nodes", "active")).to_have_text("0")
     for series in ("failures", "restarts"):
-        chart = page.locator(f"#rate-{series} svg[role='img']")
-        expect(chart.locator("rect.bar")).to_have_count(60)
+        chart = page.locator(f"#rate-{series} [data-chart][role='img']")
+        expect(chart.locator(".uplot canvas")).to_have_count(1)  # uPlot's bars (vendor/uplot)
         expect(chart).to_have_attribute("aria-label", re.compile(r"per minute over the last 60 minutes: 0 in total"))
+        expect(page.locator(f"#rate-{series}")).to_have_attribute("data-now", "0")
         expect(page.locator(f"#rate-{series} [data-total]")).to_have_text("0 in the last hour")
     streams = page.locator("#panel-streams tbody tr")
     expect(streams).to_have_count(4)
@@ -130,7 +131,8 @@ def test_a_restart_request_shows_in_the_current_minute(dashboard):
     }
     publish(CONTROL_SUBJECT, {"message_id": restart_id, "timestamp": "2026-01-01T00:00:00Z", "payload": command})
     expect(page.locator("#rate-restarts [data-total]")).to_have_text("1 in the last hour")
-    expect(page.locator("#rate-restarts rect.bar.now")).to_have_attribute("data-count", "1")
+    expect(page.locator("#rate-restarts")).to_have_attribute("data-now", "1")  # the current minute's bar
+    assert page.evaluate("window.misterSmithDashboard.rateCharts.restarts.data[1].at(-1)") == 1
 
 
 def test_latest_events_arrive_live_newest_first_and_escaped(dashboard):

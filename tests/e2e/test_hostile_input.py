@@ -120,7 +120,7 @@ def test_live_pages_show_hostile_agents_discoveries_and_events_as_text(live_page
     page.goto(f"{base}/admin/agents/live/?q={tag}")
     expect(page.locator("#live-badge")).to_have_attribute("data-state", "live")
     row = page.locator(f"tr[data-agent-id='{agent.pk}']")
-    expect(row.locator(".agent-name")).to_have_text(name)
+    expect(row.locator(".agent-name > a")).to_have_text(name)
     guard.check()
 
     page.goto(f"{base}/admin/agents/live/{agent.pk}/")

@@ -11,6 +11,7 @@ from agents.models import Agent
 from mistersmith.simulator import demo
 from supervision import selectors
 from supervision.models import SupervisionFailure, SupervisionNode, SupervisionPolicy, SupervisionRestart
+from tests.e2e.conftest import docs_screenshot
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -244,3 +245,34 @@ def test_restart_from_the_tree_comes_back_to_the_node(logged_in_page, live_serve
     page.wait_for_selector("ul.messagelist li.success")
     assert f"node={sup.pk}" in page.url
     assert SupervisionRestart.objects.filter(node=sup, restart_delay_ms=777).count() == 1
+
+
+def test_budget_badge_on_the_row_and_budget_line_in_the_panel(logged_in_page, live_server, small_tree):
+    sup, root = small_tree["sup"], small_tree["root"]
+    SupervisionPolicy.objects.create(node=sup, max_restarts=2, time_window_seconds=600)
+    SupervisionFailure.objects.create(node=sup, failure_reason="Crash", failure_detail="boom")
+    page = logged_in_page
+    open_tree(page, live_server)
+    badge = item(page, sup).locator(":scope > .tree-row .tree-budget")
+    assert badge.inner_text() == "1/2"
+    assert "tree-budget-last_slot" in badge.get_attribute("class")
+    assert badge.get_attribute("title") == f"restart budget: one more failure escalates to {root.node_id}"
+    assert item(page, small_tree["svc"]).locator(":scope > .tree-row .tree-budget").count() == 0  # no policy
+    item(page, sup).locator(":scope > .tree-row .tree-type").click()
+    page.wait_for_selector("#tree-panel h2:text-is('e2t-sup')")
+    line = page.locator("#tree-panel .tree-budget-line")
+    assert line.inner_text().startswith("1 of 2 restarts used in 600 s; next slot frees at ")
+    assert line.locator("time").get_attribute("datetime")
+    assert line.locator(".tree-budget-warning").inner_text() == f"; one more failure escalates to {root.node_id}"
+    docs_screenshot(page.locator("#content-main"), "restart-budget")
+
+
+def test_budget_filter_shows_the_nodes_one_failure_from_escalating(logged_in_page, live_server, small_tree):
+    w1 = small_tree["w1"]
+    SupervisionPolicy.objects.create(node=w1, max_restarts=1, time_window_seconds=600)
+    SupervisionPolicy.objects.create(node=small_tree["w2"], max_restarts=5, time_window_seconds=600)
+    page = logged_in_page
+    open_tree(page, live_server, "?budget=escalating")
+    assert page.locator("select[name='budget']").input_value() == "escalating"
+    matched = page.locator("li[role='treeitem'] .tree-name").all_inner_texts()
+    assert "e2t-w1" in matched and "e2t-w2" not in matched

@@ -69,3 +69,23 @@ def test_the_badge_follows_the_connection_and_the_snapshot_reloads(live_page):
     expect(live_page.locator("#live-badge")).to_have_attribute("data-state", "live", timeout=20_000)
     expect(row(live_page, root)).to_contain_text("failed")
     assert live_page.evaluate("window.misterSmithLive.snapshots") == 2
+
+
+def test_a_failure_moves_the_budget_badge_live(live_page):
+    from supervision.models import SupervisionFailure
+
+    root = node("lt3-root", node_type="RootSupervisor")
+    worker = node("lt3-worker", root, node_type="Worker")
+    SupervisionPolicy.objects.create(node=worker, max_restarts=3, time_window_seconds=600)
+    open_live_tree(live_page)
+    badge = live_page.locator(f"li[role='treeitem'][data-node-id='{worker.pk}'] > div .tree-budget")
+    expect(badge).to_have_text("0/3")
+    # The runtime records the failure, then announces the agent's error: the row comes back with its budget.
+    for _ in range(2):
+        SupervisionFailure.objects.create(node=worker, failure_reason="Crash", failure_detail="x")
+    publish(
+        f"supervision.agent.{worker.agent_id}.lifecycle.error",
+        {"agent_id": str(worker.agent_id), "event_type": "Error", "new_state": "Error", "metadata": {}},
+    )
+    expect(badge).to_have_text("2/3")
+    expect(badge).to_have_class("tree-budget tree-budget-last_slot")

@@ -75,6 +75,31 @@ def test_loopback_scrape_shows_the_pool_lines():
     assert value(samples, "mistersmith_up", component="nats") == 1
 
 
+def test_restart_budgets_are_aggregate_gauges():
+    from supervision.models import SupervisionPolicy
+
+    before = scrape()
+    root = root_node()
+    worker = SupervisionNode.objects.create(
+        node_id=f"budget-{uuid.uuid4().hex[:8]}", node_type="Service", node_type_detail="svc", parent=root
+    )
+    SupervisionPolicy.objects.create(node=worker, max_restarts=2, time_window_seconds=600)
+    SupervisionFailure.objects.create(node=worker, failure_reason="Crash", failure_detail="x")
+    after = scrape()
+
+    def grew(name: str, **labels: str) -> float:
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    assert grew("mistersmith_nodes_one_failure_from_escalation") == 1
+    assert grew("mistersmith_restart_budget_nodes", state="last_slot") == 1
+    assert grew("mistersmith_restart_budget_nodes", state="no_policy") == 1  # the root
+    assert grew("mistersmith_restart_budget_nodes", state="exhausted") == 0
+    # No per-node series: the budget families carry the state label only.
+    assert {labels for name, labels in after if name == "mistersmith_restart_budget_nodes"} == {
+        frozenset({("state", state)}) for state in ("exhausted", "last_slot", "ok", "no_policy")
+    }
+
+
 def test_restarts_failures_and_table_sizes_come_from_postgresql():
     before = scrape()
     node = root_node()

@@ -26,7 +26,7 @@ from django.urls import reverse
 from django.utils import timezone
 from nats.js.api import StreamConfig
 
-from agents.models import AgentAnomaly, AgentCommandRecord, Discovery
+from agents.models import AgentAnomaly, AgentCommandRecord, BulkCommandRun, Discovery
 from mistersmith.live.models import BridgePosition, CatchUp, DeadLetter, RuntimeProbe
 from mistersmith.operations.snapshots import tables as snapshot_tables
 from mistersmith.operations.snapshots.api import (
@@ -86,8 +86,17 @@ def state(hive_files, snapshots, admin_user):
     SupervisionRestart.objects.create(
         node=node, restart_attempt_number=1, restart_delay_ms=100, requested_by=admin_user, reason="test"
     )
+    agent_id = uuid.uuid4()
+    run = BulkCommandRun.objects.create(
+        command="Pause", scope="selection", agent_ids=[str(agent_id)], total=1, requested_by=admin_user
+    )
     AgentCommandRecord.objects.create(
-        agent_id=uuid.uuid4(), command="Pause", outcome="ok", requested_by=admin_user, requested_by_name="admin"
+        agent_id=agent_id,
+        command="Pause",
+        outcome="ok",
+        requested_by=admin_user,
+        requested_by_name="admin",
+        bulk_run=run,
     )
     AgentAnomaly.objects.create(agent_id=uuid.uuid4(), event_kind="StateChanged", detail="Idle -> Created")
     for sequence in (3, 4):
@@ -223,6 +232,7 @@ def test_references_to_users_missing_here_become_null(state, snapshots, admin_us
     assert SupervisionRestart.objects.filter(reason="test").get().requested_by_id is None
     record = AgentCommandRecord.objects.get()
     assert record.requested_by_id is None and record.requested_by_name == "admin"
+    assert record.bulk_run.requested_by_id is None  # the bulk run of the record survives, without its user
     assert "supervision_restarts.requested_by_id: 1 references" in output
 
 

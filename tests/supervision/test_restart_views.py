@@ -125,3 +125,21 @@ def test_bulk_action_is_not_offered_without_the_permission(client, staff, family
     client.force_login(staff)
     response = client.get(reverse("admin:supervision_supervisionnode_changelist"))
     assert "restart_selected" not in response.content.decode()
+
+
+def test_confirmation_shows_the_budget_and_the_escalation_forecast(client, staff, family):
+    from supervision.models import SupervisionFailure
+
+    grant(staff, "restart_node")
+    client.force_login(staff)
+    root, (first, _) = family
+    SupervisionPolicy.objects.filter(node=first).update(max_restarts=3, time_window_seconds=600)
+    for _ in range(2):
+        SupervisionFailure.objects.create(node=first, failure_reason="Crash", failure_detail="x")
+    page = client.get(reverse("supervision:restart", args=[first.pk])).content.decode()
+    assert "Restart budget: 2 of 3 restarts used in the last 600 s" in page
+    assert "the next slot frees at <time datetime=" in page
+    assert f'One more failure escalates to <a href="/admin/supervision/tree/?node={root.pk}">{root.node_id}</a>' in page
+    SupervisionPolicy.objects.filter(node=first).update(escalate_on_limit=False)
+    page = client.get(reverse("supervision:restart", args=[first.pk])).content.decode()
+    assert "Restart budget: 2 of 3" in page and "One more failure escalates" not in page

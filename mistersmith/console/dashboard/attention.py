@@ -8,6 +8,9 @@ Items (each only for a user who may view its rows, and shown only when its count
 - ``failure_rate``: failures within the window against the window before, when rising;
 - ``failed_nodes``: supervision nodes whose status is failed;
 - ``escalations``: failures escalated to the parent within the last hour;
+- ``escalation_forecast``: nodes one failure from escalating (their restart budget's last slot
+  used or about to be, escalate_on_limit set: supervision/budgets.py), counted with every node's
+  budget in one set-based statement;
 - ``dead_letters``: messages the bridge refused within the last day;
 - ``stale_feeds``: bridge feeds behind their stream past MISTERSMITH_STALE_SECONDS (NATS; the
   snapshot adds them, see panels.py).
@@ -28,6 +31,7 @@ from urllib.parse import urlencode
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import connection
 from django.db.models import QuerySet
+from django.db.models.expressions import RawSQL
 from django.urls import reverse
 from django.utils import timezone
 
@@ -36,6 +40,7 @@ from agents.models import Agent
 from agents.silence import LAST_HEARD, quiet_since, silent_filter, silent_seconds
 from mistersmith.jetstream.settings_number import number_setting
 from mistersmith.live.models import DeadLetter
+from supervision.budgets import ESCALATING_IDS_QUERY
 from supervision.models import NodeStatus, SupervisionFailure, SupervisionNode
 
 User = AbstractBaseUser | AnonymousUser
@@ -116,6 +121,9 @@ def _queries(user: User, now: dt.datetime, window: dt.timedelta) -> dict[str, Qu
         )
     if user.has_perm(VIEW_NODE):
         queries["failed_nodes"] = SupervisionNode.objects.filter(status=NodeStatus.FAILED)
+        if may_view(user, "supervision.supervisionpolicy"):  # the forecast is the policies' figures
+            escalating = RawSQL(ESCALATING_IDS_QUERY, [])  # noqa: S611 (a constant: no input in it)
+            queries["escalation_forecast"] = SupervisionNode.objects.filter(pk__in=escalating)
     if may_view(user, "mistersmith.deadletter"):
         queries["dead_letters"] = DeadLetter.objects.filter(received_at__gte=now - DEAD_LETTER_WINDOW)
     return queries
@@ -167,6 +175,11 @@ def _items(user: User, counts: dict[str, tuple[int, bool]], now: dt.datetime, wi
         }
         link = _link("Show them", "admin:supervision_supervisionfailure_changelist", query)
         items.append(_item("escalations", count, capped, text, [link]))
+    count, capped = counts.get("escalation_forecast", (0, False))
+    if count:
+        text = f"{_plural(count, capped, 'supervision node')} one failure from escalating to the parent"
+        link = _link("In the tree", "supervision:tree", {"budget": "escalating"})
+        items.append(_item("escalation_forecast", count, capped, text, [link]))
     count, capped = counts.get("dead_letters", (0, False))
     if count:
         text = f"{_plural(count, capped, 'message')} refused by the bridge (dead letters) in the last day"

@@ -8,4 +8,5 @@ urlpatterns = [
     path("", views.page, name="page"),
     path("snapshot/", views.snapshot, name="snapshot"),
     path("freshness/", views.freshness, name="freshness"),
+    path("charts/", views.charts, name="charts"),
 ]

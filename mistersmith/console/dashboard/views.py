@@ -14,7 +14,7 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 
 from agents.lifecycle import AgentState
-from mistersmith.console.dashboard import panels
+from mistersmith.console.dashboard import history, panels
 from mistersmith.console.dashboard.freshness import page_freshness
 from mistersmith.jetstream.client import NatsUnavailable
 from mistersmith.web.access import SAFE_METHODS, admin_page, json_endpoint, live_page_context, may_view
@@ -40,6 +40,7 @@ def dashboard_page(request: HttpRequest) -> HttpResponse:
         "nodeStatuses": list(NodeStatus.values),
         "pollSeconds": POLL_SECONDS,
         "refetchSeconds": REFETCH_SECONDS,
+        "chartsUrl": reverse("dashboard:charts"),
         "agentLinks": agent_link_templates(request.user),
         "nodeTreeUrl": node_tree_url(PLACEHOLDER) if request.user.has_perm(panels.VIEW_NODE) else None,
         "placeholder": str(PLACEHOLDER),
@@ -60,6 +61,8 @@ def dashboard_page(request: HttpRequest) -> HttpResponse:
         agent_states=AgentState.values,
         node_statuses=NodeStatus.values,
         dashboard_config=config,
+        chart_windows=list(history.WINDOWS.values()),
+        default_chart_window=history.DEFAULT_WINDOW,
         count_links=count_links(request),
     )
     return TemplateResponse(request, "mistersmith/dashboard.html", context)
@@ -99,3 +102,18 @@ def freshness(request: HttpRequest) -> JsonResponse:
         return JsonResponse(page_freshness())
     except NatsUnavailable as error:
         return JsonResponse({"error": f"The streams cannot be read now: {error}"}, status=503)
+
+
+@json_endpoint(methods=SAFE_METHODS)
+def charts(request: HttpRequest) -> JsonResponse:
+    """``?window=1h|6h|24h|7d``: failures (by node type and reason) and restarts (by outcome) per
+    bucket, each family only with its view permission; 400 for any other window."""
+    may_failures = request.user.has_perm(panels.VIEW_FAILURE)
+    may_restarts = request.user.has_perm(panels.VIEW_RESTART)
+    if not (may_failures or may_restarts):
+        return JsonResponse({"error": "You may not see failures or restarts."}, status=403)
+    try:
+        window = history.parse_window(request.GET.get("window"))
+    except ValueError as error:
+        return JsonResponse({"error": str(error)}, status=400)
+    return JsonResponse(history.chart_history(window, failures=may_failures, restarts=may_restarts))

@@ -170,10 +170,7 @@ LEFT JOIN pg_stat_user_tables s ON s.relid = c.oid
 
 RESTARTS_SQL = """
 SELECT outcome, origin, count(*) FROM (
-    SELECT CASE WHEN completed_at IS NULL THEN 'pending'
-                WHEN success THEN 'succeeded'
-                WHEN error_message LIKE 'Timed out:%%' THEN 'timed_out'
-                ELSE 'failed' END AS outcome,
+    SELECT {outcome} AS outcome,
            CASE WHEN command_sequence IS NOT NULL THEN 'console' ELSE 'runtime' END AS origin
     FROM supervision_restarts
     WHERE started_at > now() - make_interval(secs => %(window)s)
@@ -244,7 +241,9 @@ def _discoveries(scrape: Scrape, held: dict[str, int]) -> None:
 
 
 def _restarts(scrape: Scrape, cursor: Any, window: int) -> None:
-    cursor.execute(RESTARTS_SQL, {"window": window, "cap": RECENT_CAP})
+    from supervision.services import RESTART_OUTCOME_SQL
+
+    cursor.execute(RESTARTS_SQL.format(outcome=RESTART_OUTCOME_SQL), {"window": window, "cap": RECENT_CAP})
     counts = {(outcome, origin): n for outcome, origin, n in cursor.fetchall()}
     family = scrape.gauge(
         "mistersmith_supervision_restarts_recent",
@@ -290,6 +289,33 @@ def _dead_letters(scrape: Scrape, cursor: Any, window: int) -> None:
         recent.add_metric([stream, reason], in_window)
 
 
+def _restart_budgets(scrape: Scrape) -> None:
+    """Every node's restart budget (supervision/budgets.py), counted in one statement: aggregate
+    gauges only, never one series per node (100,000 nodes would be 100,000 series)."""
+    from django.db import DatabaseError, transaction
+
+    from supervision import budgets
+
+    try:
+        with transaction.atomic():  # a savepoint: a timeout here leaves the rest of the scrape intact
+            summary = budgets.budget_summary()
+    except DatabaseError:
+        logger.warning("restart budgets not read within the scrape's statement timeout", exc_info=True)
+        return
+    family = scrape.gauge(
+        "mistersmith_restart_budget_nodes",
+        "Supervision nodes by restart budget state: exhausted (no restart left in the policy window), "
+        "last_slot (one left), ok, no_policy.",
+        ["state"],
+    )
+    for state in budgets.STATES:
+        family.add_metric([state], summary[state])
+    scrape.gauge(
+        "mistersmith_nodes_one_failure_from_escalation",
+        "Supervision nodes whose next failure exhausts the restart budget and escalates to the parent.",
+    ).add_metric([], summary["escalating"])
+
+
 def _positions(scrape: Scrape, prefix: str) -> None:
     from mistersmith.live.models import BridgePosition
 
@@ -318,6 +344,7 @@ def database_metrics(scrape: Scrape) -> None:
         _restarts(scrape, cursor, window)
         _failures(scrape, cursor, window)
         _dead_letters(scrape, cursor, window)
+        _restart_budgets(scrape)
         _positions(scrape, bridge_consumer_prefix())
         _runtime_answers(scrape)
 

@@ -240,7 +240,7 @@ function setActive(item, focus = true, block = "nearest") {
 
 /**
  * Select a node and show its panel. ``history``: "push" (a person chose it: Back returns to the
- * node before), "replace" (the page's first selection), "none" (Back or Forward brought it).
+ * node before; on a phone the page goes to the panel), "replace" (the page's first selection), "none" (Back or Forward brought it).
  */
 function select(item, history = "push") {
   if (!item.classList.contains("tree-node")) return;
@@ -249,7 +249,7 @@ function select(item, history = "push") {
   item.setAttribute("aria-selected", "true");
   selectedId = item.dataset.nodeId;
   if (history !== "none") urlState.write({ node: selectedId }, history);
-  panel.show(selectedId);
+  panel.show(selectedId, { reveal: history === "push" });
 }
 
 function activate(item) {

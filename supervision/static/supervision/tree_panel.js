@@ -5,7 +5,7 @@
  */
 
 import { getJson, h, timeElement } from "../mistersmith/live.js";
-import { childStatesText, childrenText, failuresInWindow, policySummary, restartsText, statusBadge, typeText } from "./tree_render.js";
+import { budgetLine, childStatesText, childrenText, failuresInWindow, policySummary, restartsText, statusBadge, typeText } from "./tree_render.js";
 
 function link(href, text, className = null) {
   return href ? h("a", { href, className }, text) : null;
@@ -15,15 +15,19 @@ function section(title, ...content) {
   return h("section", { className: "tree-panel-section" }, h("h3", {}, title), ...content);
 }
 
+/** A table that becomes cards on a phone (live.css): each cell carries its column's heading. */
 function table(headings, rows, empty) {
   if (!rows.length) return h("p", { className: "tree-quiet" }, empty);
   return h(
     "table",
-    {},
+    { className: "card-table" },
     h("thead", {}, h("tr", {}, headings.map((heading) => h("th", { scope: "col" }, heading)))),
-    h("tbody", {}, rows.map((cells) => h("tr", {}, cells.map((cell) => h("td", {}, cell))))),
+    h("tbody", {}, rows.map((cells) => h("tr", {}, cells.map((cell, index) => h("td", { "data-label": headings[index] }, cell))))),
   );
 }
+
+/** Where the panel sits below the tree (tree.css's one-column layout): a phone or a narrow window. */
+const PANEL_BELOW_TREE = window.matchMedia("(max-width: 1024px)");
 
 /** A restart's or a failure's yes/no, where no answer yet means the runtime has not said. */
 function yesNo(value) {
@@ -39,6 +43,7 @@ function details(node) {
     ["Children", childrenText(node)],
     ["Child states", childStatesText(node)],
     ["Failures in window", failuresInWindow(node)],
+    ["Restart budget", budgetLine(node)],
     ["Restarts", restartsText(node)],
     ["Last failure", node.last_failure_at ? timeElement(node.last_failure_at) : "none"],
     ["Updated", timeElement(node.updated_at)],
@@ -50,8 +55,9 @@ function details(node) {
 /**
  * The panel in ``element``. ``nodeUrl(id)``: the node endpoint's URL; ``remember(node)``: hands
  * the page the node's JSON the panel loaded (the tree keeps the latest of each node).
- * Returns {show(id): load and draw a node, redrawNode(node): redraw the parts drawn from the
- * node's own JSON, when it is the one shown}.
+ * Returns {show(id, {reveal}): load and draw a node (with ``reveal``, where the panel sits below
+ * the tree, scroll it into view: the user just chose the node), redrawNode(node): redraw the parts
+ * drawn from the node's own JSON, when it is the one shown}.
  */
 export function createPanel(element, { nodeUrl, remember }) {
   let ticket = 0;
@@ -129,7 +135,7 @@ export function createPanel(element, { nodeUrl, remember }) {
     redrawNode(node);
   }
 
-  async function show(id) {
+  async function show(id, { reveal = false } = {}) {
     const mine = ++ticket;
     element.setAttribute("aria-busy", "true");
     try {
@@ -138,7 +144,10 @@ export function createPanel(element, { nodeUrl, remember }) {
     } catch (error) {
       if (mine === ticket) element.replaceChildren(h("p", { className: "errornote" }, `Could not load the node: ${error.message}.`));
     } finally {
-      if (mine === ticket) element.removeAttribute("aria-busy");
+      if (mine === ticket) {
+        element.removeAttribute("aria-busy");
+        if (reveal && PANEL_BELOW_TREE.matches) element.scrollIntoView({ block: "start" });
+      }
     }
   }
 

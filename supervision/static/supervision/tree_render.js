@@ -32,6 +32,36 @@ export function failuresInWindow(node) {
   return h("span", { className: "tree-alert" }, `${text}, restart limit reached`);
 }
 
+/**
+ * The restart budget (supervision/budgets.py): "3/5" restarts used of the policy's maximum in its
+ * window, coloured by state; none without a policy (the runtime would not restart the node).
+ */
+export function budgetBadge(node) {
+  const budget = node.budget;
+  if (!budget || budget.hidden) return null;
+  const title = budget.escalates ? `restart budget: ${escalationText(budget)}` : `restart budget: ${budget.used} of ${budget.max} used in ${budget.window_seconds} s`;
+  return h("span", { className: `tree-budget tree-budget-${budget.state}`, title }, `${budget.used}/${budget.max}`);
+}
+
+function escalationText(budget) {
+  const target = budget.escalates_to ? budget.escalates_to.name : "beyond the root (no parent node)";
+  return `one more failure escalates to ${target}`;
+}
+
+/** The budget in words: used of max, when the window frees the next slot, and the escalation warning. */
+export function budgetLine(node) {
+  const budget = node.budget;
+  if (!budget) return h("span", {}, "no budget (no policy: the runtime would not restart this node)");
+  if (budget.hidden) return h("span", {}, "hidden: you may not view supervision policies");
+  const parts = [h("span", {}, `${budget.used} of ${budget.max} restarts used in ${budget.window_seconds} s`)];
+  if (!budget.allowed) parts.push(h("span", { className: "tree-alert" }, " (no restart left)"));
+  if (budget.next_slot_at) parts.push(h("span", {}, "; next slot frees at "), timeElement(budget.next_slot_at));
+  if (budget.escalates) {
+    parts.push(h("strong", { className: "tree-alert tree-budget-warning" }, `; ${escalationText(budget)}`));
+  }
+  return h("span", { className: "tree-budget-line" }, ...parts);
+}
+
 export function restartsText(node) {
   return node.restarts_capped ? `${node.restarts}+` : String(node.restarts);
 }
@@ -69,6 +99,7 @@ export function renderRow(node, changeUrl) {
       h("a", { className: "tree-name", href: changeUrl, tabindex: "-1" }, node.name),
       h("span", { className: "tree-type" }, typeText(node)),
       statusBadge(node.status),
+      budgetBadge(node),
       node.agent ? h("span", { className: "tree-agent" }, `agent ${node.agent.name ?? node.agent.id}`) : null,
     ),
     h(

@@ -4,7 +4,8 @@
  *
  * - agents: a state change names only the new state, so the counts cannot be moved exactly from
  *   the event alone; a frame with state changes re-reads the "agents" part (at most once a second).
- * - supervision: a restart request adds one to the current minute's restart bar at once; the rates
+ * - supervision: a restart request adds one to the current minute's restart bar at once (the rates
+ *   are uPlot bar charts, values on hover; vendor/uplot via uplot_look.js); the rates
  *   and node counts are then re-read (throttled) so the bars match the database.
  * - pool: the runtime's answers to the console's SystemHealth and PoolStatus requests (stored by
  *   the bridge, polled with the pool part); a system.health message, if a publisher sends one,
@@ -18,18 +19,18 @@
  *   servers keep (message and byte counts, consumer lag, open connections), not events; nothing is
  *   published when a stream grows or a consumer falls behind, so there is nothing to subscribe to.
  *
- * Every value from the runtime is set through textContent (h(), svg()), never as HTML.
+ * Every value from the runtime is set through textContent (h()), never as HTML.
  */
 import { ago, flash, getJson, h, readJson, startLive, subjectWithAgentLinks } from "./live.js";
+import { plot, themeColours, themedAxes, utc } from "./uplot_look.js";
 
 const config = readJson("dashboard-config");
-const SVG_NS = "http://www.w3.org/2000/svg";
 const MAX_EVENTS = 20;
-const CHART = { width: 300, height: 48 };
 const numbers = new Intl.NumberFormat("en-US");
 
 const state = {
   rates: null,
+  rateCharts: {}, // series name -> its uPlot
   runtimeSequence: 0,
   events: [], // newest first
   eventsSeen: {}, // stream -> last sequence the events list reflects
@@ -37,16 +38,6 @@ const state = {
 window.misterSmithDashboard = state;
 
 const visible = (part) => config.parts.includes(part);
-
-/** An SVG element; like h(), children that are strings become text nodes. */
-function svg(tag, attributes = {}, ...children) {
-  const element = document.createElementNS(SVG_NS, tag);
-  for (const [name, value] of Object.entries(attributes)) {
-    if (value !== null && value !== undefined) element.setAttribute(name, String(value));
-  }
-  for (const child of children) element.append(child instanceof Node ? child : document.createTextNode(String(child)));
-  return element;
-}
 
 function setText(element, text, { highlight = true } = {}) {
   if (!element || element.textContent === text) return;
@@ -124,41 +115,45 @@ function renderAttention(attention) {
 
 /* ---- rates ----------------------------------------------------------------------------------- */
 
-const hhmm = (date) => date.toISOString().slice(11, 16);
+const RATE_HEIGHT = 110;
 
+/** The last hour per minute as uPlot bars; the current minute, still filling, is the last bar. */
 function drawSeries(figure, name, series, start) {
   const counts = series.counts;
   const total = counts.reduce((sum, n) => sum + n, 0);
   const peak = Math.max(0, ...counts);
-  const slot = CHART.width / counts.length;
   const label =
     `${name === "failures" ? "Failures" : "Restarts"} per minute over the last ${counts.length} minutes: ` +
     `${numbers.format(total)} in total, at most ${numbers.format(peak)} in one minute.`;
-  const chart = svg(
-    "svg",
-    { viewBox: `0 0 ${CHART.width} ${CHART.height}`, preserveAspectRatio: "none", role: "img", "aria-label": label },
-    svg("title", {}, label),
-  );
-  counts.forEach((count, index) => {
-    const height = count ? Math.max(1.5, (count / Math.max(peak, 1)) * (CHART.height - 2)) : 0;
-    const minute = new Date(start.getTime() + index * 60000);
-    chart.append(
-      svg(
-        "rect",
+  const holder = figure.querySelector("[data-chart]");
+  holder.setAttribute("role", "img");
+  holder.setAttribute("aria-label", label);
+  const first = Math.floor(start.getTime() / 1000);
+  const minutes = counts.map((_, index) => first + index * 60);
+  const colours = themeColours();
+  if (state.rateCharts[name]) state.rateCharts[name].destroy();
+  state.rateCharts[name] = plot(
+    {
+      width: Math.max(240, holder.clientWidth || 300),
+      height: RATE_HEIGHT,
+      scales: { x: { time: true }, y: { range: (u, min, max) => [0, Math.max(1, max)] } },
+      legend: { live: true },
+      series: [
+        { label: "Minute", value: (u, v) => (v == null ? "–" : `${uPlot.fmtDate("{HH}:{mm}")(utc(v))} UTC`) },
         {
-          class: index === counts.length - 1 ? "bar now" : "bar",
-          x: (index * slot).toFixed(2),
-          y: (CHART.height - 1 - height).toFixed(2),
-          width: (slot * 0.8).toFixed(2),
-          height: height.toFixed(2),
-          "data-count": count,
+          label: name === "failures" ? "Failures" : "Restarts",
+          fill: name === "failures" ? colours.error : colours.link,
+          stroke: name === "failures" ? colours.error : colours.link,
+          paths: uPlot.paths.bars({ size: [0.8, 100] }),
+          points: { show: false },
+          value: (u, v) => (v == null ? "–" : numbers.format(v)),
         },
-        svg("title", {}, `${hhmm(minute)} UTC: ${count}`),
-      ),
-    );
-  });
-  chart.append(svg("line", { class: "base", x1: 0, x2: CHART.width, y1: CHART.height - 0.5, y2: CHART.height - 0.5 }));
-  figure.querySelector("[data-chart]").replaceChildren(chart);
+      ],
+      axes: themedAxes(),
+    },
+    [minutes, counts],
+    holder,
+  );
   const totalLink = figure.querySelector("[data-total]");
   setText(totalLink, `${numbers.format(total)} in the last hour`);
   if (totalLink.dataset.listUrl) {
@@ -168,6 +163,7 @@ function drawSeries(figure, name, series, start) {
   }
   figure.querySelector("[data-peak]").textContent = `(peak ${numbers.format(peak)}/min)`;
   figure.dataset.total = String(total);
+  figure.dataset.now = String(counts[counts.length - 1]); // the current minute's count
 }
 
 function renderRates(rates) {
