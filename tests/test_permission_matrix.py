@@ -210,6 +210,11 @@ EXPECTED: dict[str, Callable[[dict[str, Any]], list[Case]]] = {
     "dashboard:page": lambda o: [Case(reverse("dashboard:page"), admin_page())],
     "dashboard:snapshot": lambda o: [Case(reverse("dashboard:snapshot"), staff_json())],
     "dashboard:freshness": lambda o: [Case(reverse("dashboard:freshness"), staff_json())],
+    # Failures or restarts: each family needs its own view permission (the matrix's viewer holds both).
+    "dashboard:charts": lambda o: [
+        Case(reverse("dashboard:charts"), staff_json("supervision.view_supervisionfailure")),
+        Case(reverse("dashboard:charts") + "?window=2h", staff_json("supervision.view_supervisionfailure", ok=400)),
+    ],
     "event_log:page": lambda o: [
         Case(reverse("event_log:page"), {**admin_page("mistersmith.view_event_log"), "member": 403})
     ],
