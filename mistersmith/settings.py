@@ -48,6 +48,13 @@ def env_seconds(name: str, default: float, low: float, high: float) -> float:
     return value
 
 
+def database_session_options(options: str | None) -> str:
+    """libpq's ``options`` for the console's sessions: JIT off, unless the given options set it."""
+    if options and "jit" in options:
+        return options
+    return f"{options} -c jit=off" if options else "-c jit=off"
+
+
 PRODUCTION = os.environ.get("MISTERSMITH_ENV", "development") == "production"
 DEBUG = env_bool("DEBUG")
 
@@ -143,6 +150,11 @@ else:
 # restarts, the pool drops the dead connections by itself instead of failing a request with each.
 _default_db.update(CONN_MAX_AGE=0, CONN_HEALTH_CHECKS=True)
 _default_db.setdefault("OPTIONS", {})["pool"] = DATABASE_POOL
+# PostgreSQL's JIT compiles a query whose estimated cost passes jit_above_cost: the tree's and the
+# attention panel's statements (index probes per row shown, a few ms of work) spent 40-70 ms of
+# CPU compiling each time (docs/deploy.md, "Pages under load"). Off for the console's sessions
+# unless DATABASE_URL's ``?options=`` says otherwise (``-c jit=on``).
+_default_db["OPTIONS"]["options"] = database_session_options(_default_db["OPTIONS"].get("options"))
 # django-prometheus' query counters and timings (django_db_*): its engine only adds a cursor
 # factory, Django's psycopg pool works unchanged under it (docs/metrics.md).
 if env_bool("METRICS_DB_INSTRUMENTATION", True) and _default_db["ENGINE"] == "django.db.backends.postgresql":
