@@ -290,3 +290,17 @@ def test_parts_the_user_may_not_view_are_hidden(client, django_user_model):
     story = json.loads(client.get(reverse("incidents:json", args=[failure.pk])).content)
     assert story["decision"] is None and story["restarts"] is None and story["agent_events"] is None
     assert story["failure"]["node"]["links"] == {"admin": None, "tree": None}
+
+
+def test_every_failure_links_to_its_story(admin_client, client, django_user_model):
+    failure = _incident()
+    url = reverse("incidents:page", args=[failure.pk])
+    changelist = admin_client.get(reverse("admin:supervision_supervisionfailure_changelist"))
+    assert url in changelist.content.decode()
+    change = admin_client.get(reverse("admin:supervision_supervisionfailure_change", args=[failure.pk]))
+    assert url in change.content.decode()
+    panel = admin_client.get(reverse("supervision:tree_node", args=[failure.node_id])).json()
+    template = panel["links"]["incident"]
+    assert template.replace(str(uuid.UUID(int=0)), panel["failures"][0]["id"]) == url
+    _staff(client, django_user_model, "view_supervisionnode")  # no failures: no story to link
+    assert client.get(reverse("supervision:tree_node", args=[failure.node_id])).json()["links"]["incident"] is None

@@ -255,9 +255,8 @@ def _agent_events(row: dict, until: dt.datetime, links: _Links, hidden: dict, en
             title += f" ({old} → {event['status']})" if old else f" (now {event['status']})"
         message = links.replay("AGENT_EVENTS", subject, from_sequence=event["sequence"], limit=1)
         at = dt.datetime.fromisoformat(event["time"])
-        entries.append(
-            _entry("agent_event", at, title, event.get("text") or event.get("reason") or "", event_log=message)
-        )
+        text = event.get("text") or event.get("reason") or ""
+        entries.append(_entry("agent_event", at, title, text, agent=links.agent(agent_id), event_log=message))
     return {
         "agent": {"id": str(agent_id), "url": links.agent(agent_id)},
         "events": read.events,
