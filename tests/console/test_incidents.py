@@ -304,3 +304,13 @@ def test_every_failure_links_to_its_story(admin_client, client, django_user_mode
     assert template.replace(str(uuid.UUID(int=0)), panel["failures"][0]["id"]) == url
     _staff(client, django_user_model, "view_supervisionnode")  # no failures: no story to link
     assert client.get(reverse("supervision:tree_node", args=[failure.node_id])).json()["links"]["incident"] is None
+
+
+def test_hostile_text_is_escaped(admin_client):
+    root = make_node("evil-root")
+    node = make_node('<img src=x onerror="alert(1)">', root, **EXPONENTIAL)
+    failure = fail(node, timezone.now(), failure_reason="Crash")
+    SupervisionFailure.objects.filter(pk=failure.pk).update(failure_detail="<script>alert(2)</script>")
+    html = admin_client.get(reverse("incidents:page", args=[failure.pk])).content.decode()
+    assert "<script>alert(2)" not in html and "&lt;script&gt;alert(2)&lt;/script&gt;" in html
+    assert '<img src=x onerror="alert(1)">' not in html
