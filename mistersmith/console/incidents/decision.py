@@ -8,7 +8,8 @@ same rows with the failure's ``occurred_at`` in place of ``now()`` (the failures
 that ends at this failure, itself included: the runtime records the failure, then asks) and compares
 them with ``max_restarts`` the same way. A test holds the count equal to ``should_restart``'s answer
 for a failure recorded at ``now()``. The attempt is that count (the k-th failure in the window is the
-k-th restart attempt, as the demo data and the runtime's restart rows number them) and its delay is
+k-th restart attempt, as mistersmith/simulator/demo.py numbers the restart rows; each restart row's
+own attempt number is shown beside it in the story) and its delay is
 ``calculate_restart_delay(policy, attempt)`` itself, called in the statement: never a copy of it.
 
 Escalation is the policy's rule on top (:func:`rule_escalates`): strategy Escalate always, a failure
