@@ -20,6 +20,7 @@ BENCHMARKS = [
     "restarts",
     "tree",
     "budgets",
+    "incident",
     "dashboard",
     "bridge",
     "live_latency",

@@ -36,6 +36,7 @@ urlpatterns = [
     # Before admin.site.urls: custom admin pages under the app's own prefix, and the live pages.
     path("admin/supervision/", include("supervision.urls")),
     path("admin/live/", include(("mistersmith.console.dashboard.urls", "dashboard"))),
+    path("admin/incidents/", include(("mistersmith.console.incidents.urls", "incidents"))),
     path("admin/events/", include(("mistersmith.console.event_log.urls", "event_log"))),
     path("admin/actions/", include(("mistersmith.console.actions.urls", "actions"))),
     path("admin/views/", include(("mistersmith.console.saved_views.urls", "saved_views"))),

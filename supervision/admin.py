@@ -429,6 +429,7 @@ class SupervisionFailureAdmin(RuntimeOwnedMixin, NodeHistoryMixin, LargeTableAdm
         "restart_attempted",
         "escalated_to_parent",
         "recovery_action",
+        "incident_link",
     ]
     list_filter = [
         "failure_reason",
@@ -441,8 +442,16 @@ class SupervisionFailureAdmin(RuntimeOwnedMixin, NodeHistoryMixin, LargeTableAdm
     search_fields = ["node__node_id"]
     date_hierarchy = "occurred_at"
     raw_id_fields = ["node"]
-    readonly_fields = ["id"]
+    readonly_fields = ["id", "incident_link"]
     ordering = ["-occurred_at"]
+
+    @admin.display(description="incident")
+    def incident_link(self, failure: SupervisionFailure) -> str:
+        """The failure's story (mistersmith/console/incidents): decision, restarts, agent events."""
+        if failure.pk is None:
+            return "—"
+        url = reverse("incidents:page", args=[failure.pk])
+        return format_html('<a href="{}" class="incident-link">The story</a>', url)
 
     @admin.display(description="detail")
     def short_detail(self, failure: SupervisionFailure) -> str:

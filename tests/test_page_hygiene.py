@@ -52,6 +52,17 @@ def test_the_snapshot_pages_have_no_inline_style(admin_client, settings, tmp_pat
     assert INLINE_STYLE.findall(restore.content.decode()) == []
 
 
+def test_the_incident_page_has_no_inline_style(admin_client):
+    from mistersmith.simulator import demo
+    from supervision.models import SupervisionFailure
+
+    demo.seed(prefix="hy", nodes=6, failures=10, sessions=0, hive=False)
+    failure = SupervisionFailure.objects.order_by("pk").first()
+    response = admin_client.get(reverse("incidents:page", args=[failure.pk]))
+    assert response.status_code == 200
+    assert_no_inline_style_and_served_sheets(admin_client, response.content.decode(), "incident.css")
+
+
 def test_favicon_is_an_icon_for_anyone(client):
     response = client.get("/favicon.ico")
     assert response.status_code == 200

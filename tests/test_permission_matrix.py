@@ -206,6 +206,13 @@ EXPECTED: dict[str, Callable[[dict[str, Any]], list[Case]]] = {
             data={"action": "restart_selected", "_selected_action": str(o["node"].pk), "index": "0"},
         )
     ],
+    # A failure's story and its export (mistersmith/console/incidents): the failures' view permission.
+    "incidents:page": lambda o: [
+        Case(reverse("incidents:page", args=[o["failure"].pk]), admin_page("supervision.view_supervisionfailure"))
+    ],
+    "incidents:json": lambda o: [
+        Case(reverse("incidents:json", args=[o["failure"].pk]), staff_json("supervision.view_supervisionfailure"))
+    ],
     # The live pages and their snapshots.
     "dashboard:page": lambda o: [Case(reverse("dashboard:page"), admin_page())],
     "dashboard:snapshot": lambda o: [Case(reverse("dashboard:snapshot"), staff_json())],
@@ -395,7 +402,7 @@ def make_objects(users: dict[str, Any]) -> dict[str, Any]:
     from agents.models import Agent, AgentAnomaly, AgentCommandRecord
     from mistersmith.live.models import BridgePosition, DeadLetter
     from mistersmith.simulator import demo
-    from supervision.models import SupervisionNode
+    from supervision.models import SupervisionFailure, SupervisionNode
     from tests.agents.test_discoveries import payload
 
     demo.seed(prefix="mx", nodes=12, failures=20, sessions=2, hive=True)
@@ -419,6 +426,7 @@ def make_objects(users: dict[str, Any]) -> dict[str, Any]:
         pass
     return {
         "node": SupervisionNode.objects.get(node_id="mx-root"),
+        "failure": SupervisionFailure.objects.order_by("pk").first(),
         "agent": agent,
         "member_user": users["member"],
         "snapshot": make_snapshot(),

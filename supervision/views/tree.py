@@ -198,6 +198,10 @@ def _panel_links(user: AbstractBaseUser | AnonymousUser, node: dict[str, Any]) -
         "failures": _if_allowed(user, "supervisionfailure", history),
         "restarts": _if_allowed(user, "supervisionrestart", history),
         "restart": _restart_url(pk) if user.has_perm(RESTART_PERMISSION) else None,
+        # a failure's story (mistersmith/console/incidents), the failure's id in place of the placeholder
+        "incident": reverse("incidents:page", args=[URL_PLACEHOLDER])
+        if user.has_perm("supervision.view_supervisionfailure")
+        else None,
         # the node's agent, on its live page (agents/page_urls.py), for whom may view agents
         "agent": reverse("agent_pages:detail", args=[node["agent"]["id"]])
         if node.get("agent") and user.has_perm("agents.view_agent")

@@ -75,6 +75,7 @@ def test_every_console_page_runs_without_a_csp_violation(watched_page):
         ("/admin/supervision/supervisionnode/add/", {"ready": "form"}),
         ("/admin/auth/user/", {"ready": "#result_list"}),
         (f"/admin/supervision/restart/{node.pk}/", {}),
+        (f"/admin/incidents/{failure.pk}/", {"ready": "#incident-timeline"}),
         ("/admin/supervision/tree/", {"live": True, "ready": "#supervision-tree [role=treeitem]"}),
         ("/admin/live/", {"live": True, "ready": "#panel-history .uplot canvas"}),  # uPlot drew under the CSP
         ("/admin/agents/live/", {"live": True}),

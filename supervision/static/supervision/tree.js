@@ -25,6 +25,7 @@ const tree = document.getElementById("supervision-tree");
 const panel = createPanel(document.getElementById("tree-panel"), {
   nodeUrl: (id) => urlFor(config.nodeUrl, id),
   remember: (node) => nodeData.set(node.id, node),
+  fill: (template, id) => urlFor(template, id),
 });
 const statusLine = document.getElementById("tree-status");
 

@@ -55,11 +55,12 @@ function details(node) {
 /**
  * The panel in ``element``. ``nodeUrl(id)``: the node endpoint's URL; ``remember(node)``: hands
  * the page the node's JSON the panel loaded (the tree keeps the latest of each node).
+ * ``fill(template, id)``: a URL template of the server's with the id in place of its placeholder.
  * Returns {show(id, {reveal}): load and draw a node (with ``reveal``, where the panel sits below
  * the tree, scroll it into view: the user just chose the node), redrawNode(node): redraw the parts
  * drawn from the node's own JSON, when it is the one shown}.
  */
-export function createPanel(element, { nodeUrl, remember }) {
+export function createPanel(element, { nodeUrl, remember, fill }) {
   let ticket = 0;
 
   function redrawNode(node) {
@@ -103,13 +104,15 @@ export function createPanel(element, { nodeUrl, remember }) {
       section(
         "Recent failures",
         table(
-          ["When", "Reason", "Detail", "Restart attempted", "Escalated"],
+          ["When", "Reason", "Detail", "Restart attempted", "Escalated", "Story"],
           failures.map((failure) => [
             timeElement(failure.occurred_at),
             failure.failure_reason,
             failure.failure_detail,
             yesNo(failure.restart_attempted),
             yesNo(failure.escalated_to_parent),
+            // links.incident: the failure's story page, a URL template to fill with its id
+            link(links.incident ? fill(links.incident, failure.id) : null, "Incident", "tree-incident-link") ?? "",
           ]),
           hidden.failures || "No failures recorded.",
         ),
