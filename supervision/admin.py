@@ -100,8 +100,8 @@ def backtest_panel(policy: SupervisionPolicy | None) -> str:
         '<table class="policy-backtest-figures"><thead><tr><th scope="col">Over the last</th>'
         '<th scope="col">Saved policy</th><th scope="col">These values</th></tr></thead><tbody>{}</tbody></table>'
         '<ul class="policy-lint" aria-live="polite"></ul>'
-        "<p class=\"policy-backtest-note help\">The node's recorded failures replayed through the runtime's rules "
-        "(should_restart, calculate_restart_delay); at most the newest {} failures.</p></div>",
+        '<div class="policy-backtest-note">The node\u2019s failures replayed through the runtime\u2019s own rules '
+        "(should_restart, calculate_restart_delay); at most the newest {} failures.</div></div>",
         reverse("supervision:policy_backtest"),
         node,
         rows,
@@ -118,7 +118,10 @@ class PolicyBacktestMixin:
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
         fields = list(super().get_readonly_fields(request, obj))  # type: ignore[misc]
-        return [*fields, "policy_backtest"] if request.user.has_perm(BACKTEST_PERMISSION) else fields
+        if not request.user.has_perm(BACKTEST_PERMISSION):
+            return fields
+        after = fields.index("restart_delays") + 1 if "restart_delays" in fields else len(fields)
+        return [*fields[:after], "policy_backtest", *fields[after:]]  # beside the delays it adds up
 
 
 def warn_of_lint(request: HttpRequest, policy: SupervisionPolicy) -> None:
