@@ -149,3 +149,10 @@ def test_the_policy_page_shows_the_panel_only_to_those_who_may_see_failures(
     user.user_permissions.set(Permission.objects.filter(codename="view_supervisionpolicy"))
     client.force_login(user)
     assert 'class="policy-backtest"' not in client.get(url).content.decode()
+
+
+def test_the_add_page_and_the_node_pages_inline_carry_the_panel(admin_client, failing_policy):
+    add_page = admin_client.get(reverse("admin:supervision_supervisionpolicy_add")).content.decode()
+    assert 'class="policy-backtest"' in add_page and 'data-node=""' in add_page  # the node is chosen on the form
+    node_page = admin_client.get(reverse("admin:supervision_supervisionnode_change", args=[failing_policy.node_id]))
+    assert f'data-node="{failing_policy.node_id}"' in node_page.content.decode()
