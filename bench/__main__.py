@@ -20,6 +20,7 @@ BENCHMARKS = [
     "restarts",
     "tree",
     "budgets",
+    "backtest",
     "incident",
     "dashboard",
     "bridge",

@@ -18,7 +18,7 @@ from django.utils.html import format_html, format_html_join
 from mistersmith.live.admin import DatabaseFilledOnAddMixin, RuntimeOwnedMixin
 from mistersmith.web.admin_scale import LargeTableAdmin, LightChangelistMixin
 from mistersmith.web.forms import LOADED_VALUES_FIELD, STORABLE_JSON, ConcurrentEditGuard, IndexedTextLimitMixin
-from supervision import cascade, policies, services
+from supervision import backtest, cascade, policies, services
 from supervision.models import (
     SupervisionChildState,
     SupervisionFailure,
@@ -27,6 +27,7 @@ from supervision.models import (
     SupervisionRestart,
 )
 from supervision.policy_form import PolicyForm, with_old_and_new
+from supervision.policy_lint import lint_saved
 from supervision.views import restart as views
 from supervision.views.tree import node_tree_url
 
@@ -80,12 +81,59 @@ class PolicyDelayPreviewMixin:
         return delays_table(policy or SupervisionPolicy())
 
 
-POLICY_SCRIPTS = ["supervision/policy_delays.js", "supervision/policy_form.js"]
+POLICY_SCRIPTS = ["supervision/policy_delays.js", "supervision/policy_form.js", "supervision/policy_backtest.js"]
+POLICY_STYLES = {"all": ["supervision/policy_backtest.css"]}
+BACKTEST_PERMISSION = "supervision.view_supervisionfailure"  # the figures are made of the node's failures
 
 
-class PolicyInline(PolicyDelayPreviewMixin, admin.StackedInline):
+def backtest_panel(policy: SupervisionPolicy | None) -> str:
+    """The backtest panel: per period, the saved policy's figures beside the edited values', and the
+    lint of the edited values. policy_backtest.js fills it from ``supervision:policy_backtest``."""
+    rows = format_html_join(
+        "",
+        '<tr data-days="{}"><th scope="row">{}</th><td class="saved">…</td><td class="edited">…</td></tr>',
+        ((days, f"{days} day{'s' if days > 1 else ''}") for days in backtest.PERIODS_DAYS),
+    )
+    node = policy.node_id if policy is not None and policy.node_id is not None else ""
+    return format_html(
+        '<div class="policy-backtest" data-backtest-url="{}" data-node="{}">'
+        '<table class="policy-backtest-figures"><thead><tr><th scope="col">Over the last</th>'
+        '<th scope="col">Saved policy</th><th scope="col">These values</th></tr></thead><tbody>{}</tbody></table>'
+        '<ul class="policy-lint" aria-live="polite"></ul>'
+        '<div class="policy-backtest-note">The node\u2019s failures replayed through the runtime\u2019s own rules '
+        "(should_restart, calculate_restart_delay); at most the newest {} failures.</div></div>",
+        reverse("supervision:policy_backtest"),
+        node,
+        rows,
+        f"{backtest.REPLAY_CAP:,}",
+    )
+
+
+class PolicyBacktestMixin:
+    """The backtest panel as a read-only field, for users who may see failures (it is made of them)."""
+
+    @admin.display(description="Backtest")
+    def policy_backtest(self, policy: SupervisionPolicy | None) -> str:
+        return backtest_panel(policy)
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        fields = list(super().get_readonly_fields(request, obj))  # type: ignore[misc]
+        if not request.user.has_perm(BACKTEST_PERMISSION):
+            return fields
+        after = fields.index("restart_delays") + 1 if "restart_delays" in fields else len(fields)
+        return [*fields[:after], "policy_backtest", *fields[after:]]  # beside the delays it adds up
+
+
+def warn_of_lint(request: HttpRequest, policy: SupervisionPolicy) -> None:
+    """After a save: each crash-loop warning of the saved policy as an admin message (saved anyway)."""
+    for warning in lint_saved(policy):
+        messages.warning(request, f"{policy}: {warning.message}")
+
+
+class PolicyInline(PolicyBacktestMixin, PolicyDelayPreviewMixin, admin.StackedInline):
     class Media:
         js = POLICY_SCRIPTS
+        css = POLICY_STYLES
 
     model = SupervisionPolicy
     form = PolicyForm
@@ -185,6 +233,7 @@ class SupervisionNodeAdmin(LightChangelistMixin, DatabaseFilledOnAddMixin, Index
             deleted.delete()
         for policy in changed:
             policies.save_policy(policy, request.user, on_unpublished=lambda text: messages.warning(request, text))
+            warn_of_lint(request, policy)
         formset.save_m2m()
 
     def has_restart_permission(self, request: HttpRequest) -> bool:
@@ -321,7 +370,9 @@ class SupervisionNodeAdmin(LightChangelistMixin, DatabaseFilledOnAddMixin, Index
 
 
 @admin.register(SupervisionPolicy)
-class SupervisionPolicyAdmin(LightChangelistMixin, DatabaseFilledOnAddMixin, PolicyDelayPreviewMixin, admin.ModelAdmin):
+class SupervisionPolicyAdmin(
+    LightChangelistMixin, DatabaseFilledOnAddMixin, PolicyBacktestMixin, PolicyDelayPreviewMixin, admin.ModelAdmin
+):
     form = PolicyForm
     list_display = [
         "node",
@@ -343,9 +394,11 @@ class SupervisionPolicyAdmin(LightChangelistMixin, DatabaseFilledOnAddMixin, Pol
     def save_model(self, request: HttpRequest, obj: SupervisionPolicy, form: Any, change: bool) -> None:
         """Saved and announced by the policy service, as every saved policy is."""
         policies.save_policy(obj, request.user, on_unpublished=lambda text: messages.warning(request, text))
+        warn_of_lint(request, obj)
 
     class Media:
         js = POLICY_SCRIPTS
+        css = POLICY_STYLES
 
     def construct_change_message(self, request: HttpRequest, form: Any, formsets: Any, add: bool = False) -> list:
         """Django's message, with each changed field as "Label: old → new" (the history page shows it)."""

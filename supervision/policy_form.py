@@ -17,6 +17,7 @@ from typing import Any
 from django import forms
 
 from mistersmith.web.forms import LOADED_VALUES_FIELD, ConcurrentEditGuard
+from supervision.backtest import SETTINGS_FIELDS
 from supervision.models import BackoffStrategy, FailureReason, SupervisionNode, SupervisionPolicy
 
 FACTOR_STRATEGY = BackoffStrategy.EXPONENTIAL  # the one backoff that reads backoff_factor
@@ -119,6 +120,19 @@ class PolicyForm(ConcurrentEditGuard):
 
     def initial_factor(self) -> Any:
         return self.get_initial_for_field(self.fields["backoff_factor"], "backoff_factor")
+
+
+class PolicySettingsForm(forms.ModelForm):
+    """A policy's settings not saved yet (the backtest's edited values), validated as the policy
+    form validates them: the model's fields and its clean(), the error types as the form reads them."""
+
+    escalate_on_error_types = ErrorTypesField(
+        choices=FailureReason.choices, required=False, label="Escalate on error types"
+    )
+
+    class Meta:
+        model = SupervisionPolicy
+        fields = list(SETTINGS_FIELDS)
 
 
 def _shown(field: forms.Field, value: Any) -> str:

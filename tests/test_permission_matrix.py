@@ -195,6 +195,18 @@ EXPECTED: dict[str, Callable[[dict[str, Any]], list[Case]]] = {
             admin_page("supervision.view_supervisionpolicy"),
         )
     ],
+    # The policy form's backtest (issue 15): the views of policies and of failures (the matrix's viewer
+    # holds both; test_backtest_view checks each alone); bad values are a 400 past the checks.
+    "supervision:policy_backtest": lambda o: [
+        Case(
+            reverse("supervision:policy_backtest") + f"?node={o['node'].pk}",
+            staff_json("supervision.view_supervisionfailure"),
+        ),
+        Case(
+            reverse("supervision:policy_backtest") + f"?node={o['node'].pk}&max_restarts=-1",
+            staff_json("supervision.view_supervisionfailure", ok=400),
+        ),
+    ],
     # The bulk restart action (on top of the node changelist's own cases): view-only staff have no
     # action at all, so their POST is only the list again (200; test_bulk_restart_action_... checks
     # it is not the confirmation); restarters get the confirmation page, nothing more.

@@ -71,7 +71,10 @@ def test_every_console_page_runs_without_a_csp_violation(watched_page):
         ("/admin/supervision/supervisionfailure/", {"ready": "#result_list"}),  # a changelist with filters
         (f"/admin/supervision/supervisionfailure/{failure.pk}/change/", {}),
         (f"/admin/supervision/supervisionnode/{node.pk}/change/", {"ready": "form"}),
-        (f"/admin/supervision/supervisionpolicy/{policy.pk}/change/", {"ready": "table.restart-delays"}),
+        (
+            f"/admin/supervision/supervisionpolicy/{policy.pk}/change/",
+            {"ready": "div.policy-backtest[data-state=ready]"},
+        ),
         ("/admin/supervision/supervisionnode/add/", {"ready": "form"}),
         ("/admin/auth/user/", {"ready": "#result_list"}),
         (f"/admin/supervision/restart/{node.pk}/", {}),
