@@ -250,6 +250,18 @@ class HashingReader(io.RawIOBase):
         return self.size == member.get("size") and self.sha256.hexdigest() == member.get("sha256")
 
 
+class SharedPolicies:
+    """One dict per distinct policy: most nodes share a few policies (the runtime's default above
+    all), so at 100,000 nodes this keeps a tree's memory to its nodes rather than 100,000 copies."""
+
+    def __init__(self) -> None:
+        self.seen: dict[tuple[Any, ...], dict[str, Any]] = {}
+
+    def __call__(self, policy: dict[str, Any]) -> dict[str, Any]:
+        key = tuple(tuple(value) if isinstance(value, list) else value for value in policy.values())
+        return self.seen.setdefault(key, policy)
+
+
 def _table_member(manifest: Mapping[str, Any], table: str, label: str) -> dict[str, Any]:
     for member in manifest["members"]:
         if member["kind"] == "table" and member["table"] == table:
@@ -342,12 +354,12 @@ def _policy_value(name: str, text: str | None, label: str) -> Any:
 def snapshot_tree(path: Path) -> tuple[Tree, dict[str, Any]]:
     """The tree a snapshot holds, and its manifest."""
     label = path.name
+    shared = SharedPolicies()
 
     def policy_row(values: list[str | None]) -> tuple[uuid.UUID, dict[str, Any]]:
         node, *fields = values
-        return _required_uuid(node, label), {
-            name: _policy_value(name, value, label) for name, value in zip(POLICY_FIELDS, fields, strict=True)
-        }
+        policy = {name: _policy_value(name, value, label) for name, value in zip(POLICY_FIELDS, fields, strict=True)}
+        return _required_uuid(node, label), shared(policy)
 
     def node_row(values: list[str | None]) -> tuple[uuid.UUID, str, str, str, uuid.UUID | None]:
         node, name, node_type, status, parent = values
@@ -385,11 +397,12 @@ LIVE_TREE_SQL = (
 def live_tree() -> Tree:
     """The tree in the database now: one statement, read in batches through a server-side cursor."""
     tree: Tree = {}
+    shared = SharedPolicies()
     with connection.chunked_cursor() as cursor:
         cursor.execute(LIVE_TREE_SQL)
         while batch := cursor.fetchmany(5000):
             for node, name, node_type, status, parent, has_policy, *values in batch:
-                policy = dict(zip(POLICY_FIELDS, values, strict=True)) if has_policy else None
+                policy = shared(dict(zip(POLICY_FIELDS, values, strict=True))) if has_policy else None
                 tree[node] = NodeState(name, node_type, status, parent, policy)
     return tree
 
