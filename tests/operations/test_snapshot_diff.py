@@ -19,8 +19,9 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from mistersmith.operations.snapshots.api import ExportOptions, export_snapshot
-from mistersmith.operations.snapshots.diff import diff_snapshots, live_tree, snapshot_tree
+from mistersmith.operations.snapshots.diff import diff_snapshots
 from mistersmith.operations.snapshots.format import MANIFEST, ChecksumMismatch, SnapshotError
+from mistersmith.operations.snapshots.tree_state import live_tree, snapshot_tree
 from mistersmith.simulator import demo
 from supervision.models import SupervisionFailure, SupervisionNode, SupervisionPolicy
 

@@ -53,16 +53,17 @@ def row_values(line: bytes) -> list[str | None]:
     return [field_value(raw) for raw in line.rstrip(b"\n").split(b"\t")]
 
 
-def rows(lines: Iterable[bytes], columns: int, label: str) -> Iterator[list[str | None]]:
-    """The rows of a member, each checked to have ``columns`` values (a damaged or edited member
-    is a SnapshotError naming the line, never an IndexError later)."""
+def rows(lines: Iterable[bytes], columns: int, label: str) -> Iterator[list[bytes]]:
+    """The rows of a member, each as its columns' raw (still escaped) bytes, checked to have
+    ``columns`` of them (a damaged or edited member is a SnapshotError naming the line, never an
+    IndexError later). The caller unescapes (``field_value``) only the columns it reads."""
     for number, line in enumerate(lines, start=1):
         if line == b"\\.\n" or line == b"\\.":  # the end marker older clients wrote
             return
-        values = row_values(line)
-        if len(values) != columns:
-            raise UnsupportedSnapshot(f"{label}: line {number} has {len(values)} columns, not {columns}.")
-        yield values
+        raw = line.rstrip(b"\n").split(b"\t")
+        if len(raw) != columns:
+            raise UnsupportedSnapshot(f"{label}: line {number} has {len(raw)} columns, not {columns}.")
+        yield raw
 
 
 def array_value(text: str | None) -> list[str | None] | None:

@@ -1,59 +1,30 @@
 """What changed between two snapshots, or between a snapshot and now: the supervision tree's
 nodes added, removed and changed (status, parent, policy fields), and the rows per table.
 
-Each side is reduced to a mapping node UUID -> ``NodeState`` and handed to
+Each side is reduced to a mapping node UUID -> ``NodeState`` (tree_state.py: from a snapshot's
+two supervision members, or from the database in one statement) and handed to
 ``supervision.state_diff.diff_trees``, the one diff of tree states, so "changed" means here what
-it means on every other page. A snapshot side reads two members only, ``supervision_nodes`` and
-``supervision_policies``, streamed line by line through the bounded member reader, and checks
-their sha256 against the manifest on the way (the failures, by far the largest member, are never
-read). The "now" side is one statement over the nodes joined to their policies. At 100,000 nodes
-each mapping is some tens of megabytes: fine for a page a superuser opens now and then.
+it means on every other page.
 
 Rows per table come from the manifest for a snapshot (each table member records its rows, counted
 when it was written) and from exact ``count(*)``s for now, read in the same REPEATABLE READ
-transaction as the tree so that both describe one moment.
+transaction as the tree so that both describe one moment (a count of 1,000,000 failures is a few
+hundred milliseconds: exact is affordable, and an estimate would make "difference" lie).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import io
-import tarfile
 import uuid
-from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import IO, Any, TypeVar
+from typing import Any
 
 from django.db import connection, transaction
 
-from mistersmith.operations.snapshots import copytext
 from mistersmith.operations.snapshots import tables as snapshot_tables
-from mistersmith.operations.snapshots.format import (
-    CHUNK,
-    ChecksumMismatch,
-    SnapshotError,
-    UnsupportedSnapshot,
-    member_reader,
-    open_archive,
-    read_manifest,
-)
-from supervision.state_diff import POLICY_FIELDS, NodeState, TreeDiff, diff_trees
-
-NODES_TABLE = "supervision_nodes"
-POLICIES_TABLE = "supervision_policies"
-NODE_COLUMNS = ("id", "node_id", "node_type", "status", "parent_node_id")
-INTEGER_FIELDS = {
-    "max_restarts",
-    "time_window_seconds",
-    "min_restart_delay_ms",
-    "max_restart_delay_ms",
-    "escalation_timeout_seconds",
-}
-Tree = dict[uuid.UUID, NodeState]
-Row = TypeVar("Row")
+from mistersmith.operations.snapshots.tree_state import Tree, live_tree, snapshot_counts, snapshot_tree
+from supervision.state_diff import NodeState, TreeDiff, diff_trees
 
 
 @dataclass(frozen=True)
@@ -214,197 +185,6 @@ def _value_text(value: Any) -> str:
 
 def _side_json(side: Side) -> dict[str, Any]:
     return {"label": side.label, "snapshot": side.snapshot, "taken_at": side.taken_at}
-
-
-# --- A snapshot's side ------------------------------------------------------------------------
-
-
-class HashingReader(io.RawIOBase):
-    """The stored bytes of a member as the decompressor reads them, hashed on the way, so the
-    members the diff reads are checked against the manifest without a second pass."""
-
-    def __init__(self, source: IO[bytes]) -> None:
-        self.source = source
-        self.sha256 = hashlib.sha256()
-        self.size = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def read(self, size: int | None = -1) -> bytes:
-        data = self.source.read(-1 if size is None else size)
-        self.sha256.update(data)
-        self.size += len(data)
-        return data
-
-    def readinto(self, buffer: Any) -> int:
-        data = self.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
-
-    def matches(self, member: Mapping[str, Any]) -> bool:
-        """Whether the whole member (what the decompressor left unread included) is what the
-        manifest says."""
-        while self.read(CHUNK):
-            pass
-        return self.size == member.get("size") and self.sha256.hexdigest() == member.get("sha256")
-
-
-class SharedPolicies:
-    """One dict per distinct policy: most nodes share a few policies (the runtime's default above
-    all), so at 100,000 nodes this keeps a tree's memory to its nodes rather than 100,000 copies."""
-
-    def __init__(self) -> None:
-        self.seen: dict[tuple[Any, ...], dict[str, Any]] = {}
-
-    def __call__(self, policy: dict[str, Any]) -> dict[str, Any]:
-        key = tuple(tuple(value) if isinstance(value, list) else value for value in policy.values())
-        return self.seen.setdefault(key, policy)
-
-
-def _table_member(manifest: Mapping[str, Any], table: str, label: str) -> dict[str, Any]:
-    for member in manifest["members"]:
-        if member["kind"] == "table" and member["table"] == table:
-            return member
-    raise UnsupportedSnapshot(f"{label} holds no {table} table; it cannot be compared.")
-
-
-def _column_positions(member: Mapping[str, Any], wanted: tuple[str, ...], label: str) -> list[int]:
-    columns = member["columns"]
-    missing = [name for name in wanted if name not in columns]
-    if missing:
-        raise UnsupportedSnapshot(f"{label}: {member['table']} has no column {', '.join(missing)}.")
-    return [columns.index(name) for name in wanted]
-
-
-def _member_rows(
-    tar: tarfile.TarFile,
-    member: dict[str, Any],
-    codec: str,
-    wanted: tuple[str, ...],
-    convert: Callable[[list[str | None]], Row],
-    label: str,
-) -> Iterator[Row]:
-    """``convert`` of the ``wanted`` columns of every row of a table member, checked against the
-    member's checksum and row count. Anything wrong (a value ``convert`` refuses included) is a
-    SnapshotError, and a ChecksumMismatch when the member's bytes are not what the manifest says:
-    "edited" tells the operator more than the first odd value does."""
-    positions = _column_positions(member, wanted, label)
-    hashing: list[HashingReader] = []
-
-    def wrap(raw: IO[bytes]) -> HashingReader:
-        hashing.append(HashingReader(raw))
-        return hashing[0]
-
-    name = f"{label}: {member['name']}"
-    mismatch = f"{name} fails its checksum: the snapshot is damaged or was edited."
-    count = 0
-    with member_reader(tar, member, codec, wrap=wrap) as reader:
-        try:
-            lines = io.BufferedReader(reader, CHUNK)  # type: ignore[arg-type]
-            for values in copytext.rows(lines, len(member["columns"]), name):
-                count += 1
-                yield convert([values[position] for position in positions])
-        except SnapshotError as error:
-            if hashing and not hashing[0].matches(member):
-                raise ChecksumMismatch(mismatch) from error
-            raise
-        if not hashing[0].matches(member):
-            raise ChecksumMismatch(mismatch)
-    if count != member["rows"]:
-        raise UnsupportedSnapshot(f"{name} holds {count:,} rows, not the {member['rows']:,} its manifest says.")
-
-
-def _uuid(text: str | None, label: str) -> uuid.UUID | None:
-    if text is None:
-        return None
-    try:
-        return uuid.UUID(text)
-    except ValueError:
-        raise UnsupportedSnapshot(f"{label}: {text[:60]!r} is not a UUID.") from None
-
-
-def _required_uuid(text: str | None, label: str) -> uuid.UUID:
-    value = _uuid(text, label)
-    if value is None:
-        raise UnsupportedSnapshot(f"{label}: a row has no id.")
-    return value
-
-
-def _policy_value(name: str, text: str | None, label: str) -> Any:
-    """A policy column's COPY text as the value the database would give (int, Decimal, bool, list)."""
-    if text is None:
-        return None
-    try:
-        if name in INTEGER_FIELDS:
-            return int(text)
-        if name == "backoff_factor":
-            return Decimal(text)
-    except (ValueError, InvalidOperation):
-        raise UnsupportedSnapshot(f"{label}: {name} {text[:40]!r} is not a number.") from None
-    if name == "escalate_on_limit":
-        if text not in ("t", "f"):
-            raise UnsupportedSnapshot(f"{label}: escalate_on_limit {text[:40]!r} is not a boolean.")
-        return text == "t"
-    if name == "escalate_on_error_types":
-        return copytext.array_value(text)
-    return text
-
-
-def snapshot_tree(path: Path) -> tuple[Tree, dict[str, Any]]:
-    """The tree a snapshot holds, and its manifest."""
-    label = path.name
-    shared = SharedPolicies()
-
-    def policy_row(values: list[str | None]) -> tuple[uuid.UUID, dict[str, Any]]:
-        node, *fields = values
-        policy = {name: _policy_value(name, value, label) for name, value in zip(POLICY_FIELDS, fields, strict=True)}
-        return _required_uuid(node, label), shared(policy)
-
-    def node_row(values: list[str | None]) -> tuple[uuid.UUID, str, str, str, uuid.UUID | None]:
-        node, name, node_type, status, parent = values
-        if name is None or node_type is None or status is None:
-            raise UnsupportedSnapshot(f"{label}: a node has no name, type or status.")
-        return _required_uuid(node, label), name, node_type, status, _uuid(parent, label)
-
-    with open_archive(path) as tar:
-        manifest = read_manifest(tar, label)
-        codec = manifest["compression"]
-        member = _table_member(manifest, POLICIES_TABLE, label)
-        policies = dict(_member_rows(tar, member, codec, ("node_id", *POLICY_FIELDS), policy_row, label))
-        member = _table_member(manifest, NODES_TABLE, label)
-        tree: Tree = {
-            node: NodeState(name, node_type, status, parent, policies.get(node))
-            for node, name, node_type, status, parent in _member_rows(tar, member, codec, NODE_COLUMNS, node_row, label)
-        }
-    return tree, manifest
-
-
-def snapshot_counts(manifest: Mapping[str, Any]) -> dict[str, int]:
-    """Rows per table, as the manifest records them."""
-    return {member["table"]: member["rows"] for member in manifest["members"] if member["kind"] == "table"}
-
-
-# --- Now ------------------------------------------------------------------------------------------
-
-LIVE_TREE_SQL = (
-    "SELECT n.id, n.node_id, n.node_type::text, n.status::text, n.parent_node_id, p.id IS NOT NULL, "
-    + ", ".join(f"p.{name}" + ("::text" if name.endswith("_strategy") else "") for name in POLICY_FIELDS)
-    + " FROM supervision_nodes n LEFT JOIN supervision_policies p ON p.node_id = n.id"
-)
-
-
-def live_tree() -> Tree:
-    """The tree in the database now: one statement, read in batches through a server-side cursor."""
-    tree: Tree = {}
-    shared = SharedPolicies()
-    with connection.chunked_cursor() as cursor:
-        cursor.execute(LIVE_TREE_SQL)
-        while batch := cursor.fetchmany(5000):
-            for node, name, node_type, status, parent, has_policy, *values in batch:
-                policy = shared(dict(zip(POLICY_FIELDS, values, strict=True))) if has_policy else None
-                tree[node] = NodeState(name, node_type, status, parent, policy)
-    return tree
 
 
 def live_counts() -> dict[str, int]:
