@@ -31,6 +31,7 @@ BENCHMARKS = [
     "prune",
     "metrics",
     "snapshots",
+    "snapshot_diff",
     "verify_state",
     "load_sockets",
     "load_admin",

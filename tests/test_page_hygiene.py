@@ -50,6 +50,9 @@ def test_the_snapshot_pages_have_no_inline_style(admin_client, settings, tmp_pat
     restore = admin_client.get(reverse("snapshots:restore", args=[snapshot.name]))
     assert restore.status_code == 200 and 'id="restore-plan"' in restore.content.decode()
     assert INLINE_STYLE.findall(restore.content.decode()) == []
+    compare = admin_client.get(reverse("snapshots:compare"), {"before": snapshot.name, "after": "now"})
+    assert compare.status_code == 200 and 'id="diff-counts"' in compare.content.decode()
+    assert_no_inline_style_and_served_sheets(admin_client, compare.content.decode(), "snapshots.css")
 
 
 def test_the_incident_page_has_no_inline_style(admin_client):

@@ -331,6 +331,17 @@ EXPECTED: dict[str, Callable[[dict[str, Any]], list[Case]]] = {
         Case(reverse("snapshots:list"), superuser_page(ok=None), method="POST", data={"streams": ""}),
     ],
     "snapshots:download": lambda o: [Case(reverse("snapshots:download", args=[o["snapshot"]]), superuser_page())],
+    # The snapshot diff: reads only (a POST is 405 for the superuser).
+    "snapshots:compare": lambda o: [
+        Case(reverse("snapshots:compare"), superuser_page()),
+        Case(f"{reverse('snapshots:compare')}?before={o['snapshot']}&after=now", superuser_page()),
+        Case(f"{reverse('snapshots:compare')}?before=missing.tar", superuser_page(ok=400)),
+        Case(reverse("snapshots:compare"), superuser_page(ok=405), method="POST", data={"before": o["snapshot"]}),
+    ],
+    "snapshots:compare_json": lambda o: [
+        Case(f"{reverse('snapshots:compare_json')}?before={o['snapshot']}", superuser_page()),
+        Case(reverse("snapshots:compare_json"), superuser_page(ok=400)),
+    ],
     # The restore's confirmation page; its POST (which replaces the state) is refused to all but
     # the superuser, whose POST is not sent.
     "snapshots:restore": lambda o: [

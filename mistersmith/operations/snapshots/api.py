@@ -52,6 +52,7 @@ __all__ = [
     "export_snapshot",
     "import_snapshot",
     "list_snapshots",
+    "locate",
     "plan_import",
     "resolve",
     "snapshot_dir",
@@ -108,4 +109,14 @@ def resolve(name: str, directory: Path | None = None) -> Path:
     path = (directory / name).resolve()
     if path.parent != directory or not path.is_file():
         raise SnapshotError(f"There is no snapshot {name!r} in {directory}.")
+    return path
+
+
+def locate(argument: str) -> Path:
+    """What a command was given: a path to a snapshot, or a snapshot's name in the directory."""
+    path = Path(argument)
+    if not path.exists() and "/" not in argument:
+        path = resolve(argument)
+    if not path.is_file():
+        raise SnapshotError(f"There is no file {path}.")
     return path

@@ -1,4 +1,5 @@
-"""The admin's snapshot page (/admin/state/snapshots/): list, create, download, restore.
+"""The admin's snapshot page (/admin/state/snapshots/): list, create, download, restore, and
+compare two snapshots or one with now (GET only: a comparison changes nothing).
 
 Superusers only: a snapshot is the whole state of the installation, and a restore replaces it.
 Anonymous and non-staff users go to the login form (the admin's own rule), staff without
@@ -13,10 +14,11 @@ from __future__ import annotations
 
 import logging
 from typing import Any
+from urllib.parse import urlencode
 
 from django.contrib import admin, messages
 from django.contrib.admin.models import ADDITION, CHANGE, LogEntry
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.views.decorators.http import require_http_methods, require_safe
@@ -32,6 +34,7 @@ from mistersmith.operations.snapshots.api import (
     resolve,
     snapshot_dir,
 )
+from mistersmith.operations.snapshots.diff import SnapshotDiff, diff_snapshots
 from mistersmith.web.access import superuser_page
 
 logger = logging.getLogger("mistersmith.snapshots")
@@ -122,3 +125,67 @@ def snapshot_restore(request: HttpRequest, name: str) -> HttpResponse:
     has_streams = any(member.get("messages") for member in plan.members("stream"))
     context = _context(request, f"Restore {name}?", name=name, plan_lines=plan.lines(), has_streams=has_streams)
     return TemplateResponse(request, "mistersmith/snapshot_restore.html", context)
+
+
+# How many nodes of each list (added, removed, changed) the comparison page shows; the JSON
+# download holds them all.
+COMPARE_LIMIT = 500
+NOW = "now"
+
+
+def _compared(request: HttpRequest) -> tuple[str, str, SnapshotDiff | None]:
+    """The names asked for (``before``; ``after``, "now" by default) and their diff (None when
+    nothing was asked); SnapshotError for a name that is not there or a file that cannot be read."""
+    before = request.GET.get("before", "").strip()
+    after = request.GET.get("after", "").strip() or NOW
+    if not before:
+        return before, after, None
+    return before, after, diff_snapshots(resolve(before), None if after == NOW else resolve(after))
+
+
+@superuser_page
+@require_safe
+def snapshot_compare(request: HttpRequest) -> HttpResponse:
+    """Choose two snapshots (or one and now); with ``before`` given, what changed between them.
+    A bad name or a damaged snapshot is told on the page (400), never a server error."""
+    status, error, diff = 200, "", None
+    try:
+        before, after, diff = _compared(request)
+    except SnapshotError as problem:
+        before, after = request.GET.get("before", ""), request.GET.get("after", "") or NOW
+        status, error = 400, str(problem)
+    context = _context(
+        request,
+        "Compare snapshots",
+        snapshots=list_snapshots(),
+        before=before,
+        after=after,
+        error=error,
+        diff=diff,
+        limit=COMPARE_LIMIT,
+    )
+    if diff is not None:
+        context.update(
+            summary=diff.summary(),
+            added=diff.added_rows(COMPARE_LIMIT),
+            removed=diff.removed_rows(COMPARE_LIMIT),
+            changed=diff.changed_rows(COMPARE_LIMIT),
+            download_query=urlencode({"before": before, "after": after}),
+        )
+    return TemplateResponse(request, "mistersmith/snapshot_compare.html", context, status=status)
+
+
+@superuser_page
+@require_safe
+def snapshot_compare_json(request: HttpRequest) -> JsonResponse:
+    """The whole diff (every node) as a JSON file; 400 with ``error`` for bad input."""
+    try:
+        before, after, diff = _compared(request)
+    except SnapshotError as error:
+        return JsonResponse({"error": str(error)}, status=400)
+    if diff is None:
+        return JsonResponse({"error": "Name the snapshot to compare: ?before=<name>[&after=<name>|now]."}, status=400)
+    response = JsonResponse(diff.as_json())
+    filename = f"snapshot-diff-{before.removesuffix('.tar')}-{after.removesuffix('.tar')}.json"
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response

@@ -7,12 +7,11 @@ confirmation (--yes / --no-input skip it). Checksums are verified before anythin
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from mistersmith.operations.snapshots.api import ImportOptions, SnapshotError, execute, plan_import, resolve
+from mistersmith.operations.snapshots.api import ImportOptions, SnapshotError, execute, locate, plan_import
 from mistersmith.operations.snapshots.progress import Progress
 
 
@@ -38,12 +37,8 @@ class Command(BaseCommand):
         parser.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        path = Path(options["archive"])
         try:
-            if not path.exists() and "/" not in options["archive"]:
-                path = resolve(options["archive"])
-            if not path.is_file():
-                raise SnapshotError(f"There is no file {path}.")
+            path = locate(options["archive"])
             import_options = ImportOptions(
                 replace=options["replace"],
                 streams=options["streams"],
