@@ -18,7 +18,7 @@ from django.utils.html import format_html, format_html_join
 from mistersmith.live.admin import DatabaseFilledOnAddMixin, RuntimeOwnedMixin
 from mistersmith.web.admin_scale import LargeTableAdmin, LightChangelistMixin
 from mistersmith.web.forms import LOADED_VALUES_FIELD, STORABLE_JSON, ConcurrentEditGuard, IndexedTextLimitMixin
-from supervision import cascade, policies, services
+from supervision import cascade, history, policies, services
 from supervision.models import (
     SupervisionChildState,
     SupervisionFailure,
@@ -174,6 +174,11 @@ class SupervisionNodeAdmin(LightChangelistMixin, DatabaseFilledOnAddMixin, Index
         message = super().construct_change_message(request, form, formsets, add)
         policy_forms = [f for formset in formsets or () if formset.model is SupervisionPolicy for f in formset.forms]
         return with_old_and_new(message, inline_forms=policy_forms)
+
+    def save_model(self, request: HttpRequest, obj: SupervisionNode, form: Any, change: bool) -> None:
+        """Saved with the user named in the node's history (supervision/history.py)."""
+        history.record_as(request.user)
+        super().save_model(request, obj, form, change)
 
     def save_formset(self, request: HttpRequest, form: Any, formset: Any, change: bool) -> None:
         """The policy inline's policies are saved by the policy service (which announces them)."""
