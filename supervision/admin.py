@@ -27,6 +27,7 @@ from supervision.models import (
     SupervisionRestart,
 )
 from supervision.policy_form import PolicyForm, with_old_and_new
+from supervision.views import moments
 from supervision.views import restart as views
 from supervision.views.tree import node_tree_url
 
@@ -434,6 +435,7 @@ class SupervisionFailureAdmin(RuntimeOwnedMixin, NodeHistoryMixin, LargeTableAdm
         "restart_attempted",
         "escalated_to_parent",
         "recovery_action",
+        "tree_before",
     ]
     list_filter = [
         "failure_reason",
@@ -446,8 +448,16 @@ class SupervisionFailureAdmin(RuntimeOwnedMixin, NodeHistoryMixin, LargeTableAdm
     search_fields = ["node__node_id"]
     date_hierarchy = "occurred_at"
     raw_id_fields = ["node"]
-    readonly_fields = ["id"]
+    readonly_fields = ["id", "tree_before"]
     ordering = ["-occurred_at"]
+
+    @admin.display(description="Tree")
+    def tree_before(self, failure: SupervisionFailure) -> str:
+        """The tree 5 minutes before the failure, at its node, with what changed up to it."""
+        if not failure.pk:
+            return "-"
+        url = moments.before_failure_url(failure.node_id, failure.occurred_at)
+        return format_html('<a class="tree-before-failure" href="{}">5 minutes before this failure</a>', url)
 
     @admin.display(description="detail")
     def short_detail(self, failure: SupervisionFailure) -> str:

@@ -59,7 +59,7 @@ function details(node) {
  * the tree, scroll it into view: the user just chose the node), redrawNode(node): redraw the parts
  * drawn from the node's own JSON, when it is the one shown}.
  */
-export function createPanel(element, { nodeUrl, remember }) {
+export function createPanel(element, { nodeUrl, beforeFailureUrl, remember }) {
   let ticket = 0;
 
   function redrawNode(node) {
@@ -82,6 +82,7 @@ export function createPanel(element, { nodeUrl, remember }) {
           h("li", {}, link(links.change, "Change this node in the admin")),
           links.restart ? h("li", {}, link(links.restart, "Restart…", "tree-restart")) : null,
           h("li", {}, link(links.tree, "Link to this node in the tree")),
+          links.now && links.now !== links.tree ? h("li", {}, link(links.now, "This node now", "tree-node-now")) : null,
           links.agent ? h("li", {}, link(links.agent, "Its agent's live page", "tree-agent-link")) : null,
         ),
       ),
@@ -103,13 +104,14 @@ export function createPanel(element, { nodeUrl, remember }) {
       section(
         "Recent failures",
         table(
-          ["When", "Reason", "Detail", "Restart attempted", "Escalated"],
+          ["When", "Reason", "Detail", "Restart attempted", "Escalated", "Tree"],
           failures.map((failure) => [
             timeElement(failure.occurred_at),
             failure.failure_reason,
             failure.failure_detail,
             yesNo(failure.restart_attempted),
             yesNo(failure.escalated_to_parent),
+            link(beforeFailureUrl(node.id, failure.occurred_at), "5 minutes before this failure", "tree-before-failure"),
           ]),
           hidden.failures || "No failures recorded.",
         ),
