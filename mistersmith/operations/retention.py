@@ -71,8 +71,9 @@ class PruneResult:
 def targets() -> list[Target]:
     return [
         Target("restarts", "supervision_restarts", "started_at"),
-        Target("failures", "supervision_failures", "occurred_at"),
+        # Before the failures: a caller keying results by kind keeps the failures' own.
         Target("failures", SupervisionNodeHistory._meta.db_table, "valid_to", candidates="t.valid_to IS NOT NULL"),
+        Target("failures", "supervision_failures", "occurred_at"),
         Target("events", AgentCommandRecord._meta.db_table, "requested_at"),
         Target("events", AgentAnomaly._meta.db_table, "recorded_at"),
         Target(

@@ -408,8 +408,10 @@ function start() {
     field.addEventListener("change", () => field.form.requestSubmit());
   });
   tree.dataset.ready = "true";
-  const moment = document.getElementById("tree-moment");
-  if (moment) moment.textContent = timeText(moment.getAttribute("datetime"));
+  // The moments the server wrote as ISO text, in the reader's own time zone.
+  document.querySelectorAll(".tree-past-banner time, .tree-before-history time, .tree-diff h2 time").forEach((moment) => {
+    moment.textContent = timeText(moment.getAttribute("datetime"));
+  });
   if (past) return; // the past does not change: no live updates
   startTreeLive(config.nodesUrl, {
     shownIds: () => [...elements.keys()],
