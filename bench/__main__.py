@@ -20,6 +20,7 @@ BENCHMARKS = [
     "restarts",
     "tree",
     "budgets",
+    "past_tree",
     "dashboard",
     "bridge",
     "live_latency",

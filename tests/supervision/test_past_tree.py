@@ -228,3 +228,23 @@ def test_links_five_minutes_before_a_failure(admin_client, changed_tree):
     assert "5 minutes before" in changelist
     change = admin_client.get(reverse("admin:supervision_supervisionfailure_change", args=[failure.pk]))
     assert "5 minutes before this failure" in change.content.decode()
+
+
+def test_the_attention_panel_links_to_the_tree_before_the_escalations(admin_client, admin_user, changed_tree):
+    from mistersmith.console.dashboard.attention import attention
+
+    for _ in range(2):
+        SupervisionFailure.objects.create(
+            node=changed_tree["svc"],
+            failure_reason="Crash",
+            failure_detail="escalated",
+            escalated_to_parent=True,
+            occurred_at=timezone.now() - timedelta(minutes=3),
+        )
+    found = {item["key"]: item for item in attention(admin_user)["items"]}
+    link = found["escalations"]["links"][-1]
+    assert link["label"] == "The tree 5 minutes before"
+    query = parse_qs(urlparse(link["url"]).query)
+    assert set(query) == {"at", "compare"}
+    response = admin_client.get(link["url"])
+    assert response.status_code == 200 and "What changed from" in response.content.decode()
