@@ -40,7 +40,7 @@ from supervision.state_diff import POLICY_FIELDS, NodeState, TreeDiff, diff_tree
 
 DIFF_NODE_CAP = 1000  # nodes compared between two moments (the diff says when more changed)
 DIFF_LIST_LIMIT = 50  # failures and restarts listed between two moments
-COUNT_CAP = 100_000  # failures and restarts counted between two moments, at most
+COUNT_CAP = 10_000  # failures and restarts counted between two moments, at most
 
 
 # The version of ``alias`` holding at %(at)s.
@@ -255,13 +255,17 @@ class MomentsDiff:
         return COUNT_CAP
 
 
-CHANGED_NODES_SQL = """
-SELECT node FROM (
-    SELECT node FROM supervision_node_history WHERE valid_from > %(before)s AND valid_from <= %(after)s
-    UNION
-    SELECT node FROM supervision_node_history WHERE valid_to > %(before)s AND valid_to <= %(after)s
-) changed ORDER BY node LIMIT %(limit)s
+# The earliest versions opened and closed after %(before)s up to %(after)s, each side read in
+# time order from its index and stopped at %(rows)s rows: the first changes, not every change.
+CHANGES_SQL = """
+(SELECT node, valid_from AS at, 'opened' AS side FROM supervision_node_history
+  WHERE valid_from > %(before)s AND valid_from <= %(after)s ORDER BY valid_from LIMIT %(rows)s)
+UNION ALL
+(SELECT node, valid_to, 'closed' FROM supervision_node_history
+  WHERE valid_to > %(before)s AND valid_to <= %(after)s ORDER BY valid_to LIMIT %(rows)s)
+ORDER BY at
 """
+CHANGE_ROWS = 4 * DIFF_NODE_CAP  # versions read per side to find the first DIFF_NODE_CAP nodes
 
 STATES_AT_SQL = f"""
 SELECT h.node, h.name, h.node_type, h.status, h.parent_node_id, h.policy
@@ -286,18 +290,25 @@ BETWEEN_COLUMNS = {
 
 def diff_moments(first: datetime, second: datetime) -> MomentsDiff:
     """The tree at the earlier of two moments against the later: the nodes whose status, parent
-    or policy differ (at most DIFF_NODE_CAP nodes looked at), nodes added and removed, and the
-    failures and restarts in between. Six queries whatever the history's size."""
+    or policy differ (the first DIFF_NODE_CAP nodes to change), nodes added and removed, and the
+    failures and restarts in between. Seven queries whatever the history's size."""
     before, after = sorted((first, second))
-    with connection.cursor() as cursor:
-        cursor.execute(CHANGED_NODES_SQL, {"before": before, "after": after, "limit": DIFF_NODE_CAP + 1})
-        nodes = [row[0] for row in cursor.fetchall()]
-    truncated = len(nodes) > DIFF_NODE_CAP
-    nodes = nodes[:DIFF_NODE_CAP]
+    nodes, truncated = _first_changed(before, after)
     diff = MomentsDiff(before, after, diff_trees(_states_at(before, nodes), _states_at(after, nodes)), truncated)
     diff.failures, diff.failure_count = _between("supervision_failures", before, after)
     diff.restarts, diff.restart_count = _between("supervision_restarts", before, after)
     return diff
+
+
+def _first_changed(before: datetime, after: datetime) -> tuple[list[uuid.UUID], bool]:
+    """The first DIFF_NODE_CAP nodes to change after ``before`` (in time order), and whether
+    more changed: two index ranges read in time order, never every change of a busy span."""
+    with connection.cursor() as cursor:
+        cursor.execute(CHANGES_SQL, {"before": before, "after": after, "rows": CHANGE_ROWS})
+        rows = cursor.fetchall()
+    nodes = list(dict.fromkeys(node for node, _, _ in rows))
+    full = any(sum(1 for row in rows if row[2] == side) >= CHANGE_ROWS for side in ("opened", "closed"))
+    return nodes[:DIFF_NODE_CAP], full or len(nodes) > DIFF_NODE_CAP
 
 
 def _states_at(at: datetime, nodes: list[uuid.UUID]) -> dict[uuid.UUID, NodeState]:

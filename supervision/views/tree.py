@@ -332,6 +332,8 @@ def diff_context(diff: past.MomentsDiff, hidden: dict[str, str], request: HttpRe
     """The diff of two moments as the page lists it: policy changes only for whom may see
     policies, failures and restarts only for whom may see them (else the sentence why not)."""
     nodes = diff.nodes.as_json()
+    changed_count = len(nodes["changed"])
+    nodes["changed"] = nodes["changed"][: past.DIFF_LIST_LIMIT]  # listed; all are counted
     policies_hidden = not may_view(request, SupervisionPolicy)
     for change in nodes["changed"]:
         change["link"] = moments.past_tree_url(diff.after, change["id"])
@@ -346,6 +348,7 @@ def diff_context(diff: past.MomentsDiff, hidden: dict[str, str], request: HttpRe
         "after": moments.iso(diff.after),
         "nodes": nodes,
         "nodes_truncated": diff.nodes_truncated,
+        "changed_count": changed_count,
         "node_cap": past.DIFF_NODE_CAP,
         "failures": [] if "failures" in hidden else diff.failures,
         "failure_count": diff.failure_count,
