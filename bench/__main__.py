@@ -22,6 +22,7 @@ BENCHMARKS = [
     "budgets",
     "backtest",
     "incident",
+    "past_tree",
     "dashboard",
     "bridge",
     "live_latency",

@@ -18,7 +18,7 @@ from django.utils.html import format_html, format_html_join
 from mistersmith.live.admin import DatabaseFilledOnAddMixin, RuntimeOwnedMixin
 from mistersmith.web.admin_scale import LargeTableAdmin, LightChangelistMixin
 from mistersmith.web.forms import LOADED_VALUES_FIELD, STORABLE_JSON, ConcurrentEditGuard, IndexedTextLimitMixin
-from supervision import backtest, cascade, policies, services
+from supervision import backtest, cascade, history, policies, services
 from supervision.models import (
     SupervisionChildState,
     SupervisionFailure,
@@ -28,6 +28,7 @@ from supervision.models import (
 )
 from supervision.policy_form import PolicyForm, with_old_and_new
 from supervision.policy_lint import lint_saved
+from supervision.views import moments
 from supervision.views import restart as views
 from supervision.views.tree import node_tree_url
 
@@ -222,6 +223,11 @@ class SupervisionNodeAdmin(LightChangelistMixin, DatabaseFilledOnAddMixin, Index
         message = super().construct_change_message(request, form, formsets, add)
         policy_forms = [f for formset in formsets or () if formset.model is SupervisionPolicy for f in formset.forms]
         return with_old_and_new(message, inline_forms=policy_forms)
+
+    def save_model(self, request: HttpRequest, obj: SupervisionNode, form: Any, change: bool) -> None:
+        """Saved with the user named in the node's history (supervision/history.py)."""
+        history.record_as(request.user)
+        super().save_model(request, obj, form, change)
 
     def save_formset(self, request: HttpRequest, form: Any, formset: Any, change: bool) -> None:
         """The policy inline's policies are saved by the policy service (which announces them)."""
@@ -483,6 +489,7 @@ class SupervisionFailureAdmin(RuntimeOwnedMixin, NodeHistoryMixin, LargeTableAdm
         "escalated_to_parent",
         "recovery_action",
         "incident_link",
+        "tree_before",
     ]
     list_filter = [
         "failure_reason",
@@ -495,7 +502,7 @@ class SupervisionFailureAdmin(RuntimeOwnedMixin, NodeHistoryMixin, LargeTableAdm
     search_fields = ["node__node_id"]
     date_hierarchy = "occurred_at"
     raw_id_fields = ["node"]
-    readonly_fields = ["id", "incident_link"]
+    readonly_fields = ["id", "incident_link", "tree_before"]
     ordering = ["-occurred_at"]
 
     @admin.display(description="incident")
@@ -505,6 +512,14 @@ class SupervisionFailureAdmin(RuntimeOwnedMixin, NodeHistoryMixin, LargeTableAdm
             return "—"
         url = reverse("incidents:page", args=[failure.pk])
         return format_html('<a href="{}" class="incident-link">The story</a>', url)
+
+    @admin.display(description="Tree")
+    def tree_before(self, failure: SupervisionFailure) -> str:
+        """The tree 5 minutes before the failure, at its node, with what changed up to it."""
+        if not failure.pk:
+            return "-"
+        url = moments.before_failure_url(failure.node_id, failure.occurred_at)
+        return format_html('<a class="tree-before-failure" href="{}">5 minutes before this failure</a>', url)
 
     @admin.display(description="detail")
     def short_detail(self, failure: SupervisionFailure) -> str:

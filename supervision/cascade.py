@@ -15,9 +15,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from django.contrib.admin.models import DELETION, LogEntry
+from django.contrib.auth import get_user_model
 from django.contrib.contenttypes.models import ContentType
 from django.db import connection, transaction
 
+from supervision import history
 from supervision.models import SupervisionNode
 
 FIRST_NAMES = 20  # descendant names shown on the confirmation page
@@ -144,6 +146,7 @@ def delete_subtrees(nodes: Sequence[SupervisionNode], *, user_id: int, expected_
     """
     roots = [str(node.pk) for node in nodes]
     with transaction.atomic():
+        history.record_as(get_user_model().objects.filter(pk=user_id).first())
         with connection.cursor() as cursor:
             cursor.execute(LOCK_SUBTREE_SQL, {"roots": roots})
             doomed: list[tuple[uuid.UUID, str]] = cursor.fetchall()

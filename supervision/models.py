@@ -333,3 +333,30 @@ class SupervisionChildState(models.Model):
 
     def __str__(self) -> str:
         return f"{self.child_id} ({self.state})"
+
+
+class SupervisionNodeHistory(models.Model):
+    """One version of a node (console-owned): its state and policy over [valid_from, valid_to),
+    valid_to None while it holds. Written only by the database's triggers on supervision_nodes and
+    supervision_policies (migration 0006), whoever changes them; read by supervision/past.py."""
+
+    id = models.BigAutoField(primary_key=True)
+    node = models.UUIDField()
+    name = models.TextField()
+    node_type = PgEnumField(enum_type="node_type")
+    node_type_detail = models.TextField(null=True)
+    status = PgEnumField(enum_type="node_status")
+    parent_node_id = models.UUIDField(null=True)
+    agent_id = models.UUIDField(null=True)
+    policy = models.JSONField(null=True)
+    valid_from = models.DateTimeField()
+    valid_to = models.DateTimeField(null=True)
+    change = models.TextField()  # what opened the version: known, created, status, parent, policy, node
+    changed_by = models.TextField(null=True)  # the console user, for the console's own edits
+
+    class Meta:
+        db_table = "supervision_node_history"
+        verbose_name_plural = "supervision node history"
+
+    def __str__(self) -> str:
+        return f"{self.name} from {self.valid_from:%Y-%m-%d %H:%M:%S}"

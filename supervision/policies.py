@@ -21,6 +21,7 @@ from django.forms.models import model_to_dict
 
 from mistersmith.jetstream.client import NatsUnavailable, connection
 from mistersmith.jetstream.messages import envelope
+from supervision import history
 from supervision.models import SupervisionPolicy
 
 logger = logging.getLogger(__name__)
@@ -46,6 +47,7 @@ def save_policy(policy: SupervisionPolicy, user: Any, on_unpublished: Callable[[
     """Save ``policy`` (changed by ``user``) and, once committed, tell every live page;
     ``on_unpublished`` hears why they were not told (the policy stays saved)."""
     with transaction.atomic():
+        history.record_as(user)
         policy.save()
         _publish_after_commit(policy, user, on_unpublished)
 

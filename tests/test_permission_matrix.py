@@ -41,6 +41,7 @@ STAFF = frozenset({"bare_staff", "viewer", "restarter", "superuser"})
 LOGIN = "login"
 RESTART = "supervision.restart_node"
 HIVE_DATABASES = ["default", "hive", "hive_memory"]
+PAST = "2026-01-01T00:00:00Z"  # a moment of the tree's past (?at=), before any history: an empty tree
 ADMIN_VIEWS = ("changelist", "add", "change", "delete", "history")
 
 Outcome = int | str | tuple[str, str]
@@ -169,9 +170,18 @@ EXPECTED: dict[str, Callable[[dict[str, Any]], list[Case]]] = {
             data={"fingerprint": "stale", "reason": "matrix"},
         ),
     ],
-    "supervision:tree": lambda o: [Case(reverse("supervision:tree"), admin_page("supervision.view_supervisionnode"))],
+    "supervision:tree": lambda o: [
+        Case(reverse("supervision:tree"), admin_page("supervision.view_supervisionnode")),
+        # The tree at a past moment, with the diff of two moments; an unreadable moment is a 400.
+        Case(
+            reverse("supervision:tree") + f"?at={PAST}&compare={PAST}&node={o['node'].pk}",
+            admin_page("supervision.view_supervisionnode"),
+        ),
+        Case(reverse("supervision:tree") + "?at=yesterday", admin_page("supervision.view_supervisionnode", ok=400)),
+    ],
     "supervision:tree_children": lambda o: [
-        Case(reverse("supervision:tree_children"), admin_page("supervision.view_supervisionnode"))
+        Case(reverse("supervision:tree_children"), admin_page("supervision.view_supervisionnode")),
+        Case(reverse("supervision:tree_children") + f"?at={PAST}", admin_page("supervision.view_supervisionnode")),
     ],
     "supervision:tree_search": lambda o: [
         Case(reverse("supervision:tree_search") + "?q=mx", admin_page("supervision.view_supervisionnode"))

@@ -6,7 +6,9 @@ One setting per state type (``settings.RETENTION_DAYS``, from ``MISTERSMITH_RETE
 - ``restarts``: supervision_restarts by started_at (the runtime's table);
 - ``failures``: supervision_failures by occurred_at, except a failure a kept restart refers to
   (restarts.failure_id cascades: deleting the failure would take the restart with it). Restarts
-  are pruned first, so a failure goes once its restarts have gone;
+  are pruned first, so a failure goes once its restarts have gone. With them, the history of node
+  states (supervision_node_history) by the end of each version: the tree at a past moment is
+  known as long as its failures are; a version that still holds is never pruned;
 - ``events``: the console's own records of what happened: agent commands (requested_at) and
   agent anomalies (recorded_at). The streams' own history is bounded by each stream's max_age;
 - ``sessions``: closed interactive sessions (Error, Terminated) that ended before the cutoff,
@@ -33,6 +35,7 @@ from django.utils import timezone
 
 from agents.models import AgentAnomaly, AgentCommandRecord, InteractiveSession, SessionMessage, SessionState
 from mistersmith.live.models import DeadLetter
+from supervision.models import SupervisionNodeHistory
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +71,8 @@ class PruneResult:
 def targets() -> list[Target]:
     return [
         Target("restarts", "supervision_restarts", "started_at"),
+        # Before the failures: a caller keying results by kind keeps the failures' own.
+        Target("failures", SupervisionNodeHistory._meta.db_table, "valid_to", candidates="t.valid_to IS NOT NULL"),
         Target("failures", "supervision_failures", "occurred_at"),
         Target("events", AgentCommandRecord._meta.db_table, "requested_at"),
         Target("events", AgentAnomaly._meta.db_table, "recorded_at"),
@@ -117,7 +122,7 @@ def prune(
             continue
         params = {"cutoff": cutoffs[target.kind], "closed": list(CLOSED_SESSION_STATES)}
         keep = ""
-        if target.kind == "failures":
+        if target.table == "supervision_failures":
             keep, params["restart_cutoff"] = _kept_by_restart(cutoffs.get("restarts"))
         result = PruneResult(target.kind, target.table, cutoffs[target.kind])
         if dry_run:

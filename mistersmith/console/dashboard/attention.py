@@ -42,6 +42,7 @@ from mistersmith.jetstream.settings_number import number_setting
 from mistersmith.live.models import DeadLetter
 from supervision.budgets import ESCALATING_IDS_QUERY
 from supervision.models import NodeStatus, SupervisionFailure, SupervisionNode
+from supervision.views import moments
 
 User = AbstractBaseUser | AnonymousUser
 
@@ -156,7 +157,8 @@ def _items(user: User, counts: dict[str, tuple[int, bool]], now: dt.datetime, wi
         )
         query = {"occurred_at__gte": _iso(now - window), "occurred_at__lt": _iso(now)}
         link = _link("Show them", "admin:supervision_supervisionfailure_changelist", query)
-        items.append(_item("failure_rate", count, capped, text, [link], previous=previous))
+        links = [link, *_tree_before(user, now - window, now)]
+        items.append(_item("failure_rate", count, capped, text, links, previous=previous))
     count, capped = counts.get("failed_nodes", (0, False))
     if count:
         links = [_link("In the tree", "supervision:tree", {"status": NodeStatus.FAILED})]
@@ -174,7 +176,9 @@ def _items(user: User, counts: dict[str, tuple[int, bool]], now: dt.datetime, wi
             "occurred_at__lt": _iso(now),
         }
         link = _link("Show them", "admin:supervision_supervisionfailure_changelist", query)
-        items.append(_item("escalations", count, capped, text, [link]))
+        items.append(
+            _item("escalations", count, capped, text, [link, *_tree_before(user, now - ESCALATION_WINDOW, now)])
+        )
     count, capped = counts.get("escalation_forecast", (0, False))
     if count:
         text = f"{_plural(count, capped, 'supervision node')} one failure from escalating to the parent"
@@ -187,6 +191,19 @@ def _items(user: User, counts: dict[str, tuple[int, bool]], now: dt.datetime, wi
         link = _link("Show them", "admin:mistersmith_deadletter_changelist", query)
         items.append(_item("dead_letters", count, capped, text, [link]))
     return items
+
+
+def _tree_before(user: User, since: dt.datetime, now: dt.datetime) -> list[dict[str, str]]:
+    """The tree 5 minutes before a window of failures began, with what changed since (the past
+    tree's diff, supervision/views/moments.py), for whom may view the tree."""
+    if not may_view(user, "supervision.supervisionnode"):
+        return []
+    return [
+        {
+            "label": "The tree 5 minutes before",
+            "url": moments.past_tree_url(since - moments.BEFORE_FAILURE, compare=now),
+        }
+    ]
 
 
 def stale_feed_items(freshness: dict[str, Any]) -> list[dict[str, Any]]:

@@ -48,6 +48,7 @@ from mistersmith.operations.snapshots.format import (
     verify_members,
 )
 from mistersmith.operations.snapshots.progress import QUIET, Bar, Progress
+from supervision import history as node_history
 
 logger = logging.getLogger("mistersmith.snapshots")
 
@@ -418,6 +419,7 @@ def _restore_tables(tar: Any, plan: Plan, codec: str, result: ImportResult) -> N
 def _load_tables(tar: Any, plan: Plan, codec: str, result: ImportResult, tables: list[str], specs: dict) -> None:
     progress = plan.options.progress
     with transaction.atomic():
+        node_history.pause_recording()  # the snapshot carries its history; the load is no change
         blocked = snapshot_tables.lock_and_empty(tables, replace=plan.options.replace)
         if blocked:
             raise TargetNotEmpty(
@@ -440,6 +442,7 @@ def _load_tables(tar: Any, plan: Plan, codec: str, result: ImportResult, tables:
             snapshot_tables.restore_constraints(keys, indexes)
         snapshot_tables.reset_sequences([specs[table].model for table in tables if table in specs])
         snapshot_tables.analyze(tables)
+        node_history.record_missing()  # a snapshot without history: its nodes are known from now
 
 
 def _fit_positions(plan: Plan) -> None:

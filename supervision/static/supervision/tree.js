@@ -14,7 +14,7 @@
  * order, as get_supervision_tree sorts); this file never sorts.
  */
 
-import { fillUrl, getJson, h, readJson, urlState } from "../mistersmith/live.js";
+import { fillUrl, getJson, h, readJson, timeText, urlState } from "../mistersmith/live.js";
 import { createPanel } from "./tree_panel.js";
 import { renderRow } from "./tree_render.js";
 import { startSearch } from "./tree_search.js";
@@ -22,8 +22,12 @@ import { startTreeLive } from "./tree_live.js";
 
 const config = readJson("tree-config");
 const tree = document.getElementById("supervision-tree");
+// The tree at a past moment (?at=): every request asks for that moment; no search, no live updates.
+const past = config.at ?? null;
+const atQuery = past ? `?${new URLSearchParams({ at: past })}` : "";
 const panel = createPanel(document.getElementById("tree-panel"), {
-  nodeUrl: (id) => urlFor(config.nodeUrl, id),
+  nodeUrl: (id) => urlFor(config.nodeUrl, id) + atQuery,
+  beforeFailureUrl: (id, iso) => beforeFailureUrl(config.treeUrl, id, iso),
   remember: (node) => nodeData.set(node.id, node),
   fill: (template, id) => urlFor(template, id),
 });
@@ -175,7 +179,7 @@ function loadChildren(item) {
   const id = item.dataset.nodeId;
   if (!loading.has(id)) {
     item.setAttribute("aria-busy", "true");
-    const request = getJson(config.childrenUrl, { parent: id })
+    const request = getJson(config.childrenUrl, { parent: id, at: past })
       .then((page) => page.groups.forEach((group) => applyGroup(group)))
       .finally(() => {
         item.removeAttribute("aria-busy");
@@ -212,7 +216,7 @@ async function loadMore(more) {
   const container = more.parentElement;
   const owner = container === tree ? null : container.parentElement;
   const before = more.previousElementSibling;
-  const params = { after: more.dataset.after };
+  const params = { after: more.dataset.after, at: past };
   if (owner) params.parent = owner.dataset.nodeId;
   try {
     const page = await getJson(config.childrenUrl, params);
@@ -334,7 +338,7 @@ tree.addEventListener("click", (event) => {
 async function openPath(id, history = "push") {
   let path;
   try {
-    path = await getJson(urlFor(config.pathUrl, id));
+    path = await getJson(urlFor(config.pathUrl, id), { at: past });
   } catch (error) {
     report(`Could not open that node: ${error.message}.`);
     return;
@@ -351,25 +355,33 @@ async function openPath(id, history = "push") {
 
 // --- Search ----------------------------------------------------------------------------------
 
-const searchInput = document.getElementById("tree-search-input");
-searchInput.value = urlState.get("find"); // the text searched for last, kept in the URL
-searchInput.addEventListener("input", () => urlState.write({ find: searchInput.value }, "typing", "find"));
+const searchInput = document.getElementById("tree-search-input"); // absent in the past
 
 /** Back and Forward: the search text and the selected node as the URL has them. */
 urlState.onPop((query) => {
-  searchInput.value = query.get("find") ?? "";
+  if (searchInput) searchInput.value = query.get("find") ?? "";
   const wanted = query.get("node");
   if (wanted && wanted !== selectedId) openPath(wanted, "none");
 });
 
-startSearch({
-  input: searchInput,
-  list: document.getElementById("tree-search-results"),
-  searchUrl: config.searchUrl,
-  filters: config.filters,
-  openPath,
-  report,
-});
+if (searchInput) {
+  searchInput.value = urlState.get("find"); // the text searched for last, kept in the URL
+  searchInput.addEventListener("input", () => urlState.write({ find: searchInput.value }, "typing", "find"));
+  startSearch({
+    input: searchInput,
+    list: document.getElementById("tree-search-results"),
+    searchUrl: config.searchUrl,
+    filters: config.filters,
+    openPath,
+    report,
+  });
+}
+
+/** The tree five minutes before a failure of a node, compared with the failure's moment. */
+function beforeFailureUrl(treeUrl, id, iso) {
+  const before = new Date(Date.parse(iso) - 5 * 60 * 1000).toISOString();
+  return `${treeUrl}?${new URLSearchParams({ at: before, compare: iso, node: id })}`;
+}
 
 // --- Start ---------------------------------------------------------------------------------------
 
@@ -397,6 +409,11 @@ function start() {
     field.addEventListener("change", () => field.form.requestSubmit());
   });
   tree.dataset.ready = "true";
+  // The moments the server wrote as ISO text, in the reader's own time zone.
+  document.querySelectorAll(".tree-past-banner time, .tree-before-history time, .tree-diff h2 time").forEach((moment) => {
+    moment.textContent = timeText(moment.getAttribute("datetime"));
+  });
+  if (past) return; // the past does not change: no live updates
   startTreeLive(config.nodesUrl, {
     shownIds: () => [...elements.keys()],
     has: (id) => elements.has(id),

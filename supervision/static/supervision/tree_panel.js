@@ -60,7 +60,7 @@ function details(node) {
  * the tree, scroll it into view: the user just chose the node), redrawNode(node): redraw the parts
  * drawn from the node's own JSON, when it is the one shown}.
  */
-export function createPanel(element, { nodeUrl, remember, fill }) {
+export function createPanel(element, { nodeUrl, beforeFailureUrl, remember, fill }) {
   let ticket = 0;
 
   function redrawNode(node) {
@@ -83,6 +83,7 @@ export function createPanel(element, { nodeUrl, remember, fill }) {
           h("li", {}, link(links.change, "Change this node in the admin")),
           links.restart ? h("li", {}, link(links.restart, "Restart…", "tree-restart")) : null,
           h("li", {}, link(links.tree, "Link to this node in the tree")),
+          links.now && links.now !== links.tree ? h("li", {}, link(links.now, "This node now", "tree-node-now")) : null,
           links.agent ? h("li", {}, link(links.agent, "Its agent's live page", "tree-agent-link")) : null,
         ),
       ),
@@ -104,7 +105,7 @@ export function createPanel(element, { nodeUrl, remember, fill }) {
       section(
         "Recent failures",
         table(
-          ["When", "Reason", "Detail", "Restart attempted", "Escalated", "Story"],
+          ["When", "Reason", "Detail", "Restart attempted", "Escalated", "Story", "Tree"],
           failures.map((failure) => [
             timeElement(failure.occurred_at),
             failure.failure_reason,
@@ -113,6 +114,7 @@ export function createPanel(element, { nodeUrl, remember, fill }) {
             yesNo(failure.escalated_to_parent),
             // links.incident: the failure's story page, a URL template to fill with its id
             link(links.incident ? fill(links.incident, failure.id) : null, "Incident", "tree-incident-link") ?? "",
+            link(beforeFailureUrl(node.id, failure.occurred_at), "5 minutes before this failure", "tree-before-failure"),
           ]),
           hidden.failures || "No failures recorded.",
         ),
