@@ -44,6 +44,7 @@ from typing import Any
 from django.db import OperationalError, connection, transaction
 
 from supervision.models import SupervisionNode, SupervisionPolicy
+from supervision.state_diff import POLICY_FIELDS
 
 PERIODS_DAYS = (1, 7, 30)
 REPLAY_CAP = 20_000  # failures read per replay (the newest)
@@ -51,18 +52,9 @@ LINT_ATTEMPTS = 1_000  # delays computed for the crash-loop lint (attempts 1..mi
 LOCK_TIMEOUT = "1s"  # the staged policy row waits no longer for a concurrent writer of it
 STATEMENT_TIMEOUT = "5s"
 
-# The policy's settings a backtest replays (the rest of the row does not change a decision).
-SETTINGS_FIELDS = (
-    "supervision_strategy",
-    "max_restarts",
-    "time_window_seconds",
-    "backoff_strategy",
-    "backoff_factor",
-    "min_restart_delay_ms",
-    "max_restart_delay_ms",
-    "escalate_on_limit",
-    "escalate_on_error_types",
-)
+# The policy's settings a backtest replays: the fields that decide (state_diff's list) but the
+# escalation timeout, which changes when an escalation happens, not whether.
+SETTINGS_FIELDS = tuple(name for name in POLICY_FIELDS if name != "escalation_timeout_seconds")
 
 # The replay, parameters: node, policy (its id: calculate_restart_delay reads the row), window (an
 # interval one microsecond shorter than the policy's: RANGE frames include their start, the
