@@ -18,6 +18,7 @@ from django.utils.html import format_html, format_html_join
 from mistersmith.live.admin import DatabaseFilledOnAddMixin, RuntimeOwnedMixin
 from mistersmith.web.admin_scale import LargeTableAdmin, LightChangelistMixin
 from mistersmith.web.forms import LOADED_VALUES_FIELD, STORABLE_JSON, ConcurrentEditGuard, IndexedTextLimitMixin
+from mistersmith.web.links import reverse_with_id
 from supervision import backtest, cascade, history, policies, services
 from supervision.models import (
     SupervisionChildState,
@@ -510,7 +511,7 @@ class SupervisionFailureAdmin(RuntimeOwnedMixin, NodeHistoryMixin, LargeTableAdm
         """The failure's story (mistersmith/console/incidents): decision, restarts, agent events."""
         if failure.pk is None:
             return "—"
-        url = reverse("incidents:page", args=[failure.pk])
+        url = reverse_with_id("incidents:page", failure.pk)
         return format_html('<a href="{}" class="incident-link">The story</a>', url)
 
     @admin.display(description="Tree")

@@ -12,10 +12,11 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Callable
+from functools import lru_cache
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-from django.urls import reverse
+from django.urls import get_script_prefix, reverse
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
@@ -28,6 +29,20 @@ PLACEHOLDER = uuid.UUID(int=0)
 AGENT_SUBJECT = re.compile(
     r"^(?:supervision\.)?agent\.([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})\."
 )
+
+
+def reverse_with_id(name: str, key: uuid.UUID | str) -> str:
+    """``reverse(name, args=[key])`` for a URL with one UUID in it, reversed once per name (and
+    script prefix) rather than once per call: a changelist's link column would otherwise pay a
+    ``reverse()`` on each of its rows (about 0.15 ms each)."""
+    before, after = _url_around_id(name, get_script_prefix())
+    return f"{before}{key}{after}"
+
+
+@lru_cache(maxsize=64)
+def _url_around_id(name: str, script_prefix: str) -> tuple[str, str]:
+    before, after = reverse(name, args=[PLACEHOLDER]).split(str(PLACEHOLDER))
+    return before, after
 
 
 def agent_id_in_subject(subject: str) -> str | None:
