@@ -214,7 +214,7 @@ if REDIS_URL:
 
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "BACKEND": "mistersmith.live.redis_layer.LiveRedisChannelLayer",
             "CONFIG": {
                 # No socket_timeout: with one, redis-py sends each command under asyncio.wait_for,
                 # which on Python 3.11 swallows a cancellation that lands as the send completes

@@ -14,8 +14,9 @@ into the live consumer) re-checks, on every message the page sends and every
 
 A failed session or user check closes the socket with :data:`SESSION_ENDED` (4401) and a reason; a
 topic no longer allowed is left and the page told ``{"left": [...], "reason": ...}``. The check is one
-trip to the database thread and a few queries (session, user, its permissions and its groups'); it
-never runs per frame (the consumer's ``dispatch`` skips the database for frames).
+trip to the database thread and a few queries (session, user, its permissions and its groups'),
+shared by the sockets of one session in a process (:class:`SharedChecks`); it never runs per frame
+(the consumer's ``dispatch`` skips the database for frames).
 
 Changes need not wait for the timer: signals (connected in ``MisterSmithConfig.ready``) tell the
 sockets through the channel layer, after the change is committed. A logout closes the sockets of
@@ -128,6 +129,61 @@ def check_session(session_key: str, user_id: Any, permissions: Iterable[str] = (
     return Verdict(user=user, allowed={permission: user.has_perm(permission) for permission in set(permissions)})
 
 
+@dataclass
+class _Round:
+    """One check of one (session, user) in this process: when it started, for which permissions."""
+
+    started: float
+    permissions: frozenset[str]
+    task: asyncio.Task
+    loop: asyncio.AbstractEventLoop
+
+
+class SharedChecks:
+    """One check at a time per (session, user) in a process, shared by every socket of that session.
+
+    A user's tabs share one session: 250 sockets of one browser on a worker made 250 identical
+    checks (1,000 queries) on every timer round, 13 % of a worker's samples in bench/load_sockets.py.
+    A socket asks for a check that started no earlier than ``not_before`` (for a message or a signal:
+    now, so that it reads the rows as they are after the change; for a timer round: the round's
+    tick): it joins a check that started since, or waits for the one running and then starts, with
+    every socket that waited meanwhile, the next. Never is a result read before the request reused.
+    """
+
+    KEEP_SECONDS = 2 * MAX_CHECK_SECONDS  # finished rounds older than this are forgotten
+
+    def __init__(self) -> None:
+        self._rounds: dict[tuple[str, Any], _Round] = {}
+        self._wanted: dict[tuple[str, Any], set[str]] = {}  # permissions of sockets waiting for the next round
+
+    async def check(self, session_key: str, user_id: Any, permissions: set[str], not_before: float) -> Verdict:
+        key = (session_key, user_id)
+        loop = asyncio.get_running_loop()
+        while True:
+            current = self._rounds.get(key)
+            if current is not None and current.loop is loop:
+                if current.started >= not_before and permissions <= current.permissions:
+                    return await asyncio.shield(current.task)
+                if not current.task.done():
+                    self._wanted.setdefault(key, set()).update(permissions)
+                    await asyncio.wait({current.task})  # never cancels the shared check
+                    continue
+            wanted = frozenset(permissions | self._wanted.pop(key, set()))
+            started = loop.time()
+            task = loop.create_task(database_sync_to_async(check_session)(session_key, user_id, wanted))
+            self._forget_old(started)
+            self._rounds[key] = _Round(started, wanted, task, loop)
+            return await asyncio.shield(task)
+
+    def _forget_old(self, now: float) -> None:
+        for key, old in list(self._rounds.items()):
+            if old.task.done() and old.started < now - self.KEEP_SECONDS:
+                del self._rounds[key]
+
+
+CHECKS = SharedChecks()
+
+
 class SessionBoundSocket:
     """Mixed into an ``AsyncJsonWebsocketConsumer``, before it. The consumer calls
     :meth:`bind_session` once it accepted the socket, names each topic's permission in
@@ -167,17 +223,21 @@ class SessionBoundSocket:
         self._session_timer = asyncio.create_task(self._check_periodically())
         return True
 
-    async def recheck_session(self) -> bool:
+    async def recheck_session(self, not_before: float | None = None) -> bool:
         """Check the session, the user and every joined topic; leave the topics no longer allowed
-        and tell the page. False when the socket is (now) closed or was never bound."""
+        and tell the page. False when the socket is (now) closed or was never bound. The check may
+        be shared with the session's other sockets in this process if it started at ``not_before``
+        or later (default: now; see :class:`SharedChecks`)."""
         if self.scope.get(IN_PROCESS_PROBE) is True:
             return True
         if not hasattr(self, "_session_key") or getattr(self, "_session_closed", False):
             return False
         topics = sorted(self.topics)
         needed = {topic: self.permission_for(topic) for topic in topics}
-        verdict = await database_sync_to_async(check_session)(
-            self._session_key, self._session_user_id, {p for p in needed.values() if p is not None}
+        if not_before is None:
+            not_before = asyncio.get_running_loop().time()
+        verdict = await CHECKS.check(
+            self._session_key, self._session_user_id, {p for p in needed.values() if p is not None}, not_before
         )
         if verdict.ended is not None:
             await self._end_session(verdict.ended)
@@ -200,12 +260,18 @@ class SessionBoundSocket:
 
     async def _check_periodically(self) -> None:
         """The timed check (a session row deleted in the database, an expiry: nothing signals
-        those). An error is logged and the next round tries again."""
+        those). An error is logged and the next round tries again. The rounds of one session fall
+        on the same ticks in the process (so its sockets share one check), those of different
+        sessions at different offsets within the interval (so they do not all query at once)."""
         interval = check_interval()
+        loop = asyncio.get_running_loop()
+        offset = int(self._session_groups[0][-8:], 16) / 16**8 * interval  # from the session key's HMAC
         while not getattr(self, "_session_closed", False):
-            await asyncio.sleep(interval)
+            now = loop.time()
+            tick = now - (now - offset) % interval + interval
+            await asyncio.sleep(tick - now)
             try:
-                await self.recheck_session()
+                await self.recheck_session(not_before=tick)
             except Exception:
                 logger.exception("The live socket's session check failed; retrying in %s s", interval)
 

@@ -4,6 +4,7 @@ on a timer. The same through uvicorn and across processes: test_socket_session_r
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -204,3 +205,58 @@ def test_the_interval_is_validated_at_start():
         assert result.returncode != 0 and "LIVE_SESSION_CHECK_SECONDS must be a number of seconds from 0.05 to 30" in (
             result.stderr
         ), bad
+
+
+async def test_the_sockets_of_one_session_share_each_timed_check(settings, monkeypatch):
+    """Six tabs of one browser: each timer round is one check of the session, not six."""
+    from mistersmith.live import socket_session
+
+    settings.LIVE_SESSION_CHECK_SECONDS = 0.4
+    calls: list[float] = []
+
+    def counted(*args, **kwargs):
+        calls.append(time.monotonic())
+        return check_session(*args, **kwargs)
+
+    monkeypatch.setattr(socket_session, "check_session", counted)
+    _, cookie = await make_user(perms=("view_agent",))
+    sockets = [await opened(cookie, ["agents"]) for _ in range(6)]
+    calls.clear()  # the subscribe messages' own checks
+    started = time.monotonic()
+    assert await sockets[0].receive_nothing(timeout=1.5)  # the sockets stay open through the rounds
+    rounds = (time.monotonic() - started) / 0.4
+    assert 1 <= len(calls) <= rounds + 1, (len(calls), rounds)  # unshared: 6 a round
+    for communicator in sockets:
+        await communicator.disconnect()
+
+
+async def test_a_check_asked_after_a_round_started_waits_for_a_fresh_one(monkeypatch):
+    """A signal's check must read the rows after the change: it never joins a round already running,
+    while a timer round joins any check started at its tick or later."""
+    import threading
+
+    from mistersmith.live import socket_session
+
+    user, cookie = await make_user(perms=("view_agent",))
+    key = session_key(cookie)
+    release, calls = threading.Event(), []
+
+    def slow(*args, **kwargs):
+        calls.append(args)
+        release.wait(10)
+        return check_session(*args, **kwargs)
+
+    monkeypatch.setattr(socket_session, "check_session", slow)
+    checks = socket_session.SharedChecks()
+    loop = asyncio.get_running_loop()
+    first = asyncio.create_task(checks.check(key, user.pk, {"agents.view_agent"}, loop.time()))
+    while not calls:  # the first round is running (blocked in its thread)
+        await asyncio.sleep(0.01)
+    later = asyncio.create_task(checks.check(key, user.pk, {"agents.view_agent"}, loop.time()))
+    await asyncio.sleep(0)  # it starts, and waits for the running round to end instead of joining it
+    assert len(calls) == 1
+    release.set()
+    assert (await first).ended is None and (await later).ended is None
+    assert len(calls) == 2  # a round of its own, after the first
+    joined = await checks.check(key, user.pk, {"agents.view_agent"}, 0.0)  # a tick long past
+    assert joined.allowed == {"agents.view_agent": True} and len(calls) == 2
