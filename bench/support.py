@@ -14,8 +14,11 @@ from django.test.utils import CaptureQueriesContext
 @contextmanager
 def bench_database(suffix: str = "bench") -> Iterator[str]:
     """Point the default connection at ``<name>_<suffix>`` (created and migrated when missing)."""
+    from django.conf import settings
+
     settings_dict = connection.settings_dict
-    settings_dict.setdefault("TEST", {})["NAME"] = f"{settings_dict['NAME']}_{suffix}"
+    original = settings_dict["NAME"]
+    settings_dict.setdefault("TEST", {})["NAME"] = f"{original}_{suffix}"
     # serialize=False: a test database serializes its whole content for TransactionTestCase rollbacks,
     # minutes for the million-row data set, on every benchmark start; benchmarks never roll back to it.
     name = connection.creation.create_test_db(verbosity=0, autoclobber=True, serialize=False, keepdb=True)
@@ -23,6 +26,9 @@ def bench_database(suffix: str = "bench") -> Iterator[str]:
         yield name
     finally:
         connection.close()
+        # create_test_db points the connection (and settings) at the bench database: point them back,
+        # so that the next benchmark of the same run names <name>_<suffix>, not <name>_<suffix>_<suffix>.
+        settings_dict["NAME"] = settings.DATABASES[connection.alias]["NAME"] = original
 
 
 def measure(action: Callable[[], object], repeat: int = 9, warmup: int = 2) -> dict:
