@@ -167,7 +167,8 @@ class SteadyPublisher(threading.Thread):
 
     def stop(self) -> set[int]:
         self.stopping.set()
-        self.join(30)
+        if self.is_alive():  # not started when the run failed before publishing: keep that error
+            self.join(30)
         with self.lock:
             return set(self.published)
 
