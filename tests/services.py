@@ -148,19 +148,25 @@ class PrivatePostgres:
             return conn.execute(statement, params).fetchall()
 
 
-def manage(*args: str, env: dict[str, str]) -> str:
-    """Run a manage.py command in a process of its own with ``env``; its output, or a clear failure."""
+def run_python(*args: str, env: dict[str, str], timeout: float = 300) -> str:
+    """Run ``python *args`` in the checkout, in a process of its own with ``env`` added to this
+    process's environment; its output, or a clear failure."""
     result = subprocess.run(
-        [sys.executable, "manage.py", *args],
+        [sys.executable, *args],
         cwd=BASE_DIR,
         env={**os.environ, **env},
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=timeout,
         stdin=subprocess.DEVNULL,
     )
-    assert result.returncode == 0, f"manage.py {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
+    assert result.returncode == 0, f"python {' '.join(args)[:200]} failed:\n{result.stdout}\n{result.stderr[-2000:]}"
     return result.stdout
+
+
+def manage(*args: str, env: dict[str, str]) -> str:
+    """Run a manage.py command in a process of its own with ``env``; its output, or a clear failure."""
+    return run_python("manage.py", *args, env=env)
 
 
 class Browser:

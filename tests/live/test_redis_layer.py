@@ -12,15 +12,12 @@ larger pool. Checked in a process of its own, so that the settings are built wit
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import uuid
 
 import pytest
 
 from tests.live.test_scale_out import redis_url
-from tests.services import BASE_DIR
+from tests.services import run_python
 
 pytestmark = pytest.mark.slow
 
@@ -61,22 +58,11 @@ asyncio.run(idle())
 def run_with_the_redis_layer(code: str) -> str:
     """Run ``code`` in a Python process whose settings have REDIS_URL; its output."""
     env = {
-        **os.environ,
         "DJANGO_SETTINGS_MODULE": "mistersmith.settings",
         "REDIS_URL": redis_url(),
         "CHANNEL_LAYER_PREFIX": f"test-layer-{uuid.uuid4().hex[:8]}",
     }
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=BASE_DIR,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        stdin=subprocess.DEVNULL,
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    return result.stdout.strip()
+    return run_python("-c", code, env=env, timeout=60).strip()
 
 
 def test_an_idle_receive_on_the_redis_layer_outlasts_the_blocking_pop():

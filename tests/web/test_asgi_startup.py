@@ -6,11 +6,7 @@ The server's lifespan is driven as uvicorn drives it (startup, then shutdown).
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
-from tests.services import BASE_DIR
+from tests.services import run_python
 
 LIFESPAN = """
 import asyncio, gc, os
@@ -37,18 +33,8 @@ asyncio.run(start_and_stop())
 
 
 def test_startup_freezes_the_loaded_objects_and_the_lifespan_completes():
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "mistersmith.settings"}
-    result = subprocess.run(
-        [sys.executable, "-c", LIFESPAN],
-        cwd=BASE_DIR,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        stdin=subprocess.DEVNULL,
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    frozen, completed = result.stdout.strip().splitlines()
+    output = run_python("-c", LIFESPAN, env={"DJANGO_SETTINGS_MODULE": "mistersmith.settings"}, timeout=120)
+    frozen, completed = output.strip().splitlines()
     before, at_startup = (int(part.split("=")[1]) for part in frozen.split())
     assert before == 0 and at_startup > 50_000, frozen  # Django, the admin and the console: far more
     assert completed == "lifespan.startup.complete lifespan.shutdown.complete"
