@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from typing import Any
 
 from channels_redis.core import RedisChannelLayer
@@ -43,7 +44,8 @@ class LiveRedisChannelLayer(RedisChannelLayer):
         super().__init__(*args, **kwargs)
         self._reader: asyncio.Task | None = None
         self._reader_loop: asyncio.AbstractEventLoop | None = None
-        self._waiting = 0  # receives of local channels waiting on their queue now
+        self._waiting: Counter[str] = Counter()  # local channel -> receives waiting on its queue now
+        self._idle_since = 0.0  # loop time when the last waiting receive got its message
         self._idle_check: asyncio.TimerHandle | None = None
 
     async def receive(self, channel: str) -> dict[str, Any]:
@@ -53,16 +55,19 @@ class LiveRedisChannelLayer(RedisChannelLayer):
         queue = self.receive_buffer[channel]
         if queue.empty():
             self._ensure_reader(self.non_local_name(channel))
-            self._waiting += 1
+            self._waiting[channel] += 1
             try:
                 item = await queue.get()
             except asyncio.CancelledError:
                 self.receive_buffer.pop(channel, None)  # as channels-redis: a receiver that left
                 raise
             finally:
-                self._waiting -= 1
-                if self._waiting == 0:
-                    self._schedule_idle_check()
+                self._waiting[channel] -= 1
+                if not self._waiting[channel]:
+                    del self._waiting[channel]
+                if not self._waiting:
+                    self._idle_since = asyncio.get_running_loop().time()
+                    self._schedule_idle_check(READER_IDLE_SECONDS)
         else:
             item = queue.get_nowait()
         if isinstance(item, _ReadFailed):
@@ -89,28 +94,34 @@ class LiveRedisChannelLayer(RedisChannelLayer):
                 raise
             except Exception as error:
                 failed = _ReadFailed(error)
-                for queue in list(self.receive_buffer.values()):
-                    if getattr(queue, "_getters", None):  # a receive is waiting on it
-                        queue.put_nowait(failed)
+                for channel in list(self._waiting):
+                    self.receive_buffer[channel].put_nowait(failed)
                 logger.warning("channel layer: reading %s failed: %r", real_channel, error)
                 return
             for receiver in receivers if isinstance(receivers, list) else [receivers]:
                 self.receive_buffer[receiver].put_nowait(message)
 
-    def _schedule_idle_check(self) -> None:
+    def _schedule_idle_check(self, delay: float) -> None:
         if self._idle_check is not None or self._reader is None or self._reader_loop is None:
             return
         try:
-            self._idle_check = self._reader_loop.call_later(READER_IDLE_SECONDS, self._stop_if_idle)
+            self._idle_check = self._reader_loop.call_later(delay, self._stop_if_idle)
         except RuntimeError:  # the loop is closed
             self._idle_check = None
 
     def _stop_if_idle(self) -> None:
-        """Nobody waited for READER_IDLE_SECONDS: stop reading (a later receive starts a reader)."""
+        """Stop reading once no receive has waited for READER_IDLE_SECONDS (a later receive starts a
+        reader). A busy process passes through moments with no receive waiting (every socket
+        handling a frame at once): only a whole idle stretch stops the reader."""
         self._idle_check = None
-        if self._waiting == 0 and self._reader is not None:
-            self._reader.cancel()
-            self._reader = None
+        if self._waiting or self._reader is None or self._reader_loop is None:
+            return  # waiting again: the next moment with no receive waiting schedules the check
+        remaining = self._idle_since + READER_IDLE_SECONDS - self._reader_loop.time()
+        if remaining > 0:
+            self._schedule_idle_check(remaining)
+            return
+        self._reader.cancel()
+        self._reader = None
 
     async def _stop_reader(self) -> None:
         reader, self._reader = self._reader, None

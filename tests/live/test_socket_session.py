@@ -250,7 +250,9 @@ async def test_a_check_asked_after_a_round_started_waits_for_a_fresh_one(monkeyp
     checks = socket_session.SharedChecks()
     loop = asyncio.get_running_loop()
     first = asyncio.create_task(checks.check(key, user.pk, {"agents.view_agent"}, loop.time()))
+    deadline = loop.time() + 10
     while not calls:  # the first round is running (blocked in its thread)
+        assert loop.time() < deadline, "the first check never started"
         await asyncio.sleep(0.01)
     later = asyncio.create_task(checks.check(key, user.pk, {"agents.view_agent"}, loop.time()))
     await asyncio.sleep(0)  # it starts, and waits for the running round to end instead of joining it
